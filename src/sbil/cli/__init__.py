@@ -1,7 +1,7 @@
 """The ``sbil`` command line: thin commands that parse, call one function and print.
 
 Commands live in one module per area (``tabular``: ``reproduce``; ``deep``: ``collect``,
-``expert``, ``train``, ``evaluate``); each imports its heavy dependencies inside the command so
+``expert``, ``evaluate``; ``train``: ``train``); each imports its heavy dependencies inside the command so
 that ``sbil --help`` stays fast and works without torch installed.
 """
 
@@ -19,10 +19,11 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from sbil.cli import deep, tabular
+    from sbil.cli import deep, tabular, train
 
     tabular.register(app)
     deep.register(app)
+    train.register(app)
 
 
 def main() -> None:
