@@ -1,0 +1,151 @@
+"""Tests for sbil.deep.evaluation: seeded, exact episode counts, vector == loop."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from sbil.deep.data import from_arrays
+from sbil.deep.envs import UnsupportedEnvError
+from sbil.deep.evaluation import action_match_rate, evaluate, run_episodes
+from sbil.deep.experts import get_expert
+
+
+def _random_policy(n_actions: int, seed: int):
+    """Deterministic pseudo-random policy: the action is a hash of the observation row."""
+
+    def policy(obs):
+        keys = np.abs(np.round(obs * 1e4).astype(np.int64)).sum(axis=1) + seed
+        return (keys % n_actions).astype(np.int64)
+
+    return policy
+
+
+def _reference_returns(policy, env_id, n, seed):
+    """Independent one-at-a-time loop written directly against Gymnasium."""
+    env = gym.make(env_id)
+    returns = []
+    for i in range(n):
+        obs, _ = env.reset(seed=seed + i)
+        total, done = 0.0, False
+        while not done:
+            action = int(policy(np.asarray(obs, np.float32)[None])[0])
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += reward
+            done = terminated or truncated
+        returns.append(total)
+    return np.array(returns)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "policy"),
+    [("CartPole-v1", _random_policy(2, seed=3)), ("Acrobot-v1", get_expert("Acrobot-v1"))],
+)
+def test_vector_evaluation_equals_the_one_at_a_time_loop(env_id, policy):
+    # Uneven episode lengths exercise resets of sub-environments at different steps.
+    n = 13
+    vector = evaluate(policy, env_id, n, seed=5, n_envs=4)
+    loop = evaluate(policy, env_id, n, seed=5, vectorize=False)
+    np.testing.assert_array_equal(vector.returns, loop.returns)
+    np.testing.assert_array_equal(vector.lengths, loop.lengths)
+    np.testing.assert_array_equal(vector.returns, _reference_returns(policy, env_id, n, 5))
+    assert len(set(vector.lengths.tolist())) > 3  # the episodes really differ in length
+
+
+def test_evaluate_is_deterministic_and_seed_dependent():
+    policy = _random_policy(2, seed=1)
+    a = evaluate(policy, "CartPole-v1", 20, seed=0)
+    b = evaluate(policy, "CartPole-v1", 20, seed=0)
+    c = evaluate(policy, "CartPole-v1", 20, seed=1)
+    np.testing.assert_array_equal(a.returns, b.returns)
+    assert not np.array_equal(a.returns, c.returns)
+    # Episode i is seeded seed + i, so shifting the seed shifts the episodes.
+    np.testing.assert_array_equal(a.returns[1:], c.returns[:-1])
+
+
+@pytest.mark.parametrize("n_envs", [1, 3, 16, 64])
+def test_evaluate_counts_exactly_n_episodes_whatever_the_number_of_envs(n_envs):
+    policy = _random_policy(2, seed=2)
+    done = []
+    result = evaluate(
+        policy, "CartPole-v1", 7, seed=0, n_envs=n_envs, progress=lambda d, t: done.append((d, t))
+    )
+    assert result.n_episodes == 7 and result.returns.shape == (7,)
+    assert done == [(i, 7) for i in range(1, 8)]
+    np.testing.assert_array_equal(result.returns, result.lengths)  # CartPole pays 1 per step
+    reference = evaluate(policy, "CartPole-v1", 7, seed=0, vectorize=False)
+    np.testing.assert_array_equal(result.returns, reference.returns)
+
+
+def test_eval_result_statistics():
+    result = evaluate(get_expert("MountainCar-v0"), "MountainCar-v0", 5, seed=0)
+    assert result.mean == pytest.approx(np.mean(result.returns))
+    assert result.std == pytest.approx(np.std(result.returns))
+    assert result.sem == pytest.approx(np.std(result.returns, ddof=1) / np.sqrt(5))
+    summary = result.to_dict()
+    assert summary["n_episodes"] == 5 and summary["returns"] == result.returns.tolist()
+
+
+def test_max_episode_steps_overrides_the_time_limit():
+    result = evaluate(get_expert("CartPole-v1"), "CartPole-v1", 3, max_episode_steps=20)
+    np.testing.assert_array_equal(result.returns, [20.0, 20.0, 20.0])
+
+
+def test_recorded_trajectories_replay_the_episode():
+    returns, lengths, trajectories = run_episodes(
+        get_expert("Acrobot-v1"), "Acrobot-v1", 3, seed=4, n_envs=2, record=True
+    )
+    for i, trajectory in enumerate(trajectories):
+        assert trajectory.seed == 4 + i
+        assert trajectory.observations.shape == (lengths[i] + 1, 6)
+        assert trajectory.actions.shape == (lengths[i],)
+        assert trajectory.episode_return == returns[i]
+        env = gym.make("Acrobot-v1")
+        obs, _ = env.reset(seed=4 + i)
+        np.testing.assert_array_equal(trajectory.observations[0], obs)
+        for action in trajectory.actions[:10]:
+            obs, *_ = env.step(int(action))
+        np.testing.assert_array_equal(trajectory.observations[10], obs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"n_episodes": 0}, ValueError, "n_episodes must be a positive integer"),
+        ({"seed": -1}, ValueError, "seed must be a non-negative integer"),
+        ({"n_envs": 0}, ValueError, "n_envs must be at least 1"),
+        ({"env_id": "Pendulum-v1"}, UnsupportedEnvError, "continuous"),
+        ({"env_id": "NoSuchEnv-v0"}, UnsupportedEnvError, "Unknown Gymnasium environment"),
+    ],
+)
+def test_evaluate_rejects_bad_arguments(kwargs, error, message):
+    args = {"env_id": "CartPole-v1", "n_episodes": 2, "seed": 0} | kwargs
+    with pytest.raises(error, match=message):
+        evaluate(get_expert("CartPole-v1"), **args)
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        (lambda obs: np.zeros((len(obs), 1), np.int64), r"shape \(\d+, 1\)"),
+        (lambda obs: np.zeros(len(obs)), "dtype float64"),
+        (lambda obs: np.full(len(obs), 2), r"action 2, outside 0..1"),
+    ],
+)
+def test_evaluate_rejects_malformed_policy_output(policy, message):
+    for vectorize in (True, False):
+        with pytest.raises(ValueError, match=message):
+            evaluate(policy, "CartPole-v1", 2, vectorize=vectorize)
+
+
+def test_action_match_rate():
+    obs = np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32)
+    expert = get_expert("CartPole-v1")
+    demos = from_arrays(obs, expert(obs), episode_lengths=[60, 40])
+    assert action_match_rate(expert, demos) == 1.0
+    assert action_match_rate(lambda o: 1 - expert(o), demos) == 0.0
+    always_right = action_match_rate(lambda o: np.ones(len(o), np.int64), demos, batch_size=7)
+    assert always_right == pytest.approx(np.mean(demos.actions == 1))
+    with pytest.raises(ValueError, match="shape"):
+        action_match_rate(lambda o: np.ones((len(o), 2)), demos)
