@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 
 import numpy as np
 import pytest
@@ -16,8 +16,6 @@ from sbil.deep.experts import (
     train_sb3_expert,
     trained_experts,
 )
-
-HAS_SB3 = importlib.util.find_spec("stable_baselines3") is not None
 
 # Thresholds sit well below the 100-episode means in docs/experts.md (500, -84, -113, 253):
 # an expert that falls under them on 10 episodes is broken, not unlucky.
@@ -91,8 +89,8 @@ def test_list_experts_includes_every_scripted_expert(tmp_path):
     assert trained_experts(tmp_path / "missing") == []
 
 
-@pytest.mark.skipif(HAS_SB3, reason="stable-baselines3 is installed")
-def test_training_without_sb3_says_how_to_install(tmp_path):
+def test_training_without_sb3_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # import fails as if absent
     with pytest.raises(ImportError, match=r"pip install 'sbil\[experts\]'"):
         train_sb3_expert("CartPole-v1", total_timesteps=10, root=tmp_path)
 
@@ -107,7 +105,12 @@ def test_train_sb3_expert_validates_before_training(tmp_path):
 def test_train_sb3_expert_tiny_run_is_cached_and_loadable(tmp_path):
     pytest.importorskip("stable_baselines3")
     trained = train_sb3_expert(
-        "CartPole-v1", algo="ppo", total_timesteps=64, root=tmp_path, n_eval_episodes=2
+        "CartPole-v1",
+        algo="ppo",
+        total_timesteps=64,
+        root=tmp_path,
+        n_eval_episodes=2,
+        hyperparameters={"n_steps": 64, "batch_size": 32, "n_epochs": 1},
     )
     assert trained.name == "sb3-ppo" and trained.n_eval_episodes == 2
     assert list_experts(tmp_path)[-1] == ("CartPole-v1", "sb3-ppo")

@@ -260,14 +260,13 @@ def _run_vector(policy, spec, n_episodes, seed, n_envs, record, max_episode_step
             lengths[episode_of[active]] += 1
             finished = terminated | truncated
             reset_seeds: list[int | None] = [None] * n_envs
-            for j in np.flatnonzero(active):
-                if record:
+            if record:
+                for j in np.flatnonzero(active):
                     observations, acts, rews = buffers[j]
                     observations.append(obs[j])
                     acts.append(actions[j])
                     rews.append(rewards[j])
-                if not finished[j]:
-                    continue
+            for j in np.flatnonzero(finished & active):
                 episode = episode_of[j]
                 done_count += 1
                 if record:

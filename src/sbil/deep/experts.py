@@ -216,6 +216,7 @@ def train_sb3_expert(
     eval_seed: int = 10_000,
     overwrite: bool = False,
     device: str = "cpu",
+    hyperparameters: dict | None = None,
 ) -> TrainedExpert:
     """Train a stable-baselines3 agent with its default hyperparameters and cache it on disk.
 
@@ -232,6 +233,8 @@ def train_sb3_expert(
         eval_seed: first seed of those episodes.
         overwrite: replace an expert already cached at that path.
         device: torch device for training, ``"cpu"`` by default.
+        hyperparameters: keyword arguments for the SB3 algorithm's constructor, overriding its
+            defaults (e.g. ``{"n_steps": 64}`` for PPO).
 
     Returns:
         The :class:`TrainedExpert` record.
@@ -258,7 +261,14 @@ def train_sb3_expert(
     import gymnasium as gym
 
     algo_class = {"ppo": sb3.PPO, "dqn": sb3.DQN}[algo]
-    model = algo_class("MlpPolicy", gym.make(env_id), seed=seed, device=device, verbose=0)
+    model = algo_class(
+        "MlpPolicy",
+        gym.make(env_id),
+        seed=seed,
+        device=device,
+        verbose=0,
+        **(hyperparameters or {}),
+    )
     model.learn(total_timesteps=total_timesteps)
 
     result = evaluate(SB3Policy(model, spec.obs_dim), env_id, n_eval_episodes, seed=eval_seed)
