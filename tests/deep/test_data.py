@@ -51,10 +51,13 @@ def test_from_arrays_without_lengths_is_one_episode():
     np.testing.assert_array_equal(demos.episode_lengths, [5])
 
 
-def test_demonstrations_are_read_only():
-    demos = _demos()
-    with pytest.raises(ValueError):
+def test_demonstrations_are_read_only_without_freezing_the_callers_arrays():
+    obs = np.zeros((3, 2), np.float32)
+    demos = from_arrays(obs, np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="read-only"):
         demos.observations[0, 0] = 1.0
+    obs[0, 0] = 1.0  # still writable, and copied: the demonstrations do not change
+    assert demos.observations[0, 0] == 0.0
 
 
 def test_episode_returns_the_episode_rows():
@@ -336,3 +339,17 @@ def test_load_names_the_episode_with_nan_observations(tmp_path):
 def _mkdir(path):
     path.mkdir(parents=True)
     return path
+
+
+def test_load_rejects_an_empty_dataset(tmp_path):
+    import gymnasium as gym
+    from minari.dataset.minari_storage import MinariStorage
+
+    storage = MinariStorage.new(
+        _mkdir(tmp_path / "empty-v0") / "data",
+        observation_space=gym.spaces.Box(-1, 1, (2,)),
+        action_space=gym.spaces.Discrete(2),
+    )
+    storage.update_metadata({"dataset_id": "empty-v0", "minari_version": "0.5.4"})
+    with pytest.raises(DatasetError, match="'empty-v0' has no episodes"):
+        load_demonstrations("empty-v0", root=tmp_path)

@@ -116,9 +116,13 @@ class Demonstrations:
             if not np.isfinite(returns).all():
                 episode = int(np.argmax(~np.isfinite(returns)))
                 raise DatasetError(f"Episode {episode} has a NaN or infinite return.")
-        for value in (obs, actions, lengths, returns):
+        # Store read-only views: the container is immutable, the caller's arrays are untouched.
+        for name in ("observations", "actions", "episode_lengths", "episode_returns"):
+            value = getattr(self, name)
             if value is not None:
-                value.setflags(write=False)
+                view = value.view()
+                view.setflags(write=False)
+                object.__setattr__(self, name, view)
 
     def _locate(self, row: int) -> tuple[int, int]:
         """(episode, step within it) of flat row ``row``."""
@@ -307,8 +311,8 @@ def from_arrays(
             )
     returns = None if episode_returns is None else np.asarray(episode_returns, dtype=np.float64)
     demos = Demonstrations(
-        observations=np.ascontiguousarray(observations, dtype=np.float32),
-        actions=np.ascontiguousarray(actions, dtype=np.int64),
+        observations=np.array(observations, dtype=np.float32, order="C"),  # a copy
+        actions=np.array(actions, dtype=np.int64),
         episode_lengths=lengths.astype(np.int64),
         episode_returns=returns,
         env_id=env_id,
