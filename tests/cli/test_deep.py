@@ -134,3 +134,30 @@ def test_expert_train_without_sb3_gives_the_install_line(app, tmp_path, monkeypa
     )
     assert result.exit_code == 1
     assert "pip install 'sbil[experts]'" in result.output
+
+
+class _FakeLearner:
+    """Stands in for a loaded checkpoint: a policy that knows its task."""
+
+    env_id = "CartPole-v1"
+
+    def __call__(self, obs):
+        from sbil.deep.experts import cartpole_expert
+
+        return cartpole_expert(obs)
+
+
+def test_evaluate_a_checkpoint_takes_the_task_from_it(app, tmp_path, monkeypatch):
+    import types
+
+    loaded = []
+    fake = types.ModuleType("sbil.deep.checkpoint")
+    fake.load_learner = lambda path: loaded.append(path) or _FakeLearner()
+    monkeypatch.setitem(sys.modules, "sbil.deep.checkpoint", fake)
+    checkpoint = tmp_path / "learner"
+    checkpoint.mkdir()
+    result = runner.invoke(app, ["evaluate", str(checkpoint), "--episodes", "2", "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    assert loaded == [checkpoint]
+    assert f"CartPole-v1 learner {checkpoint}: 500.00 ± 0.00" in result.output
+    assert "seeds 4..5" in result.output
