@@ -1,0 +1,179 @@
+"""BC and EDM objectives for linear-logit policies, with analytic gradients and Hessians.
+
+Notation (all batched over leading dimensions ``...``): features ``Phi[..., s, a, k]``,
+parameters ``theta[..., k]``, logits ``f = Phi . theta``, data weights ``d[..., s, a] >= 0``
+(an empirical or exact visitation; ``W = sum_{s,a} d``, ``d(s) = sum_a d(s, a)``), per-state
+log partition ``l(s) = logsumexp_a f(s)``, policy ``pi(a|s) = exp(f(s, a) - l(s))``, and its
+feature moments ``m(s) = E_pi(.|s)[Phi(s, .)]`` and ``C(s) = Cov_pi(.|s)[Phi(s, .)]``.
+
+Since ``grad l(s) = m(s)`` and ``hess l(s) = C(s)``, both objectives differentiate in closed
+form; the tests compare them with finite differences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sbil.tabular.policies import (
+    Convention,
+    _state_log_partition_sign,
+    log_softmax,
+    logits,
+)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """An objective's value and derivatives at one ``theta`` (or a batch of them).
+
+    Attributes:
+        value: ``L[...]``.
+        grad: ``dL/dtheta[..., k]``, or None when not requested.
+        hess: ``d2L/dtheta2[..., k, l]``, or None when not requested.
+    """
+
+    value: np.ndarray
+    grad: np.ndarray | None = None
+    hess: np.ndarray | None = None
+
+
+def _check(theta: np.ndarray, features: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, ...]:
+    features = np.asarray(features, dtype=np.float64)
+    d = np.asarray(d, dtype=np.float64)
+    theta = np.asarray(theta, dtype=np.float64)
+    if features.ndim < 3:
+        raise ValueError(f"features must be Phi[..., s, a, k]; got shape {features.shape}.")
+    if d.ndim < 2 or d.shape[-2:] != features.shape[-3:-1]:
+        raise ValueError(
+            f"d must be d[..., s, a] with (S, A) = {features.shape[-3:-1]} matching the "
+            f"features; got shape {d.shape}."
+        )
+    return theta, features, d
+
+
+class _PerState:
+    """Per-state quantities shared by both objectives: l(s), pi(a|s), m(s)."""
+
+    def __init__(self, theta: np.ndarray, features: np.ndarray):
+        self.features = features
+        f = logits(features, theta)
+        self.f = f
+        log_pi = log_softmax(f)
+        self.l = (f - log_pi)[..., 0]  # logsumexp_a f(s)
+        self.pi = np.exp(log_pi)
+        self.m = np.einsum("...sa,...sak->...sk", self.pi, features)
+
+    def weighted_covariance(self, c: np.ndarray) -> np.ndarray:
+        """``sum_s c(s) C(s)`` with ``C(s) = Cov_pi(.|s)[Phi(s, .)]``, shape ``[..., k, l]``."""
+        phi = self.features
+        second = _gram(c[..., None] * self.pi, phi)
+        first = np.einsum("...s,...sk,...sl->...kl", c, self.m, self.m)
+        return second - first
+
+
+def _gram(w: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """``sum_{s,a} w[s, a] Phi[s, a, :] Phi[s, a, :]^T`` as a batched matmul."""
+    n_s, n_a, n_k = phi.shape[-3:]
+    x = phi.reshape(*phi.shape[:-3], n_s * n_a, n_k)
+    wx = w.reshape(*w.shape[:-2], n_s * n_a, 1) * x
+    return np.swapaxes(wx, -1, -2) @ x
+
+
+def bc_objective(
+    theta: np.ndarray, features: np.ndarray, d: np.ndarray, *, order: int = 2
+) -> Objective:
+    """Behaviour cloning: ``L_BC(theta) = E_d[-log pi_theta(a|s)]``.
+
+    ``L = sum_{s,a} d(s, a) (l(s) - f(s, a))``,
+    ``grad = sum_s d(s) m(s) - sum_{s,a} d(s, a) Phi(s, a)``,
+    ``hess = sum_s d(s) C(s)`` (positive semidefinite: BC is convex in theta).
+
+    Args:
+        theta: ``theta[..., k]``.
+        features: ``Phi[..., s, a, k]``.
+        d: weights ``d[..., s, a] >= 0`` (a visitation; need not be normalised here).
+        order: 0 for the value only, 1 adds the gradient, 2 (default) adds the Hessian.
+
+    Returns:
+        Objective(value ``[...]``, grad ``[..., k]``, hess ``[..., k, k]``).
+    """
+    theta, features, d = _check(theta, features, d)
+    ps = _PerState(theta, features)
+    d_state = d.sum(-1)
+    value = np.sum(d_state * ps.l, axis=-1) - np.sum(d * ps.f, axis=(-2, -1))
+    if order < 1:
+        return Objective(value)
+    grad = np.einsum("...sk->...k", d_state[..., None] * ps.m) - np.einsum(
+        "...sa,...sak->...k", d, features
+    )
+    if order < 2:
+        return Objective(value, grad)
+    return Objective(value, grad, ps.weighted_covariance(d_state))
+
+
+def edm_objective(
+    theta: np.ndarray,
+    features: np.ndarray,
+    d: np.ndarray,
+    *,
+    convention: Convention = "reference",
+    order: int = 2,
+) -> Objective:
+    """EDM: ``L_EDM(theta) = E_d[-log pi_theta(a|s) - log p_theta(s)]`` (BC plus a state term).
+
+    The state model is ``log p(s) = sigma l(s) - lse_s'(sigma l(s'))`` with ``sigma = +1``
+    for the ``"reference"`` convention (EDM's code, the note's eq. (11)) and ``sigma = -1``
+    for the ``"note"`` convention (eqs. (4)-(5)); see
+    :func:`sbil.tabular.policies.edm_state_log_prob`. With ``r = softmax_s(sigma l)``:
+
+    ``L = L_BC + sum_s d(s) (lse_s'(sigma l) - sigma l(s))``,
+    ``grad = grad_BC + sigma sum_s (W r(s) - d(s)) m(s)``,
+    ``hess = sum_s (d(s) + sigma (W r(s) - d(s))) C(s) + W Cov_r[m]``.
+
+    Under ``"reference"`` the sum collapses to ``L = W lse_{s,a} f(s, a) - sum d f``: the
+    negative log-likelihood of the joint softmax ``p(s, a) ∝ exp f(s, a)``, convex, with
+    ``hess = W Cov_{p(s,a)}[Phi]`` and optimum matching ``E_p[Phi] = E_d[Phi]/W``. Under
+    ``"note"`` the state term ``-sum d(s) (-l(s))`` is concave in theta, so the objective is
+    not convex in general: Newton must be damped and fall back to gradient steps (as
+    :func:`sbil.tabular.estimators.fit_edm` does), and a stationary point need not be a
+    minimum.
+
+    Args:
+        theta: ``theta[..., k]``.
+        features: ``Phi[..., s, a, k]``.
+        d: weights ``d[..., s, a] >= 0``.
+        convention: ``"reference"`` or ``"note"``.
+        order: 0 for the value only, 1 adds the gradient, 2 (default) adds the Hessian.
+
+    Returns:
+        Objective(value ``[...]``, grad ``[..., k]``, hess ``[..., k, k]``).
+    """
+    sigma = _state_log_partition_sign(convention)
+    theta, features, d = _check(theta, features, d)
+    ps = _PerState(theta, features)
+    d_state = d.sum(-1)
+    total = d_state.sum(-1)
+    energy = sigma * ps.l
+    log_r = log_softmax(energy)  # log p_theta(s)
+    value = (
+        np.sum(d_state * ps.l, axis=-1)
+        - np.sum(d * ps.f, axis=(-2, -1))
+        - np.sum(d_state * log_r, axis=-1)
+    )
+    if order < 1:
+        return Objective(value)
+    r = np.exp(log_r)
+    excess = total[..., None] * r - d_state  # W r(s) - d(s)
+    grad = np.einsum("...s,...sk->...k", d_state + sigma * excess, ps.m) - np.einsum(
+        "...sa,...sak->...k", d, features
+    )
+    if order < 2:
+        return Objective(value, grad)
+    mean_m = np.einsum("...s,...sk->...k", r, ps.m)
+    cov_r_m = np.einsum("...s,...sk,...sl->...kl", r, ps.m, ps.m) - (
+        mean_m[..., :, None] * mean_m[..., None, :]
+    )
+    hess = ps.weighted_covariance(d_state + sigma * excess) + total[..., None, None] * cov_r_m
+    return Objective(value, grad, hess)

@@ -1,0 +1,196 @@
+"""Policies whose logits are linear in the parameters, and EDM's state model built on them.
+
+A policy class is a feature array ``Phi[s, a, k]``; parameters ``theta[k]`` give the logits
+``f_theta(s)[a] = Phi[s, a, :] . theta`` and the policy ``pi_theta(a|s) = softmax(f(s))[a]``.
+Every function broadcasts over leading batch dimensions: ``Phi[..., s, a, k]`` and
+``theta[..., k]``.
+
+EDM (Jarrett et al., 2020) reads a state model off the same logits,
+``p_theta(s) ∝ exp(logsumexp_a f(s))`` (its reference code; eq. (11) of the note). The note's
+eqs. (4)-(5) write the energy with the opposite sign, ``p_theta(s) ∝ exp(-logsumexp_a f(s))``;
+:func:`edm_state_log_prob` offers both.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+Convention = Literal["reference", "note"]
+CONVENTIONS: tuple[str, ...] = ("reference", "note")
+
+
+def logits(features: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Linear logits ``f[..., s, a] = Phi[..., s, a, :] . theta[..., :]``.
+
+    Args:
+        features: ``Phi[..., s, a, k]``.
+        theta: ``theta[..., k]``; leading dimensions broadcast with those of ``features``.
+
+    Returns:
+        ``f[..., s, a]``.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    theta = np.asarray(theta, dtype=np.float64)
+    if features.ndim < 3:
+        raise ValueError(
+            f"features must be Phi[..., s, a, k] with at least 3 dimensions; got shape "
+            f"{features.shape}."
+        )
+    if theta.ndim < 1 or theta.shape[-1] != features.shape[-1]:
+        raise ValueError(
+            f"theta must have last dimension K = {features.shape[-1]} (features' last axis); "
+            f"got shape {theta.shape}."
+        )
+    return np.einsum("...sak,...k->...sa", features, theta)
+
+
+def log_softmax(f: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``f - logsumexp(f)`` along ``axis``, computed stably."""
+    top = np.max(f, axis=axis, keepdims=True)
+    shifted = f - top
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def logsumexp(f: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``log sum exp f`` along ``axis`` (the axis removed), computed stably."""
+    top = np.max(f, axis=axis, keepdims=True)
+    out = np.log(np.sum(np.exp(f - top), axis=axis, keepdims=True)) + top
+    return np.squeeze(out, axis=axis)
+
+
+def policy_probs(features: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """``pi_theta[..., s, a] = softmax_a(f_theta(s))[a]`` for linear logits.
+
+    Args:
+        features: ``Phi[..., s, a, k]``.
+        theta: ``theta[..., k]``.
+
+    Returns:
+        ``pi[..., s, a]``, rows summing to one.
+    """
+    return np.exp(log_softmax(logits(features, theta)))
+
+
+def tabular_features(n_states: int, n_actions: int) -> np.ndarray:
+    """One-hot features: one parameter per (s, a), so ``f(s)[a] = theta[s * A + a]``.
+
+    Returns:
+        ``Phi[s, a, k]`` of shape ``(S, A, S * A)``.
+    """
+    if int(n_states) < 1 or int(n_actions) < 1:
+        raise ValueError(f"need n_states, n_actions >= 1; got {n_states}, {n_actions}.")
+    n = int(n_states) * int(n_actions)
+    return np.eye(n).reshape(int(n_states), int(n_actions), n)
+
+
+def example3_features(k: float) -> np.ndarray:
+    """The shared-parameter class of Example 3: logits (0, theta) in s1, (0, k theta) in s2.
+
+    Two states, two actions, one parameter.
+
+    Returns:
+        ``Phi[s, a, 0]`` of shape ``(2, 2, 1)``: ``[[0, 1], [0, k]]``.
+    """
+    k = float(k)
+    if not np.isfinite(k):
+        raise ValueError(f"k must be finite; got {k}.")
+    return np.array([[[0.0], [1.0]], [[0.0], [k]]])
+
+
+def random_features(
+    n_states: int,
+    n_actions: int,
+    n_params: int,
+    *,
+    seed: int | np.random.Generator,
+    scale: float = 1.0,
+) -> np.ndarray:
+    """Random linear features with iid ``Normal(0, scale^2)`` entries.
+
+    Args:
+        n_states: S.
+        n_actions: A.
+        n_params: K, the number of shared parameters.
+        seed: int seed or Generator; same seed, same features.
+        scale: standard deviation of the entries.
+
+    Returns:
+        ``Phi[s, a, k]`` of shape ``(S, A, K)``.
+    """
+    if min(int(n_states), int(n_actions), int(n_params)) < 1:
+        raise ValueError(
+            f"need n_states, n_actions, n_params >= 1; got {n_states}, {n_actions}, {n_params}."
+        )
+    rng = np.random.default_rng(seed)
+    return scale * rng.standard_normal((int(n_states), int(n_actions), int(n_params)))
+
+
+def shift_logits(f: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Example 2: add a per-state shift ``g(s)`` to every action's logit.
+
+    ``pi`` is unchanged (softmax is shift invariant within a state) while EDM's state model
+    moves anywhere: ``g(s) = -logsumexp_a f(s)`` makes ``p_theta`` uniform.
+
+    Args:
+        f: ``f[..., s, a]``.
+        g: ``g[..., s]``.
+
+    Returns:
+        ``f[..., s, a] + g[..., s]``.
+    """
+    f = np.asarray(f, dtype=np.float64)
+    g = np.asarray(g, dtype=np.float64)
+    if g.shape[-1:] != f.shape[-2:-1]:
+        raise ValueError(
+            f"g must be g[..., s] with S = {f.shape[-2]} entries matching f[..., s, a]; got "
+            f"shape {g.shape}."
+        )
+    return f + g[..., None]
+
+
+def state_shift_features(features: np.ndarray) -> np.ndarray:
+    """Append a learnable per-state shift ``g(s)`` (Example 2) to a linear class.
+
+    The new logits are ``f(s)[a] = Phi[s, a, :] . theta + g[s]`` with ``g`` the last S
+    parameters. BC cannot see ``g`` (it leaves ``pi`` unchanged); EDM's state model can.
+
+    Args:
+        features: ``Phi[..., s, a, k]``.
+
+    Returns:
+        ``Phi'[..., s, a, K + S]``.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    *lead, n_states, n_actions, _ = features.shape
+    onehot = np.broadcast_to(np.eye(n_states)[:, None, :], (*lead, n_states, n_actions, n_states))
+    return np.concatenate([features, onehot], axis=-1)
+
+
+def _state_log_partition_sign(convention: str) -> float:
+    if convention == "reference":
+        return 1.0
+    if convention == "note":
+        return -1.0
+    raise ValueError(f"convention must be 'reference' or 'note'; got {convention!r}.")
+
+
+def edm_state_log_prob(f: np.ndarray, *, convention: Convention = "reference") -> np.ndarray:
+    """EDM's state model ``log p_theta(s)`` read off the policy logits.
+
+    ``"reference"`` (EDM's code and the note's eq. (11)):
+    ``p(s) = exp(lse_a f(s)) / sum_s' exp(lse_a f(s'))``.
+    ``"note"`` (the note's eqs. (4)-(5), energy of opposite sign):
+    ``p(s) = exp(-lse_a f(s)) / sum_s' exp(-lse_a f(s'))``.
+
+    Args:
+        f: logits ``f[..., s, a]``.
+        convention: ``"reference"`` or ``"note"``.
+
+    Returns:
+        ``log p[..., s]``.
+    """
+    sign = _state_log_partition_sign(convention)
+    energy = sign * logsumexp(np.asarray(f, dtype=np.float64), axis=-1)
+    return log_softmax(energy, axis=-1)

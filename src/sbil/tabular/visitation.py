@@ -1,0 +1,238 @@
+"""Exact state and state-action visitation of a policy in a finite MDP.
+
+Three conventions, chosen by the MDP (``horizon``, ``discount``, or neither):
+
+* finite horizon H: ``d(s) = (1/H) sum_{t<H} Pr(s_t = s)`` with ``Pr(s_0) = rho0`` and
+  ``Pr(s_{t+1} = s') = sum_s Pr(s_t = s) P_pi[s, s']``;
+* discounted: ``d(s) = (1 - gamma) sum_t gamma^t Pr(s_t = s)``, the solution of
+  ``(I - gamma P_pi^T) d = (1 - gamma) rho0``;
+* stationary: ``d = P_pi^T d``, ``sum d = 1``, unique only when the chain has one closed
+  communicating class.
+
+State-action visitation is ``d(s, a) = d(s) pi(a|s)``. Dense MDPs use dense linear algebra;
+sparse MDPs use sparse matrix-vector products and, for the discounted solve, a direct sparse
+LU up to :data:`DIRECT_SOLVE_MAX_STATES` states and restarted GMRES beyond (SuperLU fill-in on
+random transition graphs is prohibitive). The iterative solve is checked by its residual.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+import scipy.sparse.csgraph
+import scipy.sparse.linalg
+
+from sbil.tabular.mdp import TabularMDP, validate_policy
+
+#: Sparse discounted solves use SuperLU up to this many states, GMRES beyond.
+DIRECT_SOLVE_MAX_STATES = 20_000
+
+
+class VisitationError(ValueError):
+    """A visitation that does not exist or is not unique, or a solve that did not converge."""
+
+
+def state_visitation(mdp: TabularMDP, pi: np.ndarray) -> np.ndarray:
+    """The policy's state visitation under the MDP's own convention.
+
+    Args:
+        mdp: the MDP; its ``horizon``/``discount`` pick the convention (module docstring).
+        pi: policy ``pi[s, a]``, shape ``(S, A)``, rows summing to one.
+
+    Returns:
+        ``d[s]``, shape ``(S,)``, nonnegative, summing to one.
+    """
+    if mdp.horizon is not None:
+        return finite_horizon_visitation(mdp, pi)
+    if mdp.discount is not None:
+        return discounted_visitation(mdp, pi)
+    return stationary_distribution(mdp, pi)
+
+
+def state_action_visitation(mdp: TabularMDP, pi: np.ndarray) -> np.ndarray:
+    """``d[s, a] = d(s) pi(a|s)`` with ``d(s)`` from :func:`state_visitation`.
+
+    Returns:
+        ``d[s, a]``, shape ``(S, A)``, summing to one.
+    """
+    pi = validate_policy(pi, mdp.n_states, mdp.n_actions)
+    return state_visitation(mdp, pi)[:, None] * pi
+
+
+def finite_horizon_visitation(
+    mdp: TabularMDP, pi: np.ndarray, *, horizon: int | None = None
+) -> np.ndarray:
+    """``d(s) = (1/H) sum_{t<H} Pr(s_t = s)``, by H - 1 products with ``P_pi^T``.
+
+    Args:
+        mdp: the MDP.
+        pi: policy ``pi[s, a]``.
+        horizon: H; defaults to ``mdp.horizon``.
+
+    Returns:
+        ``d[s]``, shape ``(S,)``.
+    """
+    horizon = mdp.horizon if horizon is None else horizon
+    if horizon is None or int(horizon) != horizon or horizon < 1:
+        raise ValueError(
+            f"finite_horizon_visitation needs an integer horizon >= 1; got {horizon!r}. Pass "
+            "horizon=... or build the MDP with one."
+        )
+    p_pi_t = mdp.policy_transition(pi).T  # P_pi^T, so that p_pi_t @ x propagates a distribution
+    p_pi_t = p_pi_t.tocsr() if sp.issparse(p_pi_t) else np.ascontiguousarray(p_pi_t)
+    dist = np.array(mdp.initial, dtype=np.float64)
+    total = dist.copy()
+    for _ in range(int(horizon) - 1):
+        dist = p_pi_t @ dist
+        total += dist
+    return total / horizon
+
+
+def discounted_visitation(
+    mdp: TabularMDP,
+    pi: np.ndarray,
+    *,
+    discount: float | None = None,
+    method: str = "auto",
+    rtol: float = 1e-12,
+) -> np.ndarray:
+    """Normalised discounted occupancy ``d(s) = (1 - gamma) sum_t gamma^t Pr(s_t = s)``.
+
+    Solves ``(I - gamma P_pi^T) d = (1 - gamma) rho0``.
+
+    Args:
+        mdp: the MDP.
+        pi: policy ``pi[s, a]``.
+        discount: gamma in [0, 1); defaults to ``mdp.discount``.
+        method: ``"auto"`` (dense solve for dense MDPs; for sparse ones SuperLU up to
+            :data:`DIRECT_SOLVE_MAX_STATES` states, GMRES beyond), ``"direct"`` or
+            ``"iterative"`` (GMRES, sparse or dense).
+        rtol: relative residual tolerance of the iterative solve, checked afterwards.
+
+    Returns:
+        ``d[s]``, shape ``(S,)``.
+
+    Raises:
+        VisitationError: if the iterative solve does not reach ``rtol``.
+    """
+    gamma = mdp.discount if discount is None else float(discount)
+    if gamma is None or not 0.0 <= gamma < 1.0:
+        raise ValueError(
+            f"discounted_visitation needs a discount in [0, 1); got {gamma!r}. Pass "
+            "discount=... or build the MDP with one."
+        )
+    if method not in ("auto", "direct", "iterative"):
+        raise ValueError(f"method must be 'auto', 'direct' or 'iterative'; got {method!r}.")
+    p_pi = mdp.policy_transition(pi)
+    b = (1.0 - gamma) * np.asarray(mdp.initial, dtype=np.float64)
+    n = mdp.n_states
+    if method == "auto":
+        small = not sp.issparse(p_pi) or n <= DIRECT_SOLVE_MAX_STATES
+        method = "direct" if small else "iterative"
+    if method == "direct":
+        if sp.issparse(p_pi):
+            a_mat = (sp.eye_array(n, format="csc") - gamma * p_pi.T).tocsc()
+            d = scipy.sparse.linalg.spsolve(a_mat, b)
+        else:
+            d = scipy.linalg.solve(np.eye(n) - gamma * p_pi.T, b)
+    else:
+        d = _gmres_discounted(p_pi, gamma, b, rtol)
+    return _clean_distribution(d)
+
+
+def _gmres_discounted(p_pi, gamma: float, b: np.ndarray, rtol: float) -> np.ndarray:
+    p_pi_t = p_pi.T.tocsr() if sp.issparse(p_pi) else p_pi.T
+    n = b.shape[0]
+
+    def matvec(x: np.ndarray) -> np.ndarray:
+        return x - gamma * (p_pi_t @ x)
+
+    op = scipy.sparse.linalg.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+    # The spectrum of I - gamma P^T lies in the disc |z - 1| <= gamma; the eigenvalue
+    # 1 - gamma near 0 is isolated on well-mixing chains, so GMRES needs few iterations.
+    # The start guess rho0 is exact when gamma = 0.
+    x0 = b / (1.0 - gamma)
+    d, info = scipy.sparse.linalg.gmres(op, b, x0=x0, rtol=rtol, atol=0.0, restart=50, maxiter=200)
+    residual = np.linalg.norm(b - matvec(d)) / max(np.linalg.norm(b), 1e-300)
+    if info != 0 or not residual <= 10 * rtol:
+        raise VisitationError(
+            f"GMRES did not converge for the discounted visitation (relative residual "
+            f"{residual:.3g} > {rtol:g}, info={info}); the chain mixes too slowly for the "
+            "iterative solver: use method='direct' or a smaller discount."
+        )
+    return d
+
+
+def stationary_distribution(mdp: TabularMDP, pi: np.ndarray) -> np.ndarray:
+    """The stationary distribution ``d = P_pi^T d``, ``sum d = 1``, when it is unique.
+
+    It is unique exactly when the chain ``P_pi`` has a single closed communicating class;
+    transient states get zero mass. Periodic chains are fine (d is then the long-run
+    average).
+
+    Args:
+        mdp: the MDP (its start distribution is not used).
+        pi: policy ``pi[s, a]``.
+
+    Returns:
+        ``d[s]``, shape ``(S,)``.
+
+    Raises:
+        VisitationError: if the chain has more than one closed class (e.g. the self-loop MDP),
+            naming two of them.
+    """
+    p_pi = mdp.policy_transition(pi)
+    graph = sp.csr_array(p_pi) if not sp.issparse(p_pi) else p_pi
+    graph = sp.csr_array((graph.data > 0, graph.indices, graph.indptr), shape=graph.shape)
+    n_comp, labels = scipy.sparse.csgraph.connected_components(
+        graph, directed=True, connection="strong"
+    )
+    # A class is closed when no edge leaves it.
+    rows = np.repeat(np.arange(graph.shape[0]), np.diff(graph.indptr))
+    leaving = labels[rows] != labels[graph.indices]
+    open_class = np.zeros(n_comp, dtype=bool)
+    open_class[labels[rows[leaving]]] = True
+    closed = np.flatnonzero(~open_class)
+    if closed.size != 1:
+        examples = "; ".join(
+            f"{{{', '.join(str(s) for s in np.flatnonzero(labels == c)[:5])}"
+            f"{', ...' if np.sum(labels == c) > 5 else ''}}}"
+            for c in closed[:2]
+        )
+        raise VisitationError(
+            f"the stationary distribution is not unique: the policy's chain has "
+            f"{closed.size} closed classes (e.g. states {examples}); set a discount or a "
+            "horizon on the MDP to use the discounted or finite-horizon visitation instead."
+        )
+    members = np.flatnonzero(labels == closed[0])
+    sub = p_pi[members][:, members]
+    k = members.size
+    # Solve (I - P^T) x = 0 with the last equation replaced by sum x = 1.
+    if sp.issparse(sub):
+        a_mat = sp.lil_array(sp.eye_array(k) - sub.T)
+        a_mat[k - 1, :] = np.ones(k)
+        rhs = np.zeros(k)
+        rhs[-1] = 1.0
+        x = scipy.sparse.linalg.spsolve(a_mat.tocsc(), rhs)
+    else:
+        a_mat = np.eye(k) - sub.T
+        a_mat[k - 1, :] = 1.0
+        rhs = np.zeros(k)
+        rhs[-1] = 1.0
+        x = scipy.linalg.solve(a_mat, rhs)
+    d = np.zeros(mdp.n_states)
+    d[members] = x
+    return _clean_distribution(d)
+
+
+def _clean_distribution(d: np.ndarray) -> np.ndarray:
+    """Clip round-off negatives (|x| ~ 1e-17) and renormalise."""
+    d = np.asarray(d, dtype=np.float64)
+    if not np.all(np.isfinite(d)) or d.min() < -1e-9:
+        raise VisitationError(
+            "the visitation solve returned non-finite or clearly negative values; the linear "
+            "system is singular or ill-conditioned for this policy."
+        )
+    d = np.where(d < 0, 0.0, d)
+    return d / d.sum()
