@@ -1,0 +1,247 @@
+"""Demonstrations on finite MDPs: sampled trajectories, empirical and sampled visitation.
+
+Finite data comes in two forms. :func:`sample_demonstrations` rolls a policy out in the MDP
+and :func:`empirical_visitation` turns the trajectories into ``d_hat[s, a]``;
+:func:`sample_visitation` draws ``n`` iid pairs from an exact visitation ``d[s, a]``
+(multinomial counts / n), which is what the consistency sweeps use. "Infinite data" is the
+exact expert visitation ``d_E[s, a]`` itself (:func:`sbil.tabular.visitation.
+state_action_visitation`), passed to the estimators in place of ``d_hat``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sbil.tabular.mdp import TabularMDP, validate_policy
+
+#: d must sum to one per problem within this tolerance.
+SUM_TOLERANCE = 1e-8
+
+
+@dataclass(frozen=True)
+class Demonstrations:
+    """Trajectories of (state, action) pairs, all of the same length.
+
+    Attributes:
+        states: ``states[n, t]``, int64, shape ``(N, T)``.
+        actions: ``actions[n, t]``, int64, shape ``(N, T)``.
+
+    Raises:
+        ValueError: if the arrays are not 2-D integer arrays of the same shape, or hold
+            negative indices.
+    """
+
+    states: np.ndarray
+    actions: np.ndarray
+
+    def __post_init__(self) -> None:
+        states = np.array(self.states)
+        actions = np.array(self.actions)
+        for name, arr in (("states", states), ("actions", actions)):
+            if arr.ndim != 2:
+                raise ValueError(
+                    f"{name} must be a 2-D array [N trajectories, T steps]; got shape {arr.shape}."
+                )
+            if arr.size and not np.issubdtype(arr.dtype, np.integer):
+                raise ValueError(f"{name} must hold integer indices; got dtype {arr.dtype}.")
+            if arr.size and arr.min() < 0:
+                n, t = np.argwhere(arr < 0)[0]
+                raise ValueError(f"{name}[{n}, {t}] = {arr[n, t]} is negative; indices are >= 0.")
+        if states.shape != actions.shape:
+            raise ValueError(
+                f"states {states.shape} and actions {actions.shape} must have the same shape."
+            )
+        for name, arr in (("states", states), ("actions", actions)):
+            arr = arr.astype(np.int64)
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+
+    @property
+    def n_trajectories(self) -> int:
+        """N."""
+        return int(self.states.shape[0])
+
+    @property
+    def length(self) -> int:
+        """T, the number of steps per trajectory."""
+        return int(self.states.shape[1])
+
+
+def _categorical(
+    cdf: np.ndarray, starts: np.ndarray, ends: np.ndarray, u: np.ndarray
+) -> np.ndarray:
+    """Index ``i`` in ``[starts, ends)`` with ``cdf[i] > u``, the first such (binary search).
+
+    ``cdf`` is a flat array of per-row cumulative sums, each row ending in exactly 1.
+    """
+    lo = starts.copy()
+    hi = ends - 1
+    while True:
+        open_ = lo < hi
+        if not open_.any():
+            return lo
+        mid = (lo + hi) // 2
+        right = cdf[mid] <= u
+        lo = np.where(open_ & right, mid + 1, lo)
+        hi = np.where(open_ & ~right, mid, hi)
+
+
+def _row_cdf(data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """Per-row cumulative sums of a CSR data array, each row divided by its total."""
+    total = np.cumsum(data)
+    base = np.concatenate([[0.0], total])[indptr[:-1]]
+    row_of = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+    cdf = total - base[row_of]
+    row_total = cdf[np.maximum(indptr[1:] - 1, 0)]
+    return cdf / row_total[row_of]  # last entry of every row becomes exactly 1
+
+
+def sample_demonstrations(
+    mdp: TabularMDP,
+    pi: np.ndarray,
+    *,
+    n_trajectories: int,
+    seed: int | np.random.Generator,
+    length: int | None = None,
+) -> Demonstrations:
+    """Roll ``pi`` out ``n_trajectories`` times from ``rho0``.
+
+    Args:
+        mdp: the MDP (dense or sparse).
+        pi: policy ``pi[s, a]``.
+        n_trajectories: N >= 1.
+        seed: int seed or Generator; same seed, same trajectories.
+        length: steps per trajectory; defaults to ``mdp.horizon`` (required otherwise).
+
+    Returns:
+        Demonstrations with ``states``/``actions`` of shape ``(N, T)``. With the MDP's
+        horizon H, :func:`empirical_visitation` of them estimates the finite-horizon
+        visitation without bias.
+    """
+    pi = validate_policy(pi, mdp.n_states, mdp.n_actions)
+    length = mdp.horizon if length is None else length
+    if length is None or int(length) != length or length < 1:
+        raise ValueError(
+            f"trajectory length must be an integer >= 1; got {length!r}. Pass length=... for "
+            "MDPs without a horizon."
+        )
+    if int(n_trajectories) < 1:
+        raise ValueError(f"n_trajectories must be >= 1; got {n_trajectories}.")
+    n, length = int(n_trajectories), int(length)
+    n_s, n_a = mdp.n_states, mdp.n_actions
+    rng = np.random.default_rng(seed)
+
+    policy_cdf = np.cumsum(pi, axis=1)
+    policy_cdf = (policy_cdf / policy_cdf[:, -1:]).ravel()
+    # Transition rows in one flat CSR-like layout; row r = a * S + s.
+    if mdp.is_sparse:
+        datas, cols, ptrs, offset = [], [], [], 0
+        for p_a in mdp.transitions:
+            datas.append(_row_cdf(p_a.data, p_a.indptr))
+            cols.append(p_a.indices)
+            ptrs.append(p_a.indptr[:-1] + offset)
+            offset += p_a.data.size
+        trans_cdf = np.concatenate(datas)
+        trans_cols = np.concatenate(cols).astype(np.int64)
+        starts = np.concatenate(ptrs).astype(np.int64)
+        ends = np.append(starts[1:], offset)
+    else:
+        dense = np.transpose(mdp.transitions, (1, 0, 2)).reshape(n_a * n_s, n_s)
+        cdf = np.cumsum(dense, axis=1)
+        trans_cdf = (cdf / cdf[:, -1:]).ravel()
+        trans_cols = np.tile(np.arange(n_s), n_a * n_s)
+        starts = np.arange(n_a * n_s, dtype=np.int64) * n_s
+        ends = starts + n_s
+
+    initial_cdf = np.cumsum(mdp.initial)
+    initial_cdf /= initial_cdf[-1]
+    states = np.empty((n, length), dtype=np.int64)
+    actions = np.empty((n, length), dtype=np.int64)
+    s = _categorical(initial_cdf, np.zeros(n, np.int64), np.full(n, n_s), rng.random(n))
+    for t in range(length):
+        a_idx = _categorical(policy_cdf, s * n_a, s * n_a + n_a, rng.random(n))
+        a = a_idx - s * n_a
+        states[:, t], actions[:, t] = s, a
+        if t + 1 < length:
+            row = a * n_s + s
+            s = trans_cols[_categorical(trans_cdf, starts[row], ends[row], rng.random(n))]
+    return Demonstrations(states, actions)
+
+
+def empirical_visitation(
+    demos: Demonstrations,
+    n_states: int,
+    n_actions: int,
+    *,
+    discount: float | None = None,
+) -> np.ndarray:
+    """``d_hat[s, a]``: the frequency of ``(s, a)`` over all trajectories and steps.
+
+    Args:
+        demos: the demonstrations.
+        n_states: S; every state index must be < S.
+        n_actions: A; every action index must be < A.
+        discount: if given, step t is weighted by ``gamma^t`` (normalised over the
+            trajectory length), estimating the discounted occupancy truncated at T.
+
+    Returns:
+        ``d_hat[s, a]``, shape ``(S, A)``, summing to one.
+    """
+    if not isinstance(demos, Demonstrations):
+        raise ValueError("demos must be a Demonstrations; build one with Demonstrations(s, a).")
+    if demos.states.size == 0:
+        raise ValueError("demos are empty; need at least one (state, action) pair.")
+    if demos.states.max() >= n_states:
+        n, t = np.argwhere(demos.states >= n_states)[0]
+        raise ValueError(
+            f"states[{n}, {t}] = {demos.states[n, t]} is out of range for S = {n_states}."
+        )
+    if demos.actions.max() >= n_actions:
+        n, t = np.argwhere(demos.actions >= n_actions)[0]
+        raise ValueError(
+            f"actions[{n}, {t}] = {demos.actions[n, t]} is out of range for A = {n_actions}."
+        )
+    weights = np.ones(demos.length)
+    if discount is not None:
+        if not 0.0 <= discount < 1.0:
+            raise ValueError(f"discount must lie in [0, 1); got {discount}.")
+        weights = discount ** np.arange(demos.length)
+    weights = np.broadcast_to(weights / weights.sum(), demos.states.shape)
+    index = demos.states * n_actions + demos.actions
+    counts = np.bincount(index.ravel(), weights=weights.ravel(), minlength=n_states * n_actions)
+    return (counts / demos.n_trajectories).reshape(n_states, n_actions)
+
+
+def sample_visitation(
+    d: np.ndarray, n_samples: int, *, seed: int | np.random.Generator
+) -> np.ndarray:
+    """``n`` iid ``(s, a)`` draws from an exact visitation, as frequencies (counts / n).
+
+    Args:
+        d: exact visitation ``d[..., s, a]``, summing to one per problem; leading dimensions
+            are a batch, each sampled independently.
+        n_samples: n >= 1.
+        seed: int seed or Generator; same seed, same counts.
+
+    Returns:
+        ``d_hat[..., s, a]`` of the shape of ``d``.
+    """
+    d = np.asarray(d, dtype=np.float64)
+    if d.ndim < 2:
+        raise ValueError(f"d must be d[..., s, a]; got shape {d.shape}.")
+    if not np.all(np.isfinite(d)) or (d < 0).any():
+        raise ValueError("d must be finite and nonnegative.")
+    sums = d.sum(axis=(-2, -1))
+    if (np.abs(sums - 1.0) > SUM_TOLERANCE).any():
+        raise ValueError(
+            f"every d[..., :, :] must sum to 1 (tolerance {SUM_TOLERANCE:g}); one sums to "
+            f"{float(sums.flat[np.argmax(np.abs(sums - 1.0))]):.12g}."
+        )
+    if int(n_samples) != n_samples or n_samples < 1:
+        raise ValueError(f"n_samples must be an integer >= 1; got {n_samples!r}.")
+    rng = np.random.default_rng(seed)
+    flat = d.reshape(*d.shape[:-2], -1) / sums[..., None]
+    counts = rng.multinomial(int(n_samples), flat)
+    return (counts / n_samples).reshape(d.shape)

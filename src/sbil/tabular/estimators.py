@@ -1,0 +1,448 @@
+"""BC and EDM estimators: batched Newton's method on the objectives of ``objectives``.
+
+Both fits minimise ``L(theta) = E_d[...]`` for linear logits over a data set's empirical
+visitation ``d_hat[s, a]`` or over an exact expert visitation ``d_E[s, a]`` ("infinite data").
+BC and EDM under the ``"reference"`` convention are convex, so Newton's method with a
+backtracking (Armijo) line search converges to a global minimiser whenever one exists.
+
+Batching: ``features[..., s, a, k]``, ``d[..., s, a]`` and ``theta0[..., k]`` broadcast to a
+batch of B problems that are solved together: each iteration is a handful of einsums over the
+still-active problems and one batched ``np.linalg.solve`` of their K x K Newton systems;
+converged problems drop out.
+
+Exact invariances are removed, not regularised: adding a constant to every action's logit in a
+state with data leaves BC unchanged, and adding one constant to every logit leaves EDM
+unchanged. When the features can express such a shift (e.g. one-hot features) the Hessian is
+singular along it; the Newton system is solved on the complement of those directions (found
+once per problem from the features) and ``theta`` keeps its ``theta0`` component along them.
+Nothing else is added to the Hessian unless ``ridge > 0`` is passed.
+
+Convergence: gradient norm <= ``tol`` and a Newton step of norm <= ``step_tol (1 + |theta|)``.
+The second test separates a minimiser from an objective that keeps decreasing towards an
+infimum at infinity (separable data, e.g. an action never seen in a state whose features can
+single it out): there the gradient vanishes like ``exp(-|theta|)`` while the Newton step stays
+of order one. Such problems are reported as having no finite minimiser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sbil.tabular.objectives import Objective, bc_objective, edm_objective
+from sbil.tabular.policies import Convention, _state_log_partition_sign
+
+#: d must sum to one per problem within this tolerance.
+SUM_TOLERANCE = 1e-8
+
+# Per-problem status codes (FitResult.status).
+CONVERGED = "converged"
+NO_FINITE_MINIMISER = "no finite minimiser"
+MAX_ITER = "max_iter reached"
+LINE_SEARCH_FAILED = "line search failed"
+
+
+class FitError(RuntimeError):
+    """A fit that did not converge; ``result`` holds the partial FitResult."""
+
+    def __init__(self, message: str, result: FitResult):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """The outcome of a (batched) fit.
+
+    Attributes:
+        theta: fitted parameters ``theta[..., k]`` (the last iterate where not converged).
+        converged: bool, or a bool array ``[...]`` for a batch.
+        n_iter: Newton iterations used, int or int array ``[...]``.
+        grad_norm: Euclidean norm of the gradient at ``theta``, float or array ``[...]``.
+        value: objective value at ``theta``, float or array ``[...]``.
+        status: per-problem status: ``"converged"``, ``"no finite minimiser"``,
+            ``"max_iter reached"`` or ``"line search failed"`` (str or str array ``[...]``).
+    """
+
+    theta: np.ndarray
+    converged: Any
+    n_iter: Any
+    grad_norm: Any
+    value: Any
+    status: Any
+
+
+ObjectiveFn = Callable[..., Objective]
+
+
+def fit_bc(
+    features: np.ndarray,
+    d: Any,
+    *,
+    theta0: np.ndarray | None = None,
+    tol: float = 1e-10,
+    step_tol: float = 1e-6,
+    max_iter: int = 100,
+    ridge: float = 0.0,
+    raise_on_failure: bool = True,
+) -> FitResult:
+    """Fit behaviour cloning, ``argmin_theta E_d[-log pi_theta(a|s)]``, by Newton's method.
+
+    Args:
+        features: ``Phi[..., s, a, k]``.
+        d: ``d[..., s, a]``, nonnegative, summing to one per problem (an exact visitation or
+            an empirical one, see :func:`sbil.tabular.demos.empirical_visitation`), or a
+            :class:`sbil.tabular.demos.Demonstrations`.
+        theta0: start ``theta[..., k]``; zeros when None.
+        tol: gradient-norm tolerance.
+        step_tol: relative Newton-step tolerance (see module docstring).
+        max_iter: maximum Newton iterations.
+        ridge: explicit L2 penalty ``ridge/2 |theta|^2`` added to the objective (default 0).
+        raise_on_failure: raise :class:`FitError` if any problem fails; otherwise return
+            per-problem ``converged`` flags and ``status``.
+
+    Returns:
+        FitResult with batch shape ``broadcast(features[..., 0, 0, 0], d[..., 0, 0])``.
+
+    Raises:
+        ValueError: on data of the wrong shape, negative, non-finite or not summing to one.
+        FitError: if a problem has no finite minimiser or does not converge (when
+            ``raise_on_failure``).
+    """
+    return _fit(
+        bc_objective,
+        "BC",
+        features,
+        d,
+        theta0=theta0,
+        tol=tol,
+        step_tol=step_tol,
+        max_iter=max_iter,
+        ridge=ridge,
+        raise_on_failure=raise_on_failure,
+        per_state_invariance=True,
+        convex=True,
+    )
+
+
+def fit_edm(
+    features: np.ndarray,
+    d: Any,
+    *,
+    convention: Convention = "reference",
+    theta0: np.ndarray | None = None,
+    tol: float = 1e-10,
+    step_tol: float = 1e-6,
+    max_iter: int = 100,
+    ridge: float = 0.0,
+    raise_on_failure: bool = True,
+) -> FitResult:
+    """Fit EDM, ``argmin_theta E_d[-log pi_theta(a|s) - log p_theta(s)]``, by Newton's method.
+
+    Under ``convention="reference"`` the objective is the joint-softmax negative
+    log-likelihood (convex) and the fit matches feature moments ``E_p[Phi] = E_d[Phi]``.
+    Under ``"note"`` it is not convex in general: each Newton step uses the Hessian with its
+    eigenvalues replaced by their absolute values (floored), which is a descent direction,
+    and the line search damps it. A converged ``"note"`` fit is a stationary point with
+    small gradient and step, i.e. a local minimum, not necessarily the global one.
+
+    Args:
+        features: ``Phi[..., s, a, k]``.
+        d: ``d[..., s, a]`` summing to one per problem, or Demonstrations.
+        convention: ``"reference"`` or ``"note"``, see
+            :func:`sbil.tabular.policies.edm_state_log_prob`.
+        theta0: start ``theta[..., k]``; zeros when None.
+        tol: gradient-norm tolerance.
+        step_tol: relative Newton-step tolerance.
+        max_iter: maximum Newton iterations.
+        ridge: explicit L2 penalty ``ridge/2 |theta|^2`` (default 0).
+        raise_on_failure: raise FitError on failure, or return per-problem flags.
+
+    Returns:
+        FitResult.
+
+    Raises:
+        ValueError: on invalid data.
+        FitError: on failure when ``raise_on_failure``.
+    """
+    _state_log_partition_sign(convention)  # validates the name
+
+    def objective(theta: np.ndarray, feats: np.ndarray, data: np.ndarray, *, order: int = 2):
+        return edm_objective(theta, feats, data, convention=convention, order=order)
+
+    return _fit(
+        objective,
+        f"EDM ({convention} convention)",
+        features,
+        d,
+        theta0=theta0,
+        tol=tol,
+        step_tol=step_tol,
+        max_iter=max_iter,
+        ridge=ridge,
+        raise_on_failure=raise_on_failure,
+        per_state_invariance=False,
+        convex=convention == "reference",
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------
+
+
+def validate_data(features: Any, d: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Check features ``Phi[..., s, a, k]`` and data ``d[..., s, a]``; return float64 arrays.
+
+    Raises:
+        ValueError: with the offending problem index for wrong shapes, NaN/inf, negative
+            weights or weights not summing to one.
+    """
+    from sbil.tabular.demos import Demonstrations, empirical_visitation
+
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim < 3 or 0 in features.shape[-3:]:
+        raise ValueError(
+            f"features must be Phi[..., s, a, k] with S, A, K >= 1; got shape {features.shape}."
+        )
+    if not np.all(np.isfinite(features)):
+        raise ValueError("features contain NaN or inf; pass finite Phi[s, a, k].")
+    n_s, n_a = features.shape[-3:-1]
+    if isinstance(d, Demonstrations):
+        d = empirical_visitation(d, n_s, n_a)
+    d = np.asarray(d, dtype=np.float64)
+    if d.ndim < 2 or d.shape[-2:] != (n_s, n_a):
+        raise ValueError(
+            f"d must be d[..., s, a] with (S, A) = ({n_s}, {n_a}) matching the features; got "
+            f"shape {d.shape}. Build it with empirical_visitation(demos, {n_s}, {n_a})."
+        )
+    bad = ~np.isfinite(d)
+    if bad.any():
+        raise ValueError(f"d has a NaN or inf entry at index {tuple(np.argwhere(bad)[0])}.")
+    if (d < 0).any():
+        idx = tuple(int(i) for i in np.argwhere(d < 0)[0])
+        raise ValueError(f"d has a negative entry at index {idx}; visitation weights are >= 0.")
+    sums = d.sum(axis=(-2, -1))
+    err = np.abs(sums - 1.0)
+    if (err > SUM_TOLERANCE).any():
+        idx = np.unravel_index(int(np.argmax(err)), sums.shape)
+        where = f" for problem {tuple(int(i) for i in idx)}" if sums.ndim else ""
+        raise ValueError(
+            f"d sums to {float(sums[idx]):.12g}{where}, not 1 (tolerance {SUM_TOLERANCE:g}); "
+            "pass a normalised visitation (counts / number of samples)."
+        )
+    return features, d
+
+
+# --------------------------------------------------------------------------------------
+# Batched Newton
+# --------------------------------------------------------------------------------------
+
+
+def _invariant_projector(features: np.ndarray, d: np.ndarray, per_state: bool) -> np.ndarray:
+    """Projector ``[B, K, K]`` onto the parameter directions that only shift logits.
+
+    ``per_state``: directions ``v`` with ``Phi[s, a] . v`` constant over ``a`` in every state
+    with data (BC's invariance); otherwise constant over all ``(s, a)`` (EDM's).
+    """
+    if per_state:
+        centred = features - features.mean(axis=-2, keepdims=True)
+        weight = (d.sum(-1) > 0).astype(np.float64)[..., None]  # [B, S, 1]
+        weight = np.broadcast_to(weight, d.shape)
+    else:
+        n_sa = features.shape[-3] * features.shape[-2]
+        flat_mean = features.reshape(*features.shape[:-3], n_sa, -1).mean(axis=-2)
+        centred = features - flat_mean[..., None, None, :]
+        weight = np.ones(d.shape)
+    n_s, n_a, n_k = centred.shape[-3:]
+    x = centred.reshape(*centred.shape[:-3], n_s * n_a, n_k)
+    gram = np.swapaxes(x * weight.reshape(*weight.shape[:-2], n_s * n_a, 1), -1, -2) @ x
+    gram = np.broadcast_to(gram, (d.shape[0], n_k, n_k))
+    eigval, eigvec = np.linalg.eigh(gram)
+    scale = np.maximum(eigval[..., -1:], 1e-300)
+    null = eigval <= 1e-10 * scale
+    return np.einsum("bkn,bn,bln->bkl", eigvec, null.astype(np.float64), eigvec)
+
+
+def _newton_direction(
+    grad: np.ndarray, hess: np.ndarray, null: np.ndarray, convex: bool
+) -> np.ndarray:
+    """Newton step on the complement of the invariant directions; descent guaranteed."""
+    g = grad - np.einsum("bkl,bl->bk", null, grad)
+    if convex:
+        system = hess + null
+        try:
+            step = -np.linalg.solve(system, g[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            step = np.stack(
+                [-np.linalg.lstsq(m, v, rcond=None)[0] for m, v in zip(system, g, strict=True)]
+            )
+    else:
+        # Saddle-free Newton: |eigenvalues|, floored, so the step always descends.
+        eigval, eigvec = np.linalg.eigh(hess)
+        floor = 1e-8 * np.maximum(np.abs(eigval).max(axis=-1, keepdims=True), 1e-12)
+        inv = 1.0 / np.maximum(np.abs(eigval), floor)
+        step = -np.einsum("bkn,bn,bln,bl->bk", eigvec, inv, eigvec, g)
+    step = step - np.einsum("bkl,bl->bk", null, step)
+    bad = ~np.all(np.isfinite(step), axis=-1) | (np.sum(step * g, axis=-1) >= 0)
+    return np.where(bad[:, None], -g, step)
+
+
+def _fit(
+    objective: ObjectiveFn,
+    name: str,
+    features: Any,
+    d: Any,
+    *,
+    theta0: np.ndarray | None,
+    tol: float,
+    step_tol: float,
+    max_iter: int,
+    ridge: float,
+    raise_on_failure: bool,
+    per_state_invariance: bool,
+    convex: bool,
+) -> FitResult:
+    features, d = validate_data(features, d)
+    n_k = features.shape[-1]
+    if ridge < 0:
+        raise ValueError(f"ridge must be >= 0; got {ridge}.")
+    if theta0 is None:
+        theta0 = np.zeros(n_k)
+    theta0 = np.asarray(theta0, dtype=np.float64)
+    if theta0.ndim < 1 or theta0.shape[-1] != n_k or not np.all(np.isfinite(theta0)):
+        raise ValueError(
+            f"theta0 must be finite with last dimension K = {n_k}; got {theta0.shape}."
+        )
+    batch_shape = np.broadcast_shapes(features.shape[:-3], d.shape[:-2], theta0.shape[:-1])
+    n_b = int(np.prod(batch_shape))
+    shared = features.ndim == 3
+    feats = features if shared else np.broadcast_to(features, (*batch_shape, *features.shape[-3:]))
+    feats = feats if shared else feats.reshape(n_b, *features.shape[-3:])
+    data = np.broadcast_to(d, (*batch_shape, *d.shape[-2:])).reshape(n_b, *d.shape[-2:])
+    theta = np.broadcast_to(theta0, (*batch_shape, n_k)).reshape(n_b, n_k).copy()
+    null = _invariant_projector(feats, data, per_state_invariance)
+    if ridge > 0:
+        null = np.zeros_like(null)  # the penalty removes every flat direction
+    eye = np.eye(n_k)
+
+    def evaluate(th: np.ndarray, idx: np.ndarray, order: int) -> Objective:
+        obj = objective(th, feats if shared else feats[idx], data[idx], order=order)
+        if ridge == 0:
+            return obj
+        value = obj.value + 0.5 * ridge * np.sum(th * th, axis=-1)
+        grad = None if obj.grad is None else obj.grad + ridge * th
+        hess = None if obj.hess is None else obj.hess + ridge * eye
+        return Objective(value, grad, hess)
+
+    status = np.full(n_b, MAX_ITER, dtype=object)
+    n_iter = np.zeros(n_b, dtype=np.int64)
+    grad_norm = np.full(n_b, np.inf)
+    value = np.full(n_b, np.nan)
+    flat_steps = np.zeros(n_b, dtype=np.int64)  # consecutive tiny-gradient, large-step iterations
+    active = np.arange(n_b)
+    for it in range(max_iter + 1):
+        if active.size == 0:
+            break
+        th = theta[active]
+        obj = evaluate(th, active, 2)
+        gnorm = np.linalg.norm(obj.grad, axis=-1)
+        grad_norm[active] = gnorm
+        value[active] = obj.value
+        n_iter[active] = it
+        step = _newton_direction(obj.grad, obj.hess, null[active], convex)
+        small_step = np.linalg.norm(step, axis=-1) <= step_tol * (1.0 + np.linalg.norm(th, axis=-1))
+        small_grad = gnorm <= tol
+        done = small_grad & small_step
+        flat_steps[active] = np.where(small_grad & ~small_step, flat_steps[active] + 1, 0)
+        diverged = flat_steps[active] >= 3
+        status[active[done]] = CONVERGED
+        status[active[diverged & ~done]] = NO_FINITE_MINIMISER
+        keep = ~(done | diverged)
+        if it == max_iter or not keep.any():
+            break
+        active, th, step = active[keep], th[keep], step[keep]
+        f0 = obj.value[keep]
+        slope = np.sum(obj.grad[keep] * step, axis=-1)
+        # Below round-off the value cannot certify a decrease: take the full Newton step.
+        take_full = np.abs(slope) <= 1e-14 * (1.0 + np.abs(f0))
+        t = np.ones(active.size)
+        pending = np.arange(active.size)
+        new_theta = th + step
+        for _ in range(60):
+            trial = th[pending] + t[pending, None] * step[pending]
+            f1 = evaluate(trial, active[pending], 0).value
+            ok = take_full[pending] | (f1 <= f0[pending] + 1e-4 * t[pending] * slope[pending])
+            new_theta[pending[ok]] = trial[ok]
+            pending = pending[~ok]
+            if pending.size == 0:
+                break
+            t[pending] *= 0.5
+        if pending.size:
+            status[active[pending]] = LINE_SEARCH_FAILED
+            new_theta[pending] = th[pending]
+        theta[active] = new_theta
+        still = np.ones(active.size, dtype=bool)
+        still[pending] = False
+        active = active[still]
+
+    result = _result(theta, status, n_iter, grad_norm, value, batch_shape)
+    if raise_on_failure and not np.all(status == CONVERGED):
+        raise FitError(
+            _failure_message(name, theta, status, grad_norm, batch_shape, max_iter), result
+        )
+    return result
+
+
+def _result(theta, status, n_iter, grad_norm, value, batch_shape) -> FitResult:
+    converged = status == CONVERGED
+    if batch_shape == ():
+        return FitResult(
+            theta=theta[0],
+            converged=bool(converged[0]),
+            n_iter=int(n_iter[0]),
+            grad_norm=float(grad_norm[0]),
+            value=float(value[0]),
+            status=str(status[0]),
+        )
+    return FitResult(
+        theta=theta.reshape(*batch_shape, -1),
+        converged=converged.reshape(batch_shape),
+        n_iter=n_iter.reshape(batch_shape),
+        grad_norm=grad_norm.reshape(batch_shape),
+        value=value.reshape(batch_shape),
+        status=status.astype(str).reshape(batch_shape),
+    )
+
+
+def _failure_message(name, theta, status, grad_norm, batch_shape, max_iter) -> str:
+    failed = np.flatnonzero(status != CONVERGED)
+    first = int(failed[0])
+    where = (
+        f"problem {tuple(int(i) for i in np.unravel_index(first, batch_shape))} "
+        if batch_shape
+        else ""
+    )
+    count = f"{failed.size} of {status.size} problems failed; " if batch_shape else ""
+    detail = (
+        f"{where}status '{status[first]}' (gradient norm {grad_norm[first]:.3g}, "
+        f"|theta| = {np.linalg.norm(theta[first]):.3g})"
+    )
+    if status[first] == NO_FINITE_MINIMISER:
+        hint = (
+            "the objective keeps decreasing as theta grows without bound: the data are "
+            "separable by the features (e.g. an action or state never observed that the "
+            "features can single out), so no finite minimiser exists; use more data, "
+            "exact visitation, or ridge > 0"
+        )
+    elif status[first] == MAX_ITER:
+        hint = f"no convergence in max_iter = {max_iter} iterations; raise max_iter"
+    else:
+        hint = "the line search found no decrease; the problem is badly conditioned"
+    return (
+        f"{name} fit failed: {count}{detail}: {hint}. Pass raise_on_failure=False for "
+        "per-problem converged flags."
+    )

@@ -1,0 +1,201 @@
+"""Tests for sbil.tabular.estimators: exact recovery, invariances, divergence, validation."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sbil.tabular.demos import Demonstrations, sample_visitation
+from sbil.tabular.estimators import FitError, fit_bc, fit_edm
+from sbil.tabular.mdp import random_mdp, two_state_mdp
+from sbil.tabular.objectives import bc_objective, edm_objective
+from sbil.tabular.policies import (
+    example3_features,
+    logits,
+    policy_probs,
+    random_features,
+    state_shift_features,
+    tabular_features,
+)
+from sbil.tabular.visitation import state_action_visitation
+
+
+def _realisable(seed: int, n_s: int = 8, n_a: int = 3, n_k: int = 3):
+    rng = np.random.default_rng(seed)
+    mdp = random_mdp(n_s, n_a, seed=rng, discount=0.9)
+    features = random_features(n_s, n_a, n_k, seed=rng)
+    theta = rng.normal(size=n_k)
+    return features, theta, state_action_visitation(mdp, policy_probs(features, theta))
+
+
+def _theorem1_d(k: float, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    p = np.zeros((2, 2, 2))
+    p[0, 0, 0] = p[1, 0, 1] = p[0, 1, 1] = p[1, 1, 0] = 1.0  # stay / switch
+    features = example3_features(k)
+    pi = policy_probs(features, np.array([theta]))
+    return features, state_action_visitation(two_state_mdp(transitions=p), pi)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**31))
+def test_bc_recovers_expert_from_exact_visitation(seed):
+    features, theta, d_e = _realisable(seed)
+    fit = fit_bc(features, d_e)
+    assert fit.converged and fit.status == "converged"
+    assert fit.grad_norm <= 1e-10
+    np.testing.assert_allclose(fit.theta, theta, atol=1e-7)
+
+
+def test_edm_reference_matches_feature_moments():
+    features, _, d_e = _realisable(3)
+    fit = fit_edm(features, d_e)
+    f = logits(features, fit.theta)
+    joint = np.exp(f - f.max())
+    joint /= joint.sum()
+    np.testing.assert_allclose(
+        np.einsum("sa,sak->k", joint, features), np.einsum("sa,sak->k", d_e, features), atol=1e-10
+    )
+
+
+def test_one_hot_bc_and_edm_recover_conditional():
+    """With one-hot features both fits give pi(a|s) = d(a|s) (the flat directions are skipped)."""
+    rng = np.random.default_rng(0)
+    d = rng.dirichlet(np.ones(12)).reshape(4, 3)
+    features = tabular_features(4, 3)
+    conditional = d / d.sum(-1, keepdims=True)
+    for fit in (fit_bc(features, d), fit_edm(features, d)):
+        assert fit.converged
+        np.testing.assert_allclose(policy_probs(features, fit.theta), conditional, atol=1e-10)
+    # EDM under the reference convention also matches the joint exactly.
+    theta = fit_edm(features, d).theta
+    joint = np.exp(theta - theta.max())
+    np.testing.assert_allclose(joint / joint.sum(), d.ravel(), atol=1e-10)
+
+
+def test_bc_leaves_unseen_states_at_theta0():
+    d = np.zeros((3, 2))
+    d[0] = [0.25, 0.25]
+    d[1] = [0.4, 0.1]
+    theta0 = np.arange(6.0)
+    fit = fit_bc(tabular_features(3, 2), d, theta0=theta0)
+    np.testing.assert_array_equal(fit.theta[4:], theta0[4:])  # state 2: no data
+
+
+def test_example3_edm_inconsistent_bc_consistent():
+    """Theorem 1 (k = 1/2, theta_E = 1): EDM's gradient is nonzero at the expert."""
+    features, d_e = _theorem1_d(0.5, 1.0)
+    assert bc_objective(np.ones(1), features, d_e).grad[0] == pytest.approx(0.0, abs=1e-15)
+    assert abs(edm_objective(np.ones(1), features, d_e).grad[0]) > 0.05
+    assert fit_bc(features, d_e).theta[0] == pytest.approx(1.0, abs=1e-9)
+    assert abs(fit_edm(features, d_e).theta[0] - 1.0) > 0.05
+
+
+def test_state_shift_params_are_invisible_to_bc():
+    features, theta, d_e = _realisable(5)
+    fit = fit_bc(state_shift_features(features), d_e)
+    assert fit.converged
+    np.testing.assert_allclose(fit.theta[:3], theta, atol=1e-7)
+    np.testing.assert_array_equal(fit.theta[3:], 0.0)
+
+
+@pytest.mark.parametrize("fitter", [fit_bc, fit_edm])
+def test_batched_equals_loop(fitter):
+    problems = [_realisable(s) for s in range(5)]
+    features = np.stack([p[0] for p in problems])
+    d = np.stack([sample_visitation(p[2], 2000, seed=i) for i, p in enumerate(problems)])
+    batched = fitter(features, d)
+    assert batched.theta.shape == (5, 3) and batched.converged.shape == (5,)
+    for b in range(5):
+        single = fitter(features[b], d[b])
+        np.testing.assert_allclose(batched.theta[b], single.theta, atol=1e-9)
+    # Shared features with a batch of data, and a 2-D batch.
+    shared = fitter(features[0], d[:2])
+    np.testing.assert_allclose(shared.theta[1], fitter(features[0], d[1]).theta, atol=1e-9)
+    grid = fitter(features[None].repeat(2, 0), np.stack([d, d]))
+    assert grid.theta.shape == (2, 5, 3) and grid.n_iter.shape == (2, 5)
+
+
+def test_separable_data_has_no_finite_minimiser():
+    d = np.zeros((2, 2))
+    d[0, 1] = d[1, 0] = 0.5  # in s1 only action 1, in s2 only action 0
+    features = tabular_features(2, 2)
+    with pytest.raises(FitError, match=r"no finite minimiser.*separable") as info:
+        fit_bc(features, d)
+    assert info.value.result.status == "no finite minimiser"
+    fit = fit_bc(features, d, raise_on_failure=False)
+    assert not fit.converged and fit.n_iter < 100
+    # An explicit ridge makes the minimiser finite.
+    assert fit_bc(features, d, ridge=1e-3).converged
+
+
+def test_batch_failure_flags_per_problem():
+    features = example3_features(0.5)
+    good = _theorem1_d(0.5, 1.0)[1]
+    bad = np.array([[0.5, 0.0], [0.5, 0.0]])  # action 0 always: theta -> -inf
+    with pytest.raises(FitError, match=r"1 of 2 problems failed; problem \(1,\)"):
+        fit_bc(features, np.stack([good, bad]))
+    fit = fit_bc(features, np.stack([good, bad]), raise_on_failure=False)
+    np.testing.assert_array_equal(fit.converged, [True, False])
+    assert list(fit.status) == ["converged", "no finite minimiser"]
+
+
+def test_max_iter_reported():
+    features, _, d_e = _realisable(1)
+    with pytest.raises(FitError, match="max_iter = 1"):
+        fit_bc(features, d_e, max_iter=1)
+
+
+def test_note_convention_converges_to_a_local_minimum():
+    features, _, d_e = _realisable(2)
+    fit = fit_edm(features, d_e, convention="note")
+    assert fit.converged and fit.grad_norm <= 1e-10
+    obj = edm_objective(fit.theta, features, d_e, convention="note")
+    assert np.linalg.eigvalsh(obj.hess).min() > 0
+
+
+@pytest.mark.parametrize(
+    ("d", "message"),
+    [
+        (np.full((2, 3), 1 / 6), r"\(S, A\) = \(2, 2\)"),
+        (np.array([[0.5, 0.5], [0.5, -0.5]]), r"negative entry at index \(1, 1\)"),
+        (np.array([[0.5, 0.5], [0.5, 0.5]]), "sums to 2.*not 1"),
+        (np.array([[np.nan, 0.5], [0.25, 0.25]]), "NaN or inf"),
+    ],
+)
+def test_data_validation(d, message):
+    with pytest.raises(ValueError, match=message):
+        fit_bc(example3_features(1.0), d)
+
+
+def test_batch_sum_error_names_problem():
+    d = np.full((3, 2, 2), 0.25)
+    d[2, 0, 0] = 0.3
+    with pytest.raises(ValueError, match=r"problem \(2,\)"):
+        fit_edm(example3_features(1.0), d)
+
+
+def test_theta0_and_ridge_validation():
+    d = np.full((2, 2), 0.25)
+    with pytest.raises(ValueError, match="theta0 must be finite with last dimension K = 1"):
+        fit_bc(example3_features(1.0), d, theta0=np.zeros(2))
+    with pytest.raises(ValueError, match="ridge must be >= 0"):
+        fit_bc(example3_features(1.0), d, ridge=-1.0)
+    with pytest.raises(ValueError, match="convention must be"):
+        fit_edm(example3_features(1.0), d, convention="paper")
+
+
+def test_accepts_demonstrations():
+    demos = Demonstrations(np.array([[0, 1, 1, 0]]), np.array([[1, 0, 1, 0]]))
+    fit = fit_bc(tabular_features(2, 2), demos)
+    np.testing.assert_allclose(policy_probs(tabular_features(2, 2), fit.theta), 0.5, atol=1e-10)
+    bad = Demonstrations(np.array([[0, 2]]), np.array([[1, 0]]))
+    with pytest.raises(ValueError, match=r"states\[0, 1\] = 2 is out of range for S = 2"):
+        fit_bc(tabular_features(2, 2), bad)
+
+
+def test_deterministic():
+    features, _, d_e = _realisable(4)
+    d = sample_visitation(d_e, 50, seed=0)
+    a = fit_edm(features, d, raise_on_failure=False)
+    b = fit_edm(features, d, raise_on_failure=False)
+    np.testing.assert_array_equal(a.theta, b.theta)
