@@ -1,0 +1,92 @@
+"""Tests for sbil.tabular.oracle: the KL gradient against finite differences, recovery."""
+
+import numpy as np
+import pytest
+
+from sbil.tabular.estimators import FitError
+from sbil.tabular.mdp import random_mdp, self_loop_mdp, two_state_mdp
+from sbil.tabular.oracle import fit_occupancy_matching, occupancy_kl
+from sbil.tabular.policies import (
+    example3_features,
+    policy_probs,
+    random_features,
+    tabular_features,
+)
+from sbil.tabular.visitation import state_action_visitation
+
+CONVENTIONS = [{"discount": 0.9}, {"horizon": 7}, {}]
+
+
+def _mdp(convention: dict, sparse: bool, seed: int = 1):
+    return random_mdp(
+        6, 3, seed=seed, successors=3 if convention else 6, sparse=sparse, **convention
+    )
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_gradient_matches_finite_differences(convention, sparse):
+    rng = np.random.default_rng(0)
+    mdp = _mdp(convention, sparse)
+    features = random_features(6, 3, 4, seed=2)
+    d_e = rng.dirichlet(np.ones(18)).reshape(6, 3)
+    theta = rng.normal(size=4)
+    kl, grad = occupancy_kl(mdp, features, d_e, theta)
+    assert kl > 0
+    eps = 1e-6
+    fd = [
+        (
+            occupancy_kl(mdp, features, d_e, theta + eps * e)[0]
+            - occupancy_kl(mdp, features, d_e, theta - eps * e)[0]
+        )
+        / (2 * eps)
+        for e in np.eye(4)
+    ]
+    np.testing.assert_allclose(grad, fd, atol=1e-8)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_recovers_realisable_expert(convention, sparse):
+    mdp = _mdp(convention, sparse)
+    features = random_features(6, 3, 4, seed=2)
+    theta_e = np.array([0.5, -1.0, 1.5, 0.3])
+    d_e = state_action_visitation(mdp, policy_probs(features, theta_e))
+    fit = fit_occupancy_matching(mdp, features, d_e)
+    assert fit.converged and fit.grad_norm <= 1e-8
+    np.testing.assert_allclose(fit.theta, theta_e, atol=1e-6)
+    assert fit.value == pytest.approx(0.0, abs=1e-12)
+
+
+def test_example3_oracle_is_consistent():
+    """Where EDM is inconsistent (Theorem 1), occupancy matching recovers theta_E = 1."""
+    p = np.zeros((2, 2, 2))
+    p[0, 0, 0] = p[1, 0, 1] = p[0, 1, 1] = p[1, 1, 0] = 1.0
+    mdp = two_state_mdp(transitions=p)
+    features = example3_features(0.5)
+    d_e = state_action_visitation(mdp, policy_probs(features, np.ones(1)))
+    assert fit_occupancy_matching(mdp, features, d_e).theta[0] == pytest.approx(1.0, abs=1e-7)
+
+
+def test_tabular_features_match_policy_on_visited_states():
+    mdp = self_loop_mdp(3, 2, discount=0.9)  # only state 0 is ever visited
+    d_e = np.zeros((3, 2))
+    d_e[0] = [0.3, 0.7]
+    fit = fit_occupancy_matching(mdp, tabular_features(3, 2), d_e)
+    np.testing.assert_allclose(policy_probs(tabular_features(3, 2), fit.theta)[0], [0.3, 0.7])
+
+
+def test_errors():
+    mdp = self_loop_mdp(3, 2, discount=0.9)
+    d_e = np.zeros((3, 2))
+    d_e[1] = 0.5  # state 1 is never reached from state 0
+    with pytest.raises(ValueError, match="infinite"):
+        fit_occupancy_matching(mdp, tabular_features(3, 2), d_e)
+    with pytest.raises(ValueError, match=r"features have \(S, A\)"):
+        fit_occupancy_matching(mdp, tabular_features(2, 2), np.full((2, 2), 0.25))
+    with pytest.raises(ValueError, match="one problem"):
+        fit_occupancy_matching(mdp, tabular_features(3, 2), np.full((2, 3, 2), 1 / 6))
+    d_ok = np.zeros((3, 2))
+    d_ok[0] = [0.3, 0.7]
+    with pytest.raises(FitError, match="did not converge"):
+        fit_occupancy_matching(mdp, tabular_features(3, 2), d_ok, max_iter=1)
