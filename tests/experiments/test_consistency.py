@@ -1,0 +1,130 @@
+"""Tests for sbil.experiments.consistency on a few small MDPs."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sbil.experiments import consistency as cs
+from sbil.tabular.claims import theorem1
+from sbil.tabular.policies import example3_features
+
+CONFIG = cs.ConsistencyConfig(
+    n_mdps=4,
+    n_states=6,
+    n_actions=3,
+    n_params=3,
+    sizes=(100, 10_000, 1_000_000),
+    n_seeds=3,
+    n_seeds_example3=6,
+    n_oracle=2,
+    n_tabular=3,
+    seed=7,
+)
+
+
+@pytest.fixture(scope="module")
+def result():
+    return cs.run_consistency(CONFIG)
+
+
+def test_every_fit_has_a_row(result):
+    rows = result.rows
+    finite = rows[np.isfinite(rows["n_samples"])]
+    expected = 2 * len(CONFIG.sizes) * (CONFIG.n_mdps * CONFIG.n_seeds + CONFIG.n_seeds_example3)
+    assert len(finite) == expected  # nothing silently dropped
+    assert set(rows["method"]) == {"bc", "edm", "oracle"}
+    # Non-converged fits are kept, with infinite error.
+    assert (~finite["converged"] == np.isinf(finite["error"])).all()
+    assert rows["git_commit"].nunique() == 1
+
+
+def test_bc_error_shrinks_with_n_and_its_limit_is_the_expert(result):
+    summary = cs.summarise(result, n_resamples=200)
+    for problem in ("random", "example3"):
+        s = summary[(summary["problem"] == problem) & (summary["method"] == "bc")]
+        iqms = s.sort_values("n_samples")["iqm"].to_numpy()
+        assert iqms[-1] < iqms[0] / 10
+        assert iqms[-1] < 0.05
+    lim = cs.limits(result)
+    bc = lim[lim["method"] == "bc"]
+    assert bc["converged"].all()
+    assert bc["error"].max() < 1e-8
+    assert bc["visitation_tv"].max() < 1e-8
+
+
+def test_edm_limit_on_example3_is_theorem1s(result):
+    lim = cs.limits(result)
+    edm = lim[(lim["method"] == "edm") & (lim["problem"] == "example3")].iloc[0]
+    assert edm["error"] == pytest.approx(abs(theorem1().details["edm_limit_theta"] - 1.0), abs=1e-8)
+    summary = cs.inconsistency_summary(result, "example3")
+    assert summary["edm"]["n_inconsistent"] == 1
+    assert summary["bc"]["n_inconsistent"] == 0
+
+
+def test_oracle_recovers_the_expert(result):
+    lim = cs.limits(result)
+    oracle = lim[(lim["method"] == "oracle") & (lim["problem"] == "random")]
+    assert len(oracle) == CONFIG.n_oracle
+    assert oracle["converged"].all()
+    assert oracle["error"].max() < 1e-5
+
+
+def test_one_hot_edm_equals_bc(result):
+    tab = result.tabular
+    assert len(tab) == CONFIG.n_tabular
+    assert (tab["converged_bc"] & tab["converged_edm"]).all()
+    assert tab["max_policy_diff"].max() < 1e-8
+    assert tab["policy_tv_bc"].max() < 1e-8
+
+
+def test_same_seed_same_numbers(result):
+    again = cs.run_consistency(CONFIG)
+    pd.testing.assert_frame_equal(result.rows, again.rows)
+    pd.testing.assert_frame_equal(result.tabular, again.tabular)
+    other = cs.run_consistency(cs.ConsistencyConfig(**{**CONFIG.__dict__, "seed": 8}))
+    assert len(other.rows) == len(result.rows)
+    assert not np.array_equal(other.rows["error"].to_numpy(), result.rows["error"].to_numpy())
+
+
+def test_summarise_counts_fits_without_minimiser():
+    rows = pd.DataFrame(
+        {
+            "problem": "random",
+            "problem_id": [0, 0, 1, 1],
+            "method": "bc",
+            "n_samples": 10.0,
+            "seed": [0, 1, 0, 1],
+            "converged": [True, False, True, True],
+            "status": ["converged", "no finite minimiser", "converged", "converged"],
+            "error": [0.5, np.inf, 0.2, 0.3],
+            "policy_tv": [0.1, np.nan, 0.1, 0.1],
+        }
+    )
+    fake = cs.ConsistencyResult(config=CONFIG, rows=rows, tabular=pd.DataFrame())
+    s = cs.summarise(fake, n_resamples=50).iloc[0]
+    assert s["n_fits"] == 4
+    assert s["n_no_minimiser"] == 1
+    assert s["n_other_failures"] == 0
+    assert np.isfinite(s["iqm"])
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"n_mdps": 0}, "n_mdps"),
+        ({"n_states": 1}, "at least 2 states"),
+        ({"sizes": ()}, "sizes"),
+        ({"n_oracle": 10, "n_mdps": 3}, "n_oracle"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cs.ConsistencyConfig(**kwargs)
+
+
+def test_separable_data_is_kept_as_no_finite_minimiser():
+    # Only action 1 is ever observed: BC's likelihood grows without bound in theta.
+    d = np.array([[[0.0, 0.5], [0.0, 0.5]]])
+    _, ok, status = cs._fit("bc", example3_features(0.5)[None], d)
+    assert not ok[0]
+    assert status[0] == "no finite minimiser"
