@@ -139,3 +139,30 @@ def test_visitation_properties(n_s, n_a, seed, kind, concentration):
         np.testing.assert_allclose(d, total / 6, atol=1e-12)
     d_sa = state_action_visitation(mdp, pi)
     np.testing.assert_allclose(d_sa.sum(-1), d, atol=1e-15)
+
+
+def test_policy_transition_transposed_matches():
+    from sbil.tabular.visitation import policy_transition_transposed
+
+    sparse = random_mdp(40, 3, seed=5, successors=4, sparse=True)
+    dense = random_mdp(40, 3, seed=5, successors=4)
+    pi = np.random.default_rng(0).dirichlet(np.ones(3), size=40)
+    expected = dense.policy_transition(pi).T
+    np.testing.assert_allclose(policy_transition_transposed(dense, pi), expected, atol=1e-15)
+    np.testing.assert_allclose(
+        policy_transition_transposed(sparse, pi).toarray(), expected, atol=1e-15
+    )
+    np.testing.assert_allclose(sparse.policy_transition(pi).toarray().T, expected, atol=1e-15)
+
+
+def test_gmres_reports_nonconvergence():
+    from sbil.tabular.visitation import gmres
+
+    matrix = np.diag(np.linspace(1e-6, 1.0, 200))
+    x, residual = gmres(
+        lambda v: matrix @ v, np.ones(200), x0=np.zeros(200), rtol=1e-12, restart=3, max_cycles=2
+    )
+    assert residual > 1e-12
+    x, residual = gmres(lambda v: matrix[:20, :20] @ v, np.ones(20), x0=np.zeros(20), rtol=1e-10)
+    assert residual <= 1e-10
+    np.testing.assert_allclose(matrix[:20, :20] @ x, 1.0, atol=1e-8)

@@ -31,7 +31,8 @@ class TabularMDP:
     Attributes:
         transitions: ``P[s, a, s']``, either a dense float64 array of shape ``(S, A, S)`` or a
             tuple of ``A`` scipy.sparse CSR arrays, each ``(S, S)``, with ``P[a][s, s']``.
-            Stored read-only (copied on construction).
+            Stored read-only (copied on construction unless the sparse arrays given are
+            already read-only).
         initial: ``rho0[s]``, shape ``(S,)``, the start distribution.
         horizon: finite horizon H >= 1, or None.
         discount: discount gamma in [0, 1), or None. At most one of ``horizon`` and
@@ -214,8 +215,14 @@ def _validated_sparse_transitions(transitions: Sequence[Any]) -> tuple[sp.csr_ar
             raise ValueError(
                 f"transitions[{a}] is not sparse; pass all actions as scipy.sparse (S, S) arrays."
             )
-        p_a = sp.csr_array(p_a, dtype=np.float64, copy=True)
-        p_a.sum_duplicates()
+        # Inputs whose arrays are all read-only cannot change under us: no copy needed.
+        frozen = p_a.format == "csr" and not any(
+            arr.flags.writeable for arr in (p_a.data, p_a.indices, p_a.indptr)
+        )
+        p_a = sp.csr_array(p_a, dtype=np.float64, copy=not frozen)
+        if not p_a.has_canonical_format:
+            p_a = p_a.copy() if frozen else p_a
+            p_a.sum_duplicates()
         if p_a.shape[0] != p_a.shape[1]:
             raise ValueError(f"transitions[{a}] must be square (S, S); got shape {p_a.shape}.")
         if n_states is None:
@@ -337,38 +344,32 @@ def random_mdp(
             "8 GiB; pass sparse=True (with successors=k)."
         )
     rng = np.random.default_rng(seed)
-    n_rows = n_states * n_actions
-    weights = rng.gamma(concentration, size=(n_rows, k))
-    sums = weights.sum(axis=1, keepdims=True)
+    # Generated action-major, [A, S, k], so each action's rows are contiguous.
+    weights = rng.standard_gamma(concentration, size=(n_actions, n_states, k))
+    sums = weights.sum(axis=2, keepdims=True)
     # A row of all-zero gammas (possible for tiny concentrations) becomes uniform.
     weights = np.where(sums > 0, weights / np.where(sums > 0, sums, 1.0), 1.0 / k)
-    if k == n_states:
-        columns = np.broadcast_to(np.arange(n_states), (n_rows, k))
-    else:
-        columns = _distinct_successors(rng, n_rows, n_states, k)
     if initial is None:
         initial = np.full(n_states, 1.0 / n_states)
+    if k == n_states:
+        columns = np.broadcast_to(np.arange(n_states), (n_actions, n_states, k))
+    else:
+        # Sorted column sets; the iid weights stay a Dirichlet sample in any order.
+        columns = _distinct_successors(rng, n_actions * n_states, n_states, k)
+        columns = columns.reshape(n_actions, n_states, k)
     if sparse:
-        rows = np.arange(n_states, dtype=np.int64)
+        index = np.int32 if n_states * k < 2**31 else np.int64
+        indptr = np.arange(0, n_states * k + 1, k, dtype=index)
         transitions = []
         for a in range(n_actions):
-            # Rows of action a are s * A + a.
-            cols = columns[a::n_actions].astype(np.int32, copy=False)
-            vals = weights[a::n_actions]
-            order = np.argsort(cols, axis=1)
-            cols = np.take_along_axis(cols, order, axis=1)
-            vals = np.take_along_axis(vals, order, axis=1)
-            indptr = rows * k
-            indptr = np.append(indptr, n_states * k)
-            transitions.append(
-                sp.csr_array((vals.ravel(), cols.ravel(), indptr), shape=(n_states, n_states))
-            )
+            arrays = (weights[a].ravel(), columns[a].astype(index).ravel(), indptr.copy())
+            for arr in arrays:
+                arr.setflags(write=False)  # fresh read-only arrays: TabularMDP need not copy
+            transitions.append(sp.csr_array(arrays, shape=(n_states, n_states)))
         return TabularMDP(tuple(transitions), initial, horizon=horizon, discount=discount)
-    p = np.zeros((n_rows, n_states))
-    np.put_along_axis(p, np.asarray(columns), weights, axis=1)
-    return TabularMDP(
-        p.reshape(n_states, n_actions, n_states), initial, horizon=horizon, discount=discount
-    )
+    p = np.zeros((n_actions, n_states, n_states))
+    np.put_along_axis(p, np.asarray(columns), weights, axis=2)
+    return TabularMDP(p.transpose(1, 0, 2), initial, horizon=horizon, discount=discount)
 
 
 def _distinct_successors(
@@ -377,12 +378,12 @@ def _distinct_successors(
     """``k`` distinct uniform column indices per row, shape ``(n_rows, k)``."""
     if n_rows * n_states <= 2**24:
         keys = rng.random((n_rows, n_states))
-        return np.argpartition(keys, k - 1, axis=1)[:, :k]
+        return np.sort(np.argpartition(keys, k - 1, axis=1)[:, :k], axis=1)
     # Large S: sample with replacement and redraw the (rare) rows with a repeat.
     cols = rng.integers(0, n_states, size=(n_rows, k))
     while True:
-        srt = np.sort(cols, axis=1)
-        bad = np.flatnonzero((srt[:, 1:] == srt[:, :-1]).any(axis=1))
+        cols.sort(axis=1)
+        bad = np.flatnonzero((cols[:, 1:] == cols[:, :-1]).any(axis=1))
         if bad.size == 0:
             return cols
         cols[bad] = rng.integers(0, n_states, size=(bad.size, k))
