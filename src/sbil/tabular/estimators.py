@@ -342,7 +342,8 @@ def _fit(
     n_iter = np.zeros(n_b, dtype=np.int64)
     grad_norm = np.full(n_b, np.inf)
     value = np.full(n_b, np.nan)
-    flat_steps = np.zeros(n_b, dtype=np.int64)  # consecutive tiny-gradient, large-step iterations
+    flat_steps = np.zeros(n_b, dtype=np.int64)
+    final_step = np.zeros((n_b, n_k))  # consecutive tiny-gradient, large-step iterations
     active = np.arange(n_b)
     for it in range(max_iter + 1):
         if active.size == 0:
@@ -360,6 +361,7 @@ def _fit(
         flat_steps[active] = np.where(small_grad & ~small_step, flat_steps[active] + 1, 0)
         diverged = flat_steps[active] >= 3
         status[active[done]] = CONVERGED
+        final_step[active[done]] = step[done]
         status[active[diverged & ~done]] = NO_FINITE_MINIMISER
         keep = ~(done | diverged)
         if it == max_iter or not keep.any():
@@ -389,6 +391,16 @@ def _fit(
         still[pending] = False
         active = active[still]
 
+    # Polish: take the last (tiny) Newton step of converged problems where it lowers the
+    # gradient further, and report gradient and value at the returned theta.
+    done_idx = np.flatnonzero(status == CONVERGED)
+    if done_idx.size:
+        polished = theta[done_idx] + final_step[done_idx]
+        obj = evaluate(polished, done_idx, 1)
+        better = np.linalg.norm(obj.grad, axis=-1) <= grad_norm[done_idx]
+        theta[done_idx[better]] = polished[better]
+        grad_norm[done_idx[better]] = np.linalg.norm(obj.grad[better], axis=-1)
+        value[done_idx[better]] = obj.value[better]
     result = _result(theta, status, n_iter, grad_norm, value, batch_shape)
     if raise_on_failure and not np.all(status == CONVERGED):
         raise FitError(
