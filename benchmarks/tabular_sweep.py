@@ -7,9 +7,10 @@ expert's exact visitation), BC and EDM fitted on every data set: 16 000 fits.
 - sbil: the whole sweep end to end (problem generation, exact visitation, sampling, and the
   two batched Newton solves ``fit_bc`` / ``fit_edm``), timed as it runs.
 - baseline: a straightforward implementation, one fit at a time with PyTorch autograd and
-  ``torch.optim.LBFGS`` (strong-Wolfe line search, float64), on a random subset of the same
-  data sets; its time per fit is extrapolated to the 16 000 fits. The baseline's estimates are
-  compared with sbil's on the subset, to show both solve the same problems.
+  ``torch.optim.LBFGS`` (strong-Wolfe line search, float64, one torch thread), on a random
+  subset of the same data sets; its time per fit is extrapolated to the 16 000 fits. The
+  baseline's estimates are compared with sbil's on the subset (both solve the same problems).
+  Both are timed in interleaved repeats, so they see the same machine load.
 
 Run: ``python benchmarks/tabular_sweep.py`` (``--help`` for options). Prints a Markdown table.
 """
@@ -94,81 +95,103 @@ def torch_fit(features: np.ndarray, d: np.ndarray, method: str) -> np.ndarray:
     return theta.detach().numpy()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n-mdps", type=int, default=1000, help="random MDPs in the sweep")
-    parser.add_argument(
-        "--baseline-fits", type=int, default=200, help="fits per method timed with PyTorch"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    import torch
-
-    # Warm-up (imports, first-call overheads) on a tiny sweep, not timed.
-    sbil_sweep(4, args.seed + 1)
-    res = sbil_sweep(args.n_mdps, args.seed)
-    rng = np.random.default_rng(args.seed)
-    n_total = res["d"].shape[0]
-    idx = rng.choice(n_total, size=min(args.baseline_fits, n_total), replace=False)
-    torch_fit(res["features"][0], res["d"][0], "bc")  # warm-up
-    per_fit = {}
-    diffs = {}
+def time_baseline(res: dict[str, object], idx: np.ndarray) -> dict[str, float]:
+    """Per-fit PyTorch times on the subset ``idx`` and agreement with sbil's estimates."""
+    out: dict[str, float] = {}
     for method in ("bc", "edm"):
         fit = res[method]
-        conv = np.asarray(fit.converged, dtype=bool)
+        conv = np.asarray(fit.converged, dtype=bool)[idx]
         thetas, times = [], []
         for i in idx:
             t0 = time.perf_counter()
             thetas.append(torch_fit(res["features"][i], res["d"][i], method))
             times.append(time.perf_counter() - t0)
         thetas, times = np.stack(thetas), np.array(times)
-        per_fit[method] = float(times.mean())
-        ok = conv[idx]
+        out[method] = float(times.mean())
         # Fits without a finite minimiser run L-BFGS to its iteration limit; show both.
-        per_fit[method + "_converged"] = float(times[ok].mean()) if ok.any() else float("nan")
-        diffs[method] = (
-            float(np.max(np.abs(thetas[ok] - np.asarray(fit.theta)[idx][ok])))
-            if ok.any()
-            else float("nan")
-        )
-        diffs[method + "_n"] = int(ok.sum())
-    baseline_total = n_total * (per_fit["bc"] + per_fit["edm"])
-    fits_only = res["bc_s"] + res["edm_s"]
+        out[method + "_converged"] = float(times[conv].mean()) if conv.any() else np.nan
+        diff = np.abs(thetas[conv] - np.asarray(fit.theta)[idx][conv])
+        out[method + "_diff"] = float(diff.max()) if conv.any() else np.nan
+        out[method + "_n"] = int(conv.sum())
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n-mdps", type=int, default=1000, help="random MDPs in the sweep")
+    parser.add_argument(
+        "--baseline-fits", type=int, default=200, help="fits per method timed with PyTorch"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="interleaved repeats of both; medians reported"
+    )
+    parser.add_argument(
+        "--torch-threads", type=int, default=1, help="torch intra-op threads for the baseline"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    import torch
+
+    # Default one intra-op thread: the tensors are tiny, so extra threads only add overhead;
+    # with torch's default (2 here) a fit took 5 to 85 ms depending on other load on the
+    # machine. One thread is the baseline's best case, so the speed-up is conservative.
+    torch.set_num_threads(args.torch_threads)
+    # Warm-up (imports, first-call overheads), not timed.
+    warm = sbil_sweep(4, args.seed + 1)
+    torch_fit(warm["features"][0], warm["d"][0], "bc")
+    rng = np.random.default_rng(args.seed)
+    runs, base = [], []
+    for _ in range(args.repeats):  # interleaved, so both see the same machine load
+        res = sbil_sweep(args.n_mdps, args.seed)
+        n_total = res["d"].shape[0]
+        idx = rng.choice(n_total, size=min(args.baseline_fits, n_total), replace=False)
+        runs.append(res)
+        base.append(time_baseline(res, idx))
+    med = {
+        k: float(np.median([r[k] for r in runs]))
+        for k in ("setup_s", "sample_s", "bc_s", "edm_s", "total_s")
+    }
+    bmed = {k: float(np.median([b[k] for b in base])) for k in base[0]}
+    totals = [n_total * (b["bc"] + b["edm"]) for b in base]
+    ratio_fits = [t / (r["bc_s"] + r["edm_s"]) for t, r in zip(totals, runs, strict=True)]
+    ratio_e2e = [t / r["total_s"] for t, r in zip(totals, runs, strict=True)]
+    res = runs[0]
     print(
         f"date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}; "
         f"{platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores; numpy {np.__version__}, torch {torch.__version__}"
+        f"{os.cpu_count()} cores; numpy {np.__version__}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} thread(s)); "
+        f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}"
     )
     print(
         f"sweep: {args.n_mdps} MDPs x {len(DEFAULT_SIZES)} sizes x 2 methods = "
-        f"{res['n_fits']} fits; "
-        f"baseline timed on {len(idx)} fits per method, extrapolated\n"
+        f"{res['n_fits']} fits; baseline timed on {len(idx)} random fits per method and "
+        f"repeat, extrapolated; medians of {args.repeats} interleaved repeats\n"
     )
     print("| stage | sbil (s) |")
     print("|---|---|")
     for key in ("setup_s", "sample_s", "bc_s", "edm_s", "total_s"):
-        print(f"| {key[:-2]} | {res[key]:.2f} |")
+        print(f"| {key[:-2]} | {med[key]:.2f} |")
     conv_bc = int(np.sum(res["bc"].converged))
     conv_edm = int(np.sum(res["edm"].converged))
     print(f"\nconverged: BC {conv_bc}/{n_total}, EDM {conv_edm}/{n_total}")
     print(
-        f"PyTorch L-BFGS per fit: BC {1e3 * per_fit['bc']:.1f} ms, "
-        f"EDM {1e3 * per_fit['edm']:.1f} ms; "
-        f"extrapolated sweep fits: {baseline_total:.1f} s"
+        f"PyTorch L-BFGS per fit: BC {1e3 * bmed['bc']:.1f} ms, EDM {1e3 * bmed['edm']:.1f} ms;"
+        f" extrapolated sweep fits: {float(np.median(totals)):.1f} s"
     )
     print(
         "PyTorch L-BFGS per fit, only fits sbil found a finite minimiser for: "
-        f"BC {1e3 * per_fit['bc_converged']:.1f} ms, EDM {1e3 * per_fit['edm_converged']:.1f} ms"
+        f"BC {1e3 * bmed['bc_converged']:.1f} ms, EDM {1e3 * bmed['edm_converged']:.1f} ms"
     )
     print(
-        f"max |theta_torch - theta_sbil| on converged subset: "
-        f"BC {diffs['bc']:.2e} ({diffs['bc_n']} fits), "
-        f"EDM {diffs['edm']:.2e} ({diffs['edm_n']} fits)"
+        "max |theta_torch - theta_sbil| on converged fits: "
+        f"BC {max(b['bc_diff'] for b in base):.2e}, EDM {max(b['edm_diff'] for b in base):.2e}"
     )
     print(
-        f"speed-up, fits only: {baseline_total / fits_only:.0f}x; "
-        "end to end (sbil total incl. setup vs baseline fits only): "
-        f"{baseline_total / res['total_s']:.0f}x"
+        f"speed-up, fits only: {np.median(ratio_fits):.0f}x "
+        f"(repeats: {', '.join(f'{x:.0f}' for x in ratio_fits)}); end to end (sbil incl. "
+        f"setup vs baseline fits only): {np.median(ratio_e2e):.0f}x "
+        f"(repeats: {', '.join(f'{x:.0f}' for x in ratio_e2e)})"
     )
 
 
