@@ -201,3 +201,27 @@ def test_other_toy_text(env_id, shape):
 def test_toy_text_rejects_other_envs():
     with pytest.raises(ValueError, match="toy-text"):
         from_toy_text("CartPole-v1")
+
+
+def test_rewards_validation():
+    with pytest.raises(ValueError, match=r"rewards must have shape \(S, A\) = \(2, 1\)"):
+        TabularMDP(_chain(), np.array([1.0, 0.0]), rewards=np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="rewards contain NaN or inf"):
+        TabularMDP(_chain(), np.array([1.0, 0.0]), rewards=np.array([[np.nan], [0.0]]))
+
+
+def test_toy_text_accepts_env_instance():
+    import gymnasium
+
+    env = gymnasium.make("FrozenLake-v1", map_name="8x8")
+    mdp = from_toy_text(env, horizon=50)
+    assert (mdp.n_states, mdp.n_actions, mdp.horizon) == (64, 4, 50)
+    np.testing.assert_allclose(mdp.transitions.sum(-1), 1.0)
+
+
+def test_sparse_read_only_input_not_copied_but_writable_input_is():
+    p_a = sp.csr_array(np.array([[0.0, 1.0], [0.0, 1.0]]))
+    mdp = TabularMDP((p_a,), np.array([1.0, 0.0]))
+    p_a.data[:] = 0.5  # the caller's array; the MDP holds its own copy
+    assert mdp.transitions[0].toarray()[0, 1] == 1.0
+    assert not mdp.transitions[0].data.flags.writeable

@@ -11,4 +11,19 @@ Modules:
     oracle: occupancy matching with known dynamics (minimise KL(d_E || d_pi_theta)).
 
 Importing this package never imports torch or gymnasium.
+
+Example (Theorem 1 of the note: with shared parameters EDM misses the expert, BC does not)::
+
+    import numpy as np
+    from sbil.tabular.estimators import fit_bc, fit_edm
+    from sbil.tabular.mdp import two_state_mdp
+    from sbil.tabular.policies import example3_features, policy_probs
+    from sbil.tabular.visitation import state_action_visitation
+
+    p = np.zeros((2, 2, 2))
+    p[0, 0, 0] = p[1, 0, 1] = p[0, 1, 1] = p[1, 1, 0] = 1.0  # action 0 stays, 1 switches
+    features = example3_features(0.5)
+    d_e = state_action_visitation(two_state_mdp(transitions=p), policy_probs(features, [1.0]))
+    fit_bc(features, d_e).theta   # array([1.])
+    fit_edm(features, d_e).theta  # not 1: EDM is inconsistent here
 """

@@ -135,10 +135,11 @@ def edm_objective(
     Under ``"reference"`` the sum collapses to ``L = W lse_{s,a} f(s, a) - sum d f``: the
     negative log-likelihood of the joint softmax ``p(s, a) ∝ exp f(s, a)``, convex, with
     ``hess = W Cov_{p(s,a)}[Phi]`` and optimum matching ``E_p[Phi] = E_d[Phi]/W``. Under
-    ``"note"`` the state term ``-sum d(s) (-l(s))`` is concave in theta, so the objective is
-    not convex in general: Newton must be damped and fall back to gradient steps (as
-    :func:`sbil.tabular.estimators.fit_edm` does), and a stationary point need not be a
-    minimum.
+    ``"note"`` the normaliser ``W lse_s'(-l(s'))`` is a log-sum-exp of the concave
+    functions ``-l(s')``, so the objective is not convex in general: plain Newton steps can
+    go uphill. :func:`sbil.tabular.estimators.fit_edm` therefore damps them (absolute
+    eigenvalues of the Hessian, a backtracking line search, gradient steps as a last resort),
+    and a stationary point it finds is a local minimum, not necessarily the global one.
 
     Args:
         theta: ``theta[..., k]``.
