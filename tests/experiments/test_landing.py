@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.optimize import brentq
 from scipy.special import expit
 
@@ -63,3 +65,9 @@ def test_landing_mdp_realises_d1_and_rejects_bad_q():
         landing.landing_mdp(1.0)
     with pytest.raises(ValueError, match="non-empty"):
         landing.edm_landing([], [0.5])
+
+
+@settings(max_examples=30, deadline=None)
+@given(q=st.floats(0.02, 0.98), k=st.floats(-2.5, 2.5))
+def test_landing_matches_root_find_anywhere(q, k):
+    assert landing.edm_landing([q], [k]).theta[0, 0] == pytest.approx(_moment_root(q, k), abs=1e-7)

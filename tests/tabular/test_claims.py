@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sbil.tabular import claims
 from sbil.tabular.policies import edm_state_log_prob, example3_features, logits, random_features
@@ -96,3 +98,17 @@ def test_all_note_claims_ids_in_order():
 def test_total_variation():
     assert claims.total_variation(np.array([1.0, 0.0]), np.array([0.5, 0.5])) == 0.5
     assert claims.total_variation(np.eye(3), np.eye(3), axis=(0, 1)) == 0.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n_states=st.integers(2, 12),
+    n_actions=st.integers(1, 5),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_example2_holds_for_random_mdps_and_logits(n_states, n_actions, seed):
+    c = claims.example2(n_states, n_actions, n_params=3, seed=seed)
+    d = c.details
+    assert d["policy_max_abs_diff"] <= 1e-12
+    assert d["reference_p_max_abs_dev_from_uniform"] <= 1e-12
+    assert d["note_p_max_abs_dev_from_uniform"] <= 1e-12
