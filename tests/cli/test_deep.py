@@ -161,3 +161,26 @@ def test_evaluate_a_checkpoint_takes_the_task_from_it(app, tmp_path, monkeypatch
     assert loaded == [checkpoint]
     assert f"CartPole-v1 learner {checkpoint}: 500.00 ± 0.00" in result.output
     assert "seeds 4..5" in result.output
+
+
+@pytest.mark.slow  # imports torch and trains a tiny learner (about 4 s)
+def test_evaluate_a_saved_learner_checkpoint(app, tmp_path):
+    from sbil.deep.checkpoint import load_learner, save_learner
+    from sbil.deep.data import collect
+    from sbil.deep.evaluation import evaluate
+    from sbil.deep.learners import LearnerConfig, train
+
+    info = collect("CartPole-v1", 2, root=tmp_path)
+    demos = load_demonstrations(info.dataset_id, root=tmp_path)
+    config = LearnerConfig(algo="bc", n_updates=20)
+    trained = train(
+        demos.observations, demos.actions, config, seeds=[0], n_actions=2, env_id=demos.env_id
+    )
+    checkpoint = save_learner(tmp_path / "bc", trained.learner(0))
+
+    result = runner.invoke(app, ["evaluate", str(checkpoint), "--episodes", "3"])
+    assert result.exit_code == 0, result.output
+    expected = evaluate(load_learner(checkpoint), "CartPole-v1", 3, seed=0)
+    assert f"CartPole-v1 learner {checkpoint}: {expected.mean:.2f} ± {expected.std:.2f}" in (
+        result.output
+    )
