@@ -246,32 +246,46 @@ def _invariant_projector(features: np.ndarray, d: np.ndarray, per_state: bool) -
     """Projector ``[B, K, K]`` onto the parameter directions that only shift logits.
 
     ``per_state``: directions ``v`` with ``Phi[s, a] . v`` constant over ``a`` in every state
-    with data (BC's invariance); otherwise constant over all ``(s, a)`` (EDM's).
+    with data (BC's invariance); otherwise constant over all ``(s, a)`` (EDM's). With shared
+    features the projector depends on the data only through BC's state support, so it is
+    computed once per distinct support.
     """
+    n_b, n_k = d.shape[0], features.shape[-1]
     if per_state:
         centred = features - features.mean(axis=-2, keepdims=True)
-        weight = (d.sum(-1) > 0).astype(np.float64)[..., None]  # [B, S, 1]
-        weight = np.broadcast_to(weight, d.shape)
-    else:
-        n_sa = features.shape[-3] * features.shape[-2]
-        flat_mean = features.reshape(*features.shape[:-3], n_sa, -1).mean(axis=-2)
-        centred = features - flat_mean[..., None, None, :]
-        weight = np.ones(d.shape)
-    n_s, n_a, n_k = centred.shape[-3:]
-    x = centred.reshape(*centred.shape[:-3], n_s * n_a, n_k)
-    gram = np.swapaxes(x * weight.reshape(*weight.shape[:-2], n_s * n_a, 1), -1, -2) @ x
-    gram = np.broadcast_to(gram, (d.shape[0], n_k, n_k))
+        support = (d.sum(-1) > 0).astype(np.float64)  # [B, S]
+        if features.ndim == 3:
+            per_state_gram = np.swapaxes(centred, -1, -2) @ centred  # [S, K, K]
+            keys, inverse = np.unique(support, axis=0, return_inverse=True)
+            gram = np.einsum("us,skl->ukl", keys, per_state_gram)
+            return _null_projector(gram)[inverse.ravel()]
+        n_s, n_a = features.shape[-3:-1]
+        x = centred.reshape(n_b, n_s * n_a, n_k)
+        weight = np.repeat(support, n_a, axis=1)[..., None]  # [B, S * A, 1]
+        return _null_projector(np.swapaxes(x * weight, -1, -2) @ x)
+    n_sa = features.shape[-3] * features.shape[-2]
+    x = features.reshape(*features.shape[:-3], n_sa, n_k)
+    x = x - x.mean(axis=-2, keepdims=True)
+    return np.broadcast_to(_null_projector(np.swapaxes(x, -1, -2) @ x), (n_b, n_k, n_k))
+
+
+def _null_projector(gram: np.ndarray) -> np.ndarray:
+    """Projector onto the (numerical) null space of symmetric PSD ``gram[..., K, K]``."""
     eigval, eigvec = np.linalg.eigh(gram)
     scale = np.maximum(eigval[..., -1:], 1e-300)
-    null = eigval <= 1e-10 * scale
-    return np.einsum("bkn,bn,bln->bkl", eigvec, null.astype(np.float64), eigvec)
+    null_vectors = eigvec * (eigval <= 1e-10 * scale)[..., None, :]
+    return null_vectors @ np.swapaxes(null_vectors, -1, -2)
+
+
+def _matvec(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    return (matrix @ vector[..., None])[..., 0]
 
 
 def _newton_direction(
     grad: np.ndarray, hess: np.ndarray, null: np.ndarray, convex: bool
 ) -> np.ndarray:
     """Newton step on the complement of the invariant directions; descent guaranteed."""
-    g = grad - np.einsum("bkl,bl->bk", null, grad)
+    g = grad - _matvec(null, grad)
     if convex:
         system = hess + null
         try:
@@ -285,8 +299,8 @@ def _newton_direction(
         eigval, eigvec = np.linalg.eigh(hess)
         floor = 1e-8 * np.maximum(np.abs(eigval).max(axis=-1, keepdims=True), 1e-12)
         inv = 1.0 / np.maximum(np.abs(eigval), floor)
-        step = -np.einsum("bkn,bn,bln,bl->bk", eigvec, inv, eigvec, g)
-    step = step - np.einsum("bkl,bl->bk", null, step)
+        step = -_matvec(eigvec, inv * _matvec(np.swapaxes(eigvec, -1, -2), g))
+    step = step - _matvec(null, step)
     bad = ~np.all(np.isfinite(step), axis=-1) | (np.sum(step * g, axis=-1) >= 0)
     return np.where(bad[:, None], -g, step)
 

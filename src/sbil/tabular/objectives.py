@@ -69,7 +69,7 @@ class _PerState:
         """``sum_s c(s) C(s)`` with ``C(s) = Cov_pi(.|s)[Phi(s, .)]``, shape ``[..., k, l]``."""
         phi = self.features
         second = _gram(c[..., None] * self.pi, phi)
-        first = np.einsum("...s,...sk,...sl->...kl", c, self.m, self.m)
+        first = np.swapaxes(c[..., None] * self.m, -1, -2) @ self.m
         return second - first
 
 
@@ -173,7 +173,7 @@ def edm_objective(
     if order < 2:
         return Objective(value, grad)
     mean_m = np.einsum("...s,...sk->...k", r, ps.m)
-    cov_r_m = np.einsum("...s,...sk,...sl->...kl", r, ps.m, ps.m) - (
+    cov_r_m = np.swapaxes(r[..., None] * ps.m, -1, -2) @ ps.m - (
         mean_m[..., :, None] * mean_m[..., None, :]
     )
     hess = ps.weighted_covariance(d_state + sigma * excess) + total[..., None, None] * cov_r_m
