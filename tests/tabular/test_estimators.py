@@ -199,3 +199,48 @@ def test_deterministic():
     a = fit_edm(features, d, raise_on_failure=False)
     b = fit_edm(features, d, raise_on_failure=False)
     np.testing.assert_array_equal(a.theta, b.theta)
+
+
+def _separable(features: np.ndarray, d: np.ndarray, per_state: bool) -> bool:
+    """Exact test: is there v with Phi(observed) . v >= Phi(other) . v everywhere, not all equal?
+
+    BC compares actions within each observed state; EDM (reference) compares every observed
+    (s, a) with every (s', a'). Then the objective decreases forever along v.
+    """
+    from scipy.optimize import linprog
+
+    n_k = features.shape[-1]
+    observed = np.argwhere(d > 0)
+    rows = []
+    for s, a in observed:
+        others = features[s] if per_state else features.reshape(-1, n_k)
+        rows.append(features[s, a] - others)
+    m = np.concatenate(rows)
+    res = linprog(-m.sum(0), A_ub=-m, b_ub=np.zeros(len(m)), bounds=[(-1, 1)] * n_k)
+    return -res.fun > 1e-9
+
+
+@pytest.mark.parametrize(("fitter", "per_state"), [(fit_bc, True), (fit_edm, False)])
+def test_no_finite_minimiser_flag_matches_linear_programme(fitter, per_state):
+    rng = np.random.default_rng(0)
+    n_problems = 150
+    features = rng.normal(size=(n_problems, 8, 3, 4))
+    theta = 2 * rng.normal(size=(n_problems, 4))
+    pi = policy_probs(features, theta)
+    d_state = rng.dirichlet(np.ones(8), size=n_problems)
+    d_e = d_state[..., None] * pi
+    sizes = np.array([3, 5, 10, 30, 100])[np.arange(n_problems) % 5]
+    d = np.stack([sample_visitation(d_e[i], sizes[i], seed=i) for i in range(n_problems)])
+    fit = fitter(features, d, raise_on_failure=False)
+    separable = np.array([_separable(features[i], d[i], per_state) for i in range(n_problems)])
+    assert separable.any() and not separable.all()
+    np.testing.assert_array_equal(fit.status == "no finite minimiser", separable)
+    np.testing.assert_array_equal(fit.converged, ~separable)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_slow_divergence_is_not_mistaken_for_convergence(scale):
+    """A small margin makes the gradient vanish only once the softmax saturates."""
+    d = np.array([[0.0, 0.5], [0.0, 0.5]])  # only action 1: theta -> +infinity
+    fit = fit_bc(scale * example3_features(0.7), d, raise_on_failure=False)
+    assert fit.status == "no finite minimiser"

@@ -17,11 +17,14 @@ singular along it; the Newton system is solved on the complement of those direct
 once per problem from the features) and ``theta`` keeps its ``theta0`` component along them.
 Nothing else is added to the Hessian unless ``ridge > 0`` is passed.
 
-Convergence: gradient norm <= ``tol`` and a Newton step of norm <= ``step_tol (1 + |theta|)``.
-The second test separates a minimiser from an objective that keeps decreasing towards an
-infimum at infinity (separable data, e.g. an action never seen in a state whose features can
-single it out): there the gradient vanishes like ``exp(-|theta|)`` while the Newton step stays
-of order one. Such problems are reported as having no finite minimiser.
+Convergence: gradient norm <= ``tol``, a Newton step of norm <= ``step_tol (1 + |theta|)``,
+and a Hessian (invariances removed) that is not singular at round-off level. The last two
+tests separate a minimiser from an objective that keeps decreasing towards an infimum at
+infinity (separable data, e.g. an action never seen in a state whose features can single it
+out): there the gradient vanishes like ``exp(-|theta|)`` while the Newton step stays of order
+one, until the softmax saturates and the Hessian becomes numerically singular. Such problems
+are reported as having no finite minimiser; on random problems this classification agreed
+with an exact linear-programming separability test in every case checked.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ from sbil.tabular.policies import Convention, _state_log_partition_sign
 
 #: d must sum to one per problem within this tolerance.
 SUM_TOLERANCE = 1e-8
+
+#: A Hessian (invariances removed) whose smallest eigenvalue is below this fraction of its
+#: largest, at round-off level, is treated as singular: no finite minimiser.
+SINGULAR_RTOL = 1e-14
 
 # Per-problem status codes (FitResult.status).
 CONVERGED = "converged"
@@ -374,6 +381,15 @@ def _fit(
         done = small_grad & small_step
         flat_steps[active] = np.where(small_grad & ~small_step, flat_steps[active] + 1, 0)
         diverged = flat_steps[active] >= 3
+        if done.any():
+            # At a finite minimiser the Hessian, with the exact invariances removed, is
+            # positive definite; numerically singular means the softmax has saturated, i.e.
+            # theta ran off towards an infimum at infinity and the gradient vanished there.
+            which = np.flatnonzero(done)
+            eig = np.linalg.eigvalsh(obj.hess[which] + null[active[which]])
+            saturated = eig[:, 0] <= SINGULAR_RTOL * np.abs(eig).max(axis=-1)
+            done[which[saturated]] = False
+            diverged[which[saturated]] = True
         status[active[done]] = CONVERGED
         final_step[active[done]] = step[done]
         status[active[diverged & ~done]] = NO_FINITE_MINIMISER
