@@ -19,6 +19,7 @@ import numpy as np
 from sbil.tabular.policies import (
     Convention,
     _state_log_partition_sign,
+    _sum_last,
     log_softmax,
     logits,
 )
@@ -73,6 +74,13 @@ class _PerState:
         return second - first
 
 
+def _contract(w: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """``sum_{s,a} w[..., s, a] Phi[..., s, a, :]`` as a batched matmul, shape ``[..., k]``."""
+    n_s, n_a, n_k = phi.shape[-3:]
+    x = phi.reshape(*phi.shape[:-3], n_s * n_a, n_k)
+    return (w.reshape(*w.shape[:-2], 1, n_s * n_a) @ x)[..., 0, :]
+
+
 def _gram(w: np.ndarray, phi: np.ndarray) -> np.ndarray:
     """``sum_{s,a} w[s, a] Phi[s, a, :] Phi[s, a, :]^T`` as a batched matmul."""
     n_s, n_a, n_k = phi.shape[-3:]
@@ -101,13 +109,12 @@ def bc_objective(
     """
     theta, features, d = _check(theta, features, d)
     ps = _PerState(theta, features)
-    d_state = d.sum(-1)
+    d_state = _sum_last(d)
     value = np.sum(d_state * ps.l, axis=-1) - np.sum(d * ps.f, axis=(-2, -1))
     if order < 1:
         return Objective(value)
-    grad = np.einsum("...sk->...k", d_state[..., None] * ps.m) - np.einsum(
-        "...sa,...sak->...k", d, features
-    )
+    # sum_s d(s) m(s) = sum_{s,a} d(s) pi(a|s) Phi(s, a): one contraction for both terms.
+    grad = _contract(d_state[..., None] * ps.pi - d, features)
     if order < 2:
         return Objective(value, grad)
     return Objective(value, grad, ps.weighted_covariance(d_state))
@@ -154,7 +161,7 @@ def edm_objective(
     sigma = _state_log_partition_sign(convention)
     theta, features, d = _check(theta, features, d)
     ps = _PerState(theta, features)
-    d_state = d.sum(-1)
+    d_state = _sum_last(d)
     total = d_state.sum(-1)
     energy = sigma * ps.l
     log_r = log_softmax(energy)  # log p_theta(s)
@@ -167,9 +174,7 @@ def edm_objective(
         return Objective(value)
     r = np.exp(log_r)
     excess = total[..., None] * r - d_state  # W r(s) - d(s)
-    grad = np.einsum("...s,...sk->...k", d_state + sigma * excess, ps.m) - np.einsum(
-        "...sa,...sak->...k", d, features
-    )
+    grad = _contract((d_state + sigma * excess)[..., None] * ps.pi - d, features)
     if order < 2:
         return Objective(value, grad)
     mean_m = np.einsum("...s,...sk->...k", r, ps.m)

@@ -43,21 +43,40 @@ def logits(features: np.ndarray, theta: np.ndarray) -> np.ndarray:
             f"theta must have last dimension K = {features.shape[-1]} (features' last axis); "
             f"got shape {theta.shape}."
         )
-    return np.einsum("...sak,...k->...sa", features, theta)
+    n_s, n_a, n_k = features.shape[-3:]
+    # A batched matmul [..., S*A, K] @ [..., K, 1]: several times faster than the einsum.
+    flat = features.reshape(*features.shape[:-3], n_s * n_a, n_k) @ theta[..., None]
+    return flat.reshape(*flat.shape[:-2], n_s, n_a)
+
+
+def _max_last(x: np.ndarray) -> np.ndarray:
+    """``max`` over the last axis; pairwise for short axes (numpy's reduce is slow there)."""
+    if x.shape[-1] > 8 or x.shape[-1] == 0:
+        return np.max(x, axis=-1)
+    top = x[..., 0].copy()
+    for i in range(1, x.shape[-1]):
+        np.maximum(top, x[..., i], out=top)
+    return top
+
+
+def _sum_last(x: np.ndarray) -> np.ndarray:
+    """``sum`` over the last axis (einsum is faster than ``np.sum`` for short axes)."""
+    return np.einsum("...i->...", x)
 
 
 def log_softmax(f: np.ndarray, axis: int = -1) -> np.ndarray:
     """``f - logsumexp(f)`` along ``axis``, computed stably."""
-    top = np.max(f, axis=axis, keepdims=True)
-    shifted = f - top
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    f = np.moveaxis(np.asarray(f, dtype=np.float64), axis, -1)
+    shifted = f - _max_last(f)[..., None]
+    out = shifted - np.log(_sum_last(np.exp(shifted)))[..., None]
+    return np.moveaxis(out, -1, axis)
 
 
 def logsumexp(f: np.ndarray, axis: int = -1) -> np.ndarray:
     """``log sum exp f`` along ``axis`` (the axis removed), computed stably."""
-    top = np.max(f, axis=axis, keepdims=True)
-    out = np.log(np.sum(np.exp(f - top), axis=axis, keepdims=True)) + top
-    return np.squeeze(out, axis=axis)
+    f = np.moveaxis(np.asarray(f, dtype=np.float64), axis, -1)
+    top = _max_last(f)
+    return np.log(_sum_last(np.exp(f - top[..., None]))) + top
 
 
 def policy_probs(features: np.ndarray, theta: np.ndarray) -> np.ndarray:

@@ -251,6 +251,33 @@ def stationary_distribution(mdp: TabularMDP, pi: np.ndarray) -> np.ndarray:
             naming two of them.
     """
     p_pi = mdp.policy_transition(pi)
+    if not sp.issparse(p_pi) and np.all(p_pi > 0):
+        # A strictly positive chain is irreducible: skip the graph analysis.
+        members = np.arange(mdp.n_states)
+    else:
+        members = _unique_closed_class(p_pi)
+    sub = p_pi[members][:, members]
+    k = members.size
+    # Solve (I - P^T) x = 0 with the last equation replaced by sum x = 1.
+    if sp.issparse(sub):
+        a_mat = sp.lil_array(sp.eye_array(k) - sub.T)
+        a_mat[k - 1, :] = np.ones(k)
+        rhs = np.zeros(k)
+        rhs[-1] = 1.0
+        x = scipy.sparse.linalg.spsolve(a_mat.tocsc(), rhs)
+    else:
+        a_mat = np.eye(k) - sub.T
+        a_mat[k - 1, :] = 1.0
+        rhs = np.zeros(k)
+        rhs[-1] = 1.0
+        x = np.linalg.solve(a_mat, rhs)
+    d = np.zeros(mdp.n_states)
+    d[members] = x
+    return _clean_distribution(d)
+
+
+def _unique_closed_class(p_pi) -> np.ndarray:
+    """States of the chain's only closed communicating class; VisitationError if not one."""
     graph = sp.csr_array(p_pi) if not sp.issparse(p_pi) else p_pi
     graph = sp.csr_array((graph.data > 0, graph.indices, graph.indptr), shape=graph.shape)
     n_comp, labels = scipy.sparse.csgraph.connected_components(
@@ -273,25 +300,7 @@ def stationary_distribution(mdp: TabularMDP, pi: np.ndarray) -> np.ndarray:
             f"{closed.size} closed classes (e.g. states {examples}); set a discount or a "
             "horizon on the MDP to use the discounted or finite-horizon visitation instead."
         )
-    members = np.flatnonzero(labels == closed[0])
-    sub = p_pi[members][:, members]
-    k = members.size
-    # Solve (I - P^T) x = 0 with the last equation replaced by sum x = 1.
-    if sp.issparse(sub):
-        a_mat = sp.lil_array(sp.eye_array(k) - sub.T)
-        a_mat[k - 1, :] = np.ones(k)
-        rhs = np.zeros(k)
-        rhs[-1] = 1.0
-        x = scipy.sparse.linalg.spsolve(a_mat.tocsc(), rhs)
-    else:
-        a_mat = np.eye(k) - sub.T
-        a_mat[k - 1, :] = 1.0
-        rhs = np.zeros(k)
-        rhs[-1] = 1.0
-        x = scipy.linalg.solve(a_mat, rhs)
-    d = np.zeros(mdp.n_states)
-    d[members] = x
-    return _clean_distribution(d)
+    return np.flatnonzero(labels == closed[0])
 
 
 def _clean_distribution(d: np.ndarray) -> np.ndarray:
