@@ -428,9 +428,9 @@ def seed_generator(seed: int, stream: int) -> torch.Generator:
 def minibatch_indices(generator: torch.Generator, n: int, batch_size: int) -> torch.Tensor:
     """``batch_size`` distinct indices in ``0..n-1`` (as the reference's
     ``np.random.choice(n, batch_size, replace=False)``), ``[batch_size]`` int64."""
-    if n <= 8 * batch_size * batch_size:
+    if n <= 2 * batch_size * batch_size:
         return torch.randperm(n, generator=generator)[:batch_size]
-    while True:  # collisions are rare here (probability < 1/16); redraw the whole batch
+    while True:  # a collision has probability < 1/4 here; redraw the whole batch
         indices = torch.randint(0, n, (batch_size,), generator=generator)
         if indices.unique().numel() == batch_size:
             return indices
@@ -614,8 +614,9 @@ def _train(observations, actions, config, seeds, n_actions, env_id, device, prog
     energy = networks(_ENERGY_INIT) if config.algo == "edm-decoupled" else None
     state_model = energy if energy is not None else policy
     parameters = [*policy.parameters(), *(energy.parameters() if energy is not None else [])]
+    # The fused kernel is the same elementwise Adam as the default, about 3x cheaper per step.
     optimizer = torch.optim.Adam(
-        parameters, lr=config.learning_rate, betas=config.adam_betas, foreach=True
+        parameters, lr=config.learning_rate, betas=config.adam_betas, fused=True
     )
     batch_gens = [seed_generator(s, _MINIBATCH) for s in seeds]
     sgld_gens = [seed_generator(s, _SGLD) for s in seeds]
@@ -625,6 +626,7 @@ def _train(observations, actions, config, seeds, n_actions, env_id, device, prog
         ).to(dev)
 
     history = []
+    no_rho = torch.full((len(seeds),), float("nan"), device=dev)
     report_every = max(1, config.n_updates // 200)
     for update in range(config.n_updates):
         index = torch.stack([minibatch_indices(g, n, batch) for g in batch_gens]).to(dev)
@@ -671,8 +673,9 @@ def _train(observations, actions, config, seeds, n_actions, env_id, device, prog
         else:
             policy_logits = policy(x)
             loss = ce = cross_entropy(policy_logits, a)
-            rho = torch.full_like(ce, float("nan"))
-        loss = loss + policy_regularizer(policy_logits, policy, config)
+            rho = no_rho
+        if config.l2_coef or config.entropy_coef:
+            loss = loss + policy_regularizer(policy_logits, policy, config)
 
         optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()  # learner k's parameters get the gradient of loss[k] only
