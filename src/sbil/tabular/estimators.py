@@ -258,6 +258,8 @@ def _invariant_projector(features: np.ndarray, d: np.ndarray, per_state: bool) -
     computed once per distinct support.
     """
     n_b, n_k = d.shape[0], features.shape[-1]
+    if features.ndim == 4 and n_b > 1 and bool((features == features[:1]).all()):
+        features = features[0]  # one class stacked B times (e.g. one-hot): compute once
     if per_state:
         centred = features - features.mean(axis=-2, keepdims=True)
         support = (d.sum(-1) > 0).astype(np.float64)  # [B, S]
