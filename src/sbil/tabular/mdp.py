@@ -346,9 +346,11 @@ def random_mdp(
     rng = np.random.default_rng(seed)
     # Generated action-major, [A, S, k], so each action's rows are contiguous.
     weights = rng.standard_gamma(concentration, size=(n_actions, n_states, k))
-    sums = weights.sum(axis=2, keepdims=True)
+    sums = np.einsum("ask->as", weights)
     # A row of all-zero gammas (possible for tiny concentrations) becomes uniform.
-    weights = np.where(sums > 0, weights / np.where(sums > 0, sums, 1.0), 1.0 / k)
+    zero = sums <= 0
+    weights /= np.where(zero, 1.0, sums)[..., None]
+    weights[zero] = 1.0 / k
     if initial is None:
         initial = np.full(n_states, 1.0 / n_states)
     if k == n_states:
@@ -361,6 +363,7 @@ def random_mdp(
         index = np.int32 if n_states * k < 2**31 else np.int64
         indptr = np.arange(0, n_states * k + 1, k, dtype=index)
         transitions = []
+        weights.setflags(write=False)  # views of a writeable base could be made writeable
         for a in range(n_actions):
             arrays = (weights[a].ravel(), columns[a].astype(index).ravel(), indptr.copy())
             for arr in arrays:

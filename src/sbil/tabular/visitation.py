@@ -184,7 +184,8 @@ def policy_transition_transposed(mdp: TabularMDP, pi: np.ndarray) -> np.ndarray 
 def gmres(
     matvec, b: np.ndarray, *, x0: np.ndarray, rtol: float, restart: int = 40, max_cycles: int = 25
 ) -> tuple[np.ndarray, float]:
-    """Restarted GMRES for ``A x = b`` (Arnoldi with classical Gram-Schmidt, reorthogonalised).
+    """Restarted GMRES for ``A x = b`` (Arnoldi: classical Gram-Schmidt, reorthogonalised
+    when cancellation is detected).
 
     A lean replacement for ``scipy.sparse.linalg.gmres``, whose per-iteration Python overhead
     dominates at 10^6 unknowns; the Arnoldi basis is one ``(restart + 1, n)`` array.
@@ -213,12 +214,16 @@ def gmres(
         y = np.zeros(0)
         for j in range(restart):
             w = matvec(basis[j])
+            w_norm = float(np.linalg.norm(w))
             h = basis[: j + 1] @ w
             w -= h @ basis[: j + 1]
-            h2 = basis[: j + 1] @ w  # second pass keeps the basis orthogonal
-            w -= h2 @ basis[: j + 1]
-            hess[: j + 1, j] = h + h2
             h_next = float(np.linalg.norm(w))
+            if h_next < 0.7 * w_norm:  # cancellation: a second pass restores orthogonality
+                h2 = basis[: j + 1] @ w
+                w -= h2 @ basis[: j + 1]
+                h += h2
+                h_next = float(np.linalg.norm(w))
+            hess[: j + 1, j] = h
             hess[j + 1, j] = h_next
             rhs = np.zeros(j + 2)
             rhs[0] = beta
