@@ -100,3 +100,16 @@ def test_sample_visitation():
         sample_visitation(d, 0, seed=0)
     with pytest.raises(ValueError, match="finite and nonnegative"):
         sample_visitation(-d, 10, seed=0)
+
+
+def test_demonstration_visitation_infinite_and_finite():
+    from sbil.tabular.demos import demonstration_visitation
+
+    mdp = random_mdp(5, 2, seed=0, discount=0.8)
+    pi = np.full((5, 2), 0.5)
+    exact = demonstration_visitation(mdp, pi)
+    np.testing.assert_array_equal(exact, state_action_visitation(mdp, pi))
+    finite = demonstration_visitation(mdp, pi, n_samples=200, seed=3)
+    np.testing.assert_array_equal(finite, sample_visitation(exact, 200, seed=3))
+    with pytest.raises(ValueError, match="explicit seed"):
+        demonstration_visitation(mdp, pi, n_samples=200)

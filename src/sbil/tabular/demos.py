@@ -4,8 +4,8 @@ Finite data comes in two forms. :func:`sample_demonstrations` rolls a policy out
 and :func:`empirical_visitation` turns the trajectories into ``d_hat[s, a]``;
 :func:`sample_visitation` draws ``n`` iid pairs from an exact visitation ``d[s, a]``
 (multinomial counts / n), which is what the consistency sweeps use. "Infinite data" is the
-exact expert visitation ``d_E[s, a]`` itself (:func:`sbil.tabular.visitation.
-state_action_visitation`), passed to the estimators in place of ``d_hat``.
+exact expert visitation ``d_E[s, a]`` itself, passed to the estimators in place of ``d_hat``;
+:func:`demonstration_visitation` gives either.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sbil.tabular.mdp import TabularMDP, validate_policy
+from sbil.tabular.visitation import state_action_visitation
 
 #: d must sum to one per problem within this tolerance.
 SUM_TOLERANCE = 1e-8
@@ -245,3 +246,30 @@ def sample_visitation(
     flat = d.reshape(*d.shape[:-2], -1) / sums[..., None]
     counts = rng.multinomial(int(n_samples), flat)
     return (counts / n_samples).reshape(d.shape)
+
+
+def demonstration_visitation(
+    mdp: TabularMDP,
+    pi: np.ndarray,
+    *,
+    n_samples: int | None = None,
+    seed: int | np.random.Generator | None = None,
+) -> np.ndarray:
+    """The data an estimator sees: ``n`` iid pairs from ``d_E``, or ``d_E`` itself.
+
+    Args:
+        mdp: the MDP.
+        pi: the expert policy ``pi[s, a]``.
+        n_samples: number of iid ``(s, a)`` draws; None for "infinite data", the exact
+            visitation ``d_E[s, a]``.
+        seed: required when ``n_samples`` is given.
+
+    Returns:
+        ``d[s, a]``, summing to one.
+    """
+    d_expert = state_action_visitation(mdp, pi)
+    if n_samples is None:
+        return d_expert
+    if seed is None:
+        raise ValueError("pass seed=... with n_samples: sampling needs an explicit seed.")
+    return sample_visitation(d_expert, n_samples, seed=seed)
