@@ -88,7 +88,13 @@ def test_sparse_equals_dense(convention):
     )
 
 
-def test_iterative_equals_direct():
+def test_iterative_equals_direct(monkeypatch):
+    import sbil.tabular.visitation as visitation
+
+    def no_gmres(*args, **kwargs):
+        raise AssertionError("a well-mixing chain should not need GMRES")
+
+    monkeypatch.setattr(visitation, "gmres", no_gmres)
     mdp = random_mdp(200, 4, seed=3, successors=5, sparse=True, discount=0.99)
     pi = np.full((200, 4), 0.25)
     direct = discounted_visitation(mdp, pi, method="direct")
@@ -166,3 +172,33 @@ def test_gmres_reports_nonconvergence():
     x, residual = gmres(lambda v: matrix[:20, :20] @ v, np.ones(20), x0=np.zeros(20), rtol=1e-10)
     assert residual <= 1e-10
     np.testing.assert_allclose(matrix[:20, :20] @ x, 1.0, atol=1e-8)
+
+
+def test_iterative_on_slowly_mixing_chain_hands_over_to_gmres(monkeypatch):
+    """Mostly self-loops: the fixed-point iteration contracts at ~gamma, so GMRES finishes."""
+    import scipy.sparse as sp
+
+    import sbil.tabular.visitation as visitation
+    from sbil.tabular.mdp import TabularMDP
+
+    calls = []
+    real_gmres = visitation.gmres
+
+    def counting_gmres(*args, **kwargs):
+        calls.append(1)
+        return real_gmres(*args, **kwargs)
+
+    monkeypatch.setattr(visitation, "gmres", counting_gmres)
+
+    n = 300
+    rng = np.random.default_rng(0)
+    mixing = random_mdp(n, 2, seed=1, successors=3, sparse=True)
+    transitions = tuple(
+        sp.csr_array(0.999 * sp.eye_array(n) + 0.001 * p_a) for p_a in mixing.transitions
+    )
+    mdp = TabularMDP(transitions, rng.dirichlet(np.ones(n)), discount=0.999)
+    pi = rng.dirichlet(np.ones(2), size=n)
+    iterative = discounted_visitation(mdp, pi, method="iterative")
+    direct = discounted_visitation(mdp, pi, method="direct")
+    np.testing.assert_allclose(iterative, direct, rtol=1e-8, atol=1e-14)
+    assert calls == [1]
