@@ -7,8 +7,10 @@ about 0.1 GiB) is its own. Timings are wall-clock ``time.perf_counter`` seconds.
 Cases:
     sparse-build       random_mdp(10^6 states, 4 actions, 5 successors, sparse=True)
     sparse-discounted  discounted_visitation on that MDP, gamma = 0.99, random policy
-                       (our restarted GMRES, rtol 1e-12; the residual is re-checked here)
-    scipy-gmres        the same solve with scipy.sparse.linalg.gmres (for comparison)
+                       (fixed-point iteration, rtol 1e-12; the residual is re-checked here)
+    sbil-gmres         the same solve with sbil's restarted GMRES alone (the fallback for
+                       slowly mixing chains), for comparison
+    scipy-gmres        the same solve with scipy.sparse.linalg.gmres, for comparison
     dense-horizon      finite_horizon_visitation, dense |S| = 2000, |A| = 4, H = 100
     batched-fits       fit_bc and fit_edm on 8000 problems each (|S| = 20, |A| = 4, K = 5,
                        sampled data N in {10, ..., 10^5}), as in the consistency sweep
@@ -27,7 +29,14 @@ import subprocess
 import sys
 import time
 
-CASES = ("sparse-build", "sparse-discounted", "scipy-gmres", "dense-horizon", "batched-fits")
+CASES = (
+    "sparse-build",
+    "sparse-discounted",
+    "sbil-gmres",
+    "scipy-gmres",
+    "dense-horizon",
+    "batched-fits",
+)
 
 
 def _peak_gib() -> float:
@@ -71,6 +80,23 @@ def case_sparse_discounted() -> dict:
         "seconds": seconds,
         "detail": f"relative residual {residual:.1e}, sum {d.sum():.15f}, min {d.min():.1e}",
     }
+
+
+def case_sbil_gmres() -> dict:
+    import numpy as np
+
+    from sbil.tabular.visitation import gmres, policy_transition_transposed
+
+    mdp = _sparse_mdp()
+    pi = _random_policy(mdp.n_states, mdp.n_actions)
+    gamma = mdp.discount
+    start = time.perf_counter()
+    p_t = policy_transition_transposed(mdp, pi)
+    b = (1 - gamma) * mdp.initial
+    d, residual = gmres(lambda x: x - gamma * (p_t @ x), b, x0=mdp.initial.copy(), rtol=1e-12)
+    seconds = time.perf_counter() - start
+    residual = np.linalg.norm(d - gamma * (p_t @ d) - b) / np.linalg.norm(b)
+    return {"seconds": seconds, "detail": f"relative residual {residual:.1e}"}
 
 
 def case_scipy_gmres() -> dict:
