@@ -244,3 +244,35 @@ def test_slow_divergence_is_not_mistaken_for_convergence(scale):
     d = np.array([[0.0, 0.5], [0.0, 0.5]])  # only action 1: theta -> +infinity
     fit = fit_bc(scale * example3_features(0.7), d, raise_on_failure=False)
     assert fit.status == "no finite minimiser"
+
+
+def test_note_convention_local_extrema():
+    """Under the note's sign EDM can have two local minima and a maximum between them."""
+    from scipy.optimize import brentq
+
+    features = example3_features(0.24)
+    d = np.array([[0.19, 0.004], [0.512, 0.294]])
+
+    def grad(t: float) -> float:
+        return edm_objective(np.array([t]), features, d, convention="note").grad[0]
+
+    grid = np.linspace(-3.0, 0.0, 301)
+    values = np.array([grad(t) for t in grid])
+    i = int(np.flatnonzero((values[:-1] > 0) & (values[1:] < 0))[0])  # + to -: a maximum
+    maximum = brentq(grad, grid[i], grid[i + 1], xtol=1e-14)
+    at_max = fit_edm(
+        features, d, convention="note", theta0=np.array([maximum]), raise_on_failure=False
+    )
+    assert at_max.status == "stationary point is not a minimum" and not at_max.converged
+    with pytest.raises(FitError, match="saddle point or maximum"):
+        fit_edm(features, d, convention="note", theta0=np.array([maximum]))
+    right = fit_edm(features, d, convention="note", theta0=np.array([maximum + 0.5]))
+    left = fit_edm(features, d, convention="note", theta0=np.array([maximum - 2.0]))
+    assert right.theta[0] > maximum > left.theta[0]
+    for fit in (left, right):
+        hess = edm_objective(fit.theta, features, d, convention="note").hess
+        assert hess[0, 0] > 0
+    # The reference convention is convex: one minimiser from either start.
+    a = fit_edm(features, d, theta0=np.array([maximum + 0.5])).theta
+    b = fit_edm(features, d, theta0=np.array([maximum - 2.0])).theta
+    np.testing.assert_allclose(a, b, atol=1e-10)

@@ -50,6 +50,7 @@ CONVERGED = "converged"
 NO_FINITE_MINIMISER = "no finite minimiser"
 MAX_ITER = "max_iter reached"
 LINE_SEARCH_FAILED = "line search failed"
+NOT_A_MINIMUM = "stationary point is not a minimum"
 
 
 class FitError(RuntimeError):
@@ -71,7 +72,8 @@ class FitResult:
         grad_norm: Euclidean norm of the gradient at ``theta``, float or array ``[...]``.
         value: objective value at ``theta``, float or array ``[...]``.
         status: per-problem status: ``"converged"``, ``"no finite minimiser"``,
-            ``"max_iter reached"`` or ``"line search failed"`` (str or str array ``[...]``).
+            ``"max_iter reached"``, ``"line search failed"`` or (``"note"`` convention only)
+            ``"stationary point is not a minimum"`` (str or str array ``[...]``).
     """
 
     theta: np.ndarray
@@ -365,8 +367,8 @@ def _fit(
     n_iter = np.zeros(n_b, dtype=np.int64)
     grad_norm = np.full(n_b, np.inf)
     value = np.full(n_b, np.nan)
-    flat_steps = np.zeros(n_b, dtype=np.int64)
-    final_step = np.zeros((n_b, n_k))  # consecutive tiny-gradient, large-step iterations
+    flat_steps = np.zeros(n_b, dtype=np.int64)  # consecutive tiny-gradient, large-step steps
+    final_step = np.zeros((n_b, n_k))
     active = np.arange(n_b)
     for it in range(max_iter + 1):
         if active.size == 0:
@@ -389,13 +391,17 @@ def _fit(
             # theta ran off towards an infimum at infinity and the gradient vanished there.
             which = np.flatnonzero(done)
             eig = np.linalg.eigvalsh(obj.hess[which] + null[active[which]])
-            saturated = eig[:, 0] <= SINGULAR_RTOL * np.abs(eig).max(axis=-1)
-            done[which[saturated]] = False
+            scale = SINGULAR_RTOL * np.abs(eig).max(axis=-1)
+            # Only the non-convex "note" objective can stop at a saddle or a maximum.
+            saddle = eig[:, 0] < -scale
+            saturated = ~saddle & (eig[:, 0] <= scale)
+            done[which[saturated | saddle]] = False
             diverged[which[saturated]] = True
+            status[active[which[saddle]]] = NOT_A_MINIMUM
         status[active[done]] = CONVERGED
         final_step[active[done]] = step[done]
         status[active[diverged & ~done]] = NO_FINITE_MINIMISER
-        keep = ~(done | diverged)
+        keep = ~(done | diverged) & (status[active] != NOT_A_MINIMUM)
         if it == max_iter or not keep.any():
             break
         active, th, step = active[keep], th[keep], step[keep]
@@ -484,6 +490,11 @@ def _failure_message(name, theta, status, grad_norm, batch_shape, max_iter) -> s
         )
     elif status[first] == MAX_ITER:
         hint = f"no convergence in max_iter = {max_iter} iterations; raise max_iter"
+    elif status[first] == NOT_A_MINIMUM:
+        hint = (
+            "the non-convex objective stopped at a saddle point or maximum; start from "
+            "another theta0"
+        )
     else:
         hint = "the line search found no decrease; the problem is badly conditioned"
     return (
