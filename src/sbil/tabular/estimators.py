@@ -391,10 +391,11 @@ def _fit(
             # theta ran off towards an infimum at infinity and the gradient vanished there.
             which = np.flatnonzero(done)
             eig = np.linalg.eigvalsh(obj.hess[which] + null[active[which]])
-            scale = SINGULAR_RTOL * np.abs(eig).max(axis=-1)
-            # Only the non-convex "note" objective can stop at a saddle or a maximum.
-            saddle = eig[:, 0] < -scale
-            saturated = ~saddle & (eig[:, 0] <= scale)
+            largest = np.abs(eig).max(axis=-1)
+            # Only the non-convex "note" objective can stop at a saddle or a maximum; for the
+            # convex ones a negative eigenvalue is round-off of a singular Hessian.
+            saddle = np.zeros(which.size, dtype=bool) if convex else eig[:, 0] < -1e-10 * largest
+            saturated = ~saddle & (eig[:, 0] <= SINGULAR_RTOL * largest)
             done[which[saturated | saddle]] = False
             diverged[which[saturated]] = True
             status[active[which[saddle]]] = NOT_A_MINIMUM
