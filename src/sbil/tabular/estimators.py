@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from sbil.tabular.demos import Demonstrations, empirical_visitation
 from sbil.tabular.objectives import Objective, bc_objective, edm_objective
 from sbil.tabular.policies import Convention, _state_log_partition_sign
 
@@ -210,8 +211,6 @@ def validate_data(features: Any, d: Any) -> tuple[np.ndarray, np.ndarray]:
         ValueError: with the offending problem index for wrong shapes, NaN/inf, negative
             weights or weights not summing to one.
     """
-    from sbil.tabular.demos import Demonstrations, empirical_visitation
-
     features = np.asarray(features, dtype=np.float64)
     if features.ndim < 3 or 0 in features.shape[-3:]:
         raise ValueError(
