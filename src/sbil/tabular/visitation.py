@@ -18,6 +18,8 @@ graphs is prohibitive). The iterative solve is checked by its residual.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
@@ -151,7 +153,9 @@ def discounted_visitation(
     return _clean_distribution(d)
 
 
-def _fixed_point_then_gmres(matvec, b: np.ndarray, x0: np.ndarray, rtol: float):
+def _fixed_point_then_gmres(
+    matvec: Callable[[np.ndarray], np.ndarray], b: np.ndarray, x0: np.ndarray, rtol: float
+) -> tuple[np.ndarray, float]:
     """Solve ``(I - gamma P^T) d = b`` by ``d <- b + gamma P^T d`` while that contracts fast.
 
     Starting from a distribution, the iterates keep total mass one, so the error contracts at
@@ -204,7 +208,13 @@ def policy_transition_transposed(mdp: TabularMDP, pi: np.ndarray) -> np.ndarray 
 
 
 def gmres(
-    matvec, b: np.ndarray, *, x0: np.ndarray, rtol: float, restart: int = 40, max_cycles: int = 25
+    matvec: Callable[[np.ndarray], np.ndarray],
+    b: np.ndarray,
+    *,
+    x0: np.ndarray,
+    rtol: float,
+    restart: int = 40,
+    max_cycles: int = 25,
 ) -> tuple[np.ndarray, float]:
     """Restarted GMRES for ``A x = b`` (Arnoldi: classical Gram-Schmidt, reorthogonalised
     when cancellation is detected).
