@@ -37,7 +37,7 @@ import numpy as np
 
 from sbil.tabular.demos import Demonstrations, empirical_visitation
 from sbil.tabular.objectives import Objective, bc_objective, edm_objective
-from sbil.tabular.policies import Convention, _state_log_partition_sign
+from sbil.tabular.policies import Convention, energy_sign
 
 #: d must sum to one per problem within this tolerance.
 SUM_TOLERANCE = 1e-8
@@ -178,7 +178,7 @@ def fit_edm(
         ValueError: on invalid data.
         FitError: on failure when ``raise_on_failure``.
     """
-    _state_log_partition_sign(convention)  # validates the name
+    energy_sign(convention)  # validates the name
 
     def objective(theta: np.ndarray, feats: np.ndarray, data: np.ndarray, *, order: int = 2):
         return edm_objective(theta, feats, data, convention=convention, order=order)

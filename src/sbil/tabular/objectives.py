@@ -18,8 +18,8 @@ import numpy as np
 
 from sbil.tabular.policies import (
     Convention,
-    _state_log_partition_sign,
     _sum_last,
+    energy_sign,
     log_softmax,
     logits,
 )
@@ -158,7 +158,7 @@ def edm_objective(
     Returns:
         Objective(value ``[...]``, grad ``[..., k]``, hess ``[..., k, k]``).
     """
-    sigma = _state_log_partition_sign(convention)
+    sigma = energy_sign(convention)
     theta, features, d = _check(theta, features, d)
     ps = _PerState(theta, features)
     d_state = _sum_last(d)

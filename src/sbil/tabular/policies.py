@@ -187,7 +187,12 @@ def state_shift_features(features: np.ndarray) -> np.ndarray:
     return np.concatenate([features, onehot], axis=-1)
 
 
-def _state_log_partition_sign(convention: str) -> float:
+def energy_sign(convention: str) -> float:
+    """The sign sigma of EDM's state energy: +1 for ``"reference"``, -1 for ``"note"``.
+
+    Raises:
+        ValueError: for any other convention name.
+    """
     if convention == "reference":
         return 1.0
     if convention == "note":
@@ -210,6 +215,6 @@ def edm_state_log_prob(f: np.ndarray, *, convention: Convention = "reference") -
     Returns:
         ``log p[..., s]``.
     """
-    sign = _state_log_partition_sign(convention)
+    sign = energy_sign(convention)
     energy = sign * logsumexp(np.asarray(f, dtype=np.float64), axis=-1)
     return log_softmax(energy, axis=-1)
