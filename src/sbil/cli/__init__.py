@@ -1,8 +1,8 @@
 """The ``sbil`` command line: thin commands that parse, call one function and print.
 
 Commands live in one module per area (``tabular``: ``reproduce``; ``deep``: ``collect``,
-``expert``, ``evaluate``; ``train``: ``train``); each imports its heavy dependencies inside the command so
-that ``sbil --help`` stays fast and works without torch installed.
+``expert``, ``evaluate``; ``train``: ``train``); each imports its heavy dependencies inside
+the command so that ``sbil --help`` stays fast and works without torch installed.
 """
 
 from __future__ import annotations

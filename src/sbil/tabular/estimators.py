@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from sbil.tabular.demos import Demonstrations, empirical_visitation
 from sbil.tabular.objectives import Objective, bc_objective, edm_objective
@@ -315,7 +316,17 @@ def _newton_direction(
     return np.where(bad[:, None], -g, step)
 
 
-def _fit(
+_BLAS = ThreadpoolController()
+
+
+def _fit(*args: Any, **kwargs: Any) -> FitResult:
+    # Newton here is many tiny batched K x K problems: BLAS threads only add overhead, and on a
+    # loaded 2-core machine OpenBLAS's spinning threads made one-hot fits 5-6x slower.
+    with _BLAS.limit(limits=1, user_api="blas"):
+        return _newton_fit(*args, **kwargs)
+
+
+def _newton_fit(
     objective: ObjectiveFn,
     name: str,
     features: Any,
