@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -20,6 +22,7 @@ from sbil.deep.learners import LearnerConfig, train
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
     from deep_edm_update import expert_pairs
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
