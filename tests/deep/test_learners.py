@@ -274,3 +274,59 @@ def test_bc_learns_cartpole_from_ten_expert_trajectories():
     # 50 evaluation episodes (not the protocol's 300) to keep the test short.
     evaluation = evaluate(result.learner(0), "CartPole-v1", n_episodes=50, seed=0)
     assert evaluation.mean >= 475, evaluation.returns
+
+
+# --- fidelity to the reference code ---------------------------------------------------------------
+
+
+def test_edm_updates_match_a_reference_style_implementation():
+    """Five EDM updates written the way EDMStudent is (nn.Sequential, autograd.grad SGLD loop
+    with retain_graph, separate forward passes, nn.CrossEntropyLoss, Adam), fed sbil's random
+    draws, give sbil's losses and weights."""
+    from torch import nn
+
+    from sbil.deep.learners import _MINIBATCH, _POLICY_INIT, _SGLD
+    from sbil.deep.sgld import draw_chain_randomness, uniform_buffer
+
+    obs, actions = _data(n=400)
+    config = LearnerConfig(algo="edm", n_updates=5, sgld_buffer_size=100)
+    result = train(obs, actions, config, seeds=[2], n_actions=2)
+
+    init = StackedMLP.initialized(
+        [seed_generator(2, _POLICY_INIT)], in_dim=4, hidden_sizes=(64, 64), out_dim=2
+    )
+    net = nn.Sequential(nn.Linear(4, 64), nn.ELU(), nn.Linear(64, 64), nn.ELU(), nn.Linear(64, 2))
+    with torch.no_grad():
+        for linear, w, b in zip(net[::2], init.weights, init.biases, strict=True):
+            linear.weight.copy_(w[0].T)
+            linear.bias.copy_(b[0, 0])
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999))
+    batch_gen, sgld_gen = seed_generator(2, _MINIBATCH), seed_generator(2, _SGLD)
+    buffer = uniform_buffer(sgld_gen, 100, 4)
+    losses = []
+    for _ in range(5):
+        rows = minibatch_indices(batch_gen, 400, 32)
+        state = torch.from_numpy(obs)[rows]
+        action = torch.from_numpy(actions)[rows]
+        draws = draw_chain_randomness(
+            sgld_gen, batch_size=32, dim=4, buffer_size=100, n_steps=20, reinit_prob=0.05
+        )
+        loss_pi = nn.CrossEntropyLoss()(net(state), action)
+        mask = draws.reinit_mask.float()[:, None]
+        x_t = (1 - mask) * buffer[draws.buffer_indices] + mask * draws.reinit
+        x_t.requires_grad_(True)
+        for t in range(20):
+            grad = torch.autograd.grad(net(x_t).logsumexp(1).sum(), [x_t], retain_graph=True)[0]
+            x_t.data += 0.01 * grad + 0.01 * draws.noise[t]
+        samples = x_t.detach()
+        buffer[draws.buffer_indices] = samples
+        rho = net(samples).logsumexp(1).mean() - net(state).logsumexp(1).mean()
+        loss = loss_pi + rho + rho**2
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    np.testing.assert_allclose(result.loss[0], losses, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        result.policy_state["weight1"][0], net[2].weight.detach().T, rtol=0, atol=1e-5
+    )

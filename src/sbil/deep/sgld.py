@@ -124,7 +124,7 @@ def sgld_logsumexp(
     x = x0.detach()
     for eps in noise * noise_scale:
         x = frozen.logsumexp_ascent(x, step_size).add_(eps)
-    return x if x is not x0 else x.clone()
+    return x.clone() if len(noise) == 0 else x  # never alias the caller's x0
 
 
 def autograd_drift(log_density: Callable[[torch.Tensor], torch.Tensor]) -> DriftFunction:
