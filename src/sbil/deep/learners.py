@@ -294,7 +294,7 @@ class Learner:
     policy_state: dict[str, torch.Tensor]
     energy_state: dict[str, torch.Tensor] | None = None
     env_id: str | None = None
-    _nets: dict = field(default_factory=dict, repr=False, compare=False)
+    _nets: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("obs_mean", "obs_std"):
