@@ -80,12 +80,12 @@ def collect_command(
     seed: SeedOption = 0,
     dataset_id: Annotated[
         str | None,
-        typer.Option(help="Minari dataset id [default: sbil/<task>/<expert>-v0]."),
+        typer.Option(help="Minari dataset id (default: sbil/<task>/<expert>-v0)."),
     ] = None,
     root: Annotated[
         Path | None,
         typer.Option(
-            help="Datasets folder [default: $MINARI_DATASETS_PATH or ~/.minari/datasets]."
+            help="Datasets folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)."
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset.")] = False,
@@ -143,7 +143,7 @@ def evaluate_command(
     ] = None,
     env: Annotated[
         str | None,
-        typer.Option("--env", "-e", help="Gymnasium task id [default: the checkpoint's task]."),
+        typer.Option("--env", "-e", help="Gymnasium task id (default: the checkpoint's task)."),
     ] = None,
     episodes: Annotated[int, typer.Option(help="Number of evaluation episodes.")] = 300,
     seed: SeedOption = 0,
@@ -258,7 +258,7 @@ def expert_train_command(
         Path | None,
         typer.Option(
             "--experts-dir",
-            help="Cache folder [default: $SBIL_EXPERTS_DIR or ~/.cache/sbil/experts].",
+            help="Cache folder (default: $SBIL_EXPERTS_DIR or ~/.cache/sbil/experts).",
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a cached expert.")] = False,

@@ -83,22 +83,22 @@ def train_command(
     root: Annotated[
         Path | None,
         typer.Option(
-            help="Minari datasets folder [default: $MINARI_DATASETS_PATH or ~/.minari/datasets]."
+            help="Minari datasets folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)."
         ),
     ] = None,
     data: Annotated[
         Path | None,
         typer.Option(
-            help="Instead of --dataset: an .npz with observations, actions[, episode_lengths]."
+            help="Instead of --dataset: .npz of observations, actions (optional: episode_lengths)."
         ),
     ] = None,
     env: Annotated[
-        str | None, typer.Option("--env", "-e", help="Task id [default: the dataset's task].")
+        str | None, typer.Option("--env", "-e", help="Task id (default: the dataset's task).")
     ] = None,
     algo: Annotated[str, typer.Option(help="Learner: bc, edm or edm-decoupled.")] = "edm",
     seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0,1,2 or 0-9; trained together.")] = "0",
     episodes: Annotated[
-        int | None, typer.Option(help="Use the first K trajectories [default: all].")
+        int | None, typer.Option(help="Use the first K trajectories (default: all).")
     ] = None,
     every_nth_step: Annotated[
         int,

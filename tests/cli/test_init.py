@@ -1,0 +1,55 @@
+"""The assembled ``sbil`` app: every command registers and its help renders as written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import typer
+import typer.main
+from typer.testing import CliRunner
+
+from sbil.cli import _register, app
+
+runner = CliRunner()
+
+
+def _commands() -> dict:
+    _register()
+    group = typer.main.get_command(app)
+    out = {}
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):  # a sub-group such as `sbil expert`
+            out.update({f"{name} {sub}": c for sub, c in command.commands.items()})
+        else:
+            out[name] = command
+    return out
+
+
+def test_every_command_is_registered():
+    assert {"reproduce", "collect", "train", "evaluate", "expert list"} <= set(_commands())
+
+
+def test_help_texts_have_no_rich_markup_that_would_be_swallowed():
+    # Rich renders "[default: x]" inside a help string as a markup tag and drops it.
+    for name, command in _commands().items():
+        for param in command.params:
+            text = getattr(param, "help", None) or ""
+            assert "[" not in text, f"`sbil {name}` option {param.name}: {text!r}"
+
+
+def test_dataset_default_is_shown_in_collect_help():
+    _register()
+    result = runner.invoke(app, ["collect", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "default: sbil/<task>/<expert>-v0" in result.output
+
+
+def test_sbil_help_does_not_import_torch():
+    code = (
+        "import sys; from sbil.cli import _register, app; _register(); "
+        "from typer.testing import CliRunner; r = CliRunner().invoke(app, ['--help']); "
+        "assert r.exit_code == 0, r.output; print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
