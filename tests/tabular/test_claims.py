@@ -26,6 +26,8 @@ def test_example2_policy_unchanged_p_uniform_d_pi_not_under_both_conventions(see
     assert c.agrees
     d = c.details
     assert d["policy_max_abs_diff"] <= 1e-12
+    # shift_logits agrees with the class extended by a per-state shift (sbil's policy code).
+    assert d["shift_logits_vs_extended_class_max_abs_diff"] <= 1e-12
     for convention in ("reference", "note"):
         assert d[f"{convention}_p_max_abs_dev_from_uniform"] <= 1e-12
         # Before the shift p_theta was not uniform, after it d_pi is far from p_theta.

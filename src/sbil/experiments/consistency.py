@@ -30,7 +30,7 @@ from sbil.experiments.io import git_commit
 from sbil.experiments.stats import iqm, stratified_bootstrap_ci, wilson_interval
 from sbil.tabular.claims import theorem1_mdp, total_variation
 from sbil.tabular.demos import sample_visitation
-from sbil.tabular.estimators import CONVERGED, NO_FINITE_MINIMISER, fit_bc, fit_edm
+from sbil.tabular.estimators import NO_FINITE_MINIMISER, FitResult, fit_bc, fit_edm
 from sbil.tabular.mdp import TabularMDP, random_mdp
 from sbil.tabular.oracle import fit_occupancy_matching
 from sbil.tabular.policies import (
@@ -185,11 +185,8 @@ def _fit(
     return theta, converged, status
 
 
-def _status(fit: Any, converged: np.ndarray) -> np.ndarray:
-    status = getattr(fit, "status", None)
-    if status is None:
-        return np.where(converged, CONVERGED, "not converged")
-    return np.asarray(status, dtype=str).reshape(converged.shape)
+def _status(fit: FitResult, converged: np.ndarray) -> np.ndarray:
+    return np.asarray(fit.status, dtype=str).reshape(converged.shape)
 
 
 def _study_group(

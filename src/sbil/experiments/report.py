@@ -73,11 +73,12 @@ def _explain(c: Claim) -> str:
             f"{_fmt(d['max_abs_deviation'])}); at k = {d['headline_k']:g} it is "
             f"{_fmt(c.sbil_value)} (note {_fmt(c.note_value)}). It is negative for every k < 1: "
             "EDM's state term pushes theta down even where the policy term is balanced. With the "
-            "'note' convention (the opposite sign of the note's eqs. (4)-(5)) the values differ "
+            "'note' convention, p(s) ∝ exp(−logsumexp f(s)) (the sign of the note's eqs. "
+            "(4)-(5)), the gradient has the opposite sign, (1 − k)/4 "
             f"(at k = {d['headline_k']:g}: "
             f"{_fmt(_at(d['note_convention_gradient'], d['k_grid'], d['headline_k']))}); the "
-            "note's numbers are those of the reference convention p(s) ∝ exp(logsumexp f(s)), "
-            "which is also EDM's code."
+            "note's numbers are those of the 'reference' convention p(s) ∝ exp(+logsumexp f(s)), "
+            "the sign of the note's eq. (11) and of EDM's code."
         )
     if c.id == "theorem1":
         return (
@@ -395,10 +396,11 @@ def render_report(
     else:
         lines += [
             "Every number the note states is reproduced. One point of wording: the note's "
-            "eqs. (4)-(5) write the state model with the opposite sign, "
-            "p(s) ∝ exp(−logsumexp f(s)); its numbers (Example 3's (k − 1)/4, Theorem 1's "
-            "−0.2452) hold for p(s) ∝ exp(+logsumexp f(s)) (its eq. (11) and EDM's code). "
-            "Example 1 and 2 hold under both."
+            "eqs. (4)-(5) write the state model with the sign opposite to its eq. (11), "
+            "p(s) ∝ exp(−logsumexp f(s)) (sbil's 'note' convention); its numbers (Example 3's "
+            "(k − 1)/4, Theorem 1's −0.2452) hold for p(s) ∝ exp(+logsumexp f(s)) (sbil's "
+            "'reference' convention: the note's eq. (11) and EDM's code). Examples 1 and 2 hold "
+            "under both."
         ]
     lines += [
         "",

@@ -44,7 +44,7 @@ from sbil.experiments.landing import (
     edm_landing,
     edm_state_model_s1,
 )
-from sbil.tabular.claims import Claim, example1, example2, example3, theorem1
+from sbil.tabular.claims import Claim, all_note_claims
 
 #: Identifiers of the note's claims, in report order.
 NOTE_CLAIM_IDS = ("example1", "example2", "example3", "theorem1")
@@ -398,7 +398,7 @@ def run_reproduce(config: ReproduceConfig, progress: Progress | None = None) -> 
     out = check_out_dir(config.out)
     start = time.perf_counter()
     say("note's claims: examples 1-3, theorem 1")
-    note_claims = [example1(), example2(), example3(), theorem1()]
+    note_claims = all_note_claims()
     say("where EDM lands (Example 3 class)")
     d1_grid, k_grid = config.landing_grid
     landing = edm_landing(d1_grid, k_grid)
