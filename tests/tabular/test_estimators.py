@@ -98,6 +98,28 @@ def test_state_shift_params_are_invisible_to_bc():
     np.testing.assert_array_equal(fit.theta[3:], 0.0)
 
 
+@pytest.mark.parametrize("scale", [1e-5, 1e-8, 1e4])
+def test_badly_scaled_feature_is_not_an_invariance(scale):
+    """A feature in other units is a reparametrisation: fits must follow it, not freeze it."""
+    features, theta, d_e = _realisable(0, n_s=6, n_k=3)
+    scaled = features.copy()
+    scaled[..., 2] *= scale
+    bc = fit_bc(scaled, d_e)
+    np.testing.assert_allclose(bc.theta * [1, 1, scale], theta, rtol=1e-7, atol=1e-9)
+    edm, edm_scaled = fit_edm(features, d_e), fit_edm(scaled, d_e)
+    assert edm_scaled.converged
+    np.testing.assert_allclose(edm_scaled.theta * [1, 1, scale], edm.theta, rtol=1e-7)
+
+
+def test_small_invariant_features_are_still_invariances():
+    features, theta, d_e = _realisable(5)
+    shifted = state_shift_features(features)
+    shifted[..., 3:] *= 1e-6  # per-state shift columns in tiny units: still invisible to BC
+    fit = fit_bc(shifted, d_e, theta0=np.r_[np.zeros(3), np.arange(1.0, 9.0)])
+    np.testing.assert_allclose(fit.theta[:3], theta, atol=1e-7)
+    np.testing.assert_array_equal(fit.theta[3:], np.arange(1.0, 9.0))
+
+
 @pytest.mark.parametrize("fitter", [fit_bc, fit_edm])
 def test_batched_equals_loop(fitter):
     problems = [_realisable(s) for s in range(5)]

@@ -251,41 +251,79 @@ def validate_data(features: Any, d: Any) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------
 
 
-def _invariant_projector(features: np.ndarray, d: np.ndarray, per_state: bool) -> np.ndarray:
-    """Projector ``[B, K, K]`` onto the parameter directions that only shift logits.
+@dataclass(frozen=True)
+class _Invariances:
+    """The exact invariances of a batch of problems, in two coordinate systems.
+
+    Attributes:
+        projector: ``[B, K, K]`` orthogonal projector onto the invariant directions of theta.
+        scale: ``[B, K]`` column norms of the features the invariances were read from (1 for
+            a zero column): ``theta * scale`` are coordinates in which every feature has unit
+            norm, so tests in them do not depend on the features' units.
+        scaled_projector: ``[B, K, K]`` the projector in those coordinates.
+    """
+
+    projector: np.ndarray
+    scale: np.ndarray
+    scaled_projector: np.ndarray
+
+
+def _invariances(features: np.ndarray, d: np.ndarray, per_state: bool) -> _Invariances:
+    """The parameter directions that only shift logits, for each of B problems.
 
     ``per_state``: directions ``v`` with ``Phi[s, a] . v`` constant over ``a`` in every state
     with data (BC's invariance); otherwise constant over all ``(s, a)`` (EDM's). With shared
-    features the projector depends on the data only through BC's state support, so it is
-    computed once per distinct support.
+    features they depend on the data only through BC's state support, so they are computed
+    once per distinct support.
     """
-    n_b, n_k = d.shape[0], features.shape[-1]
+    n_b = d.shape[0]
     if features.ndim == 4 and n_b > 1 and bool((features == features[:1]).all()):
         features = features[0]  # one class stacked B times (e.g. one-hot): compute once
+    n_s, n_a, n_k = features.shape[-3:]
     if per_state:
         centred = features - features.mean(axis=-2, keepdims=True)
-        support = (d.sum(-1) > 0).astype(np.float64)  # [B, S]
+        support = d.sum(-1) > 0  # [B, S]
         if features.ndim == 3:
-            per_state_gram = np.swapaxes(centred, -1, -2) @ centred  # [S, K, K]
             keys, inverse = np.unique(support, axis=0, return_inverse=True)
-            gram = np.einsum("us,skl->ukl", keys, per_state_gram)
-            return _null_projector(gram)[inverse.ravel()]
-        n_s, n_a = features.shape[-3:-1]
-        x = centred.reshape(n_b, n_s * n_a, n_k)
-        weight = np.repeat(support, n_a, axis=1)[..., None]  # [B, S * A, 1]
-        return _null_projector(np.swapaxes(x * weight, -1, -2) @ x)
-    n_sa = features.shape[-3] * features.shape[-2]
-    x = features.reshape(*features.shape[:-3], n_sa, n_k)
+            rows = (centred[None] * keys[:, :, None, None]).reshape(-1, n_s * n_a, n_k)
+            return _Invariances(*(x[inverse.ravel()] for x in _null_space(rows)))
+        rows = centred * support[..., None, None]
+        return _Invariances(*_null_space(rows.reshape(n_b, n_s * n_a, n_k)))
+    x = features.reshape(*features.shape[:-3], n_s * n_a, n_k)
     x = x - x.mean(axis=-2, keepdims=True)
-    return np.broadcast_to(_null_projector(np.swapaxes(x, -1, -2) @ x), (n_b, n_k, n_k))
+    if x.ndim == 2:
+        x = x[None]
+    return _Invariances(*(np.broadcast_to(y, (n_b, *y.shape[1:])) for y in _null_space(x)))
 
 
-def _null_projector(gram: np.ndarray) -> np.ndarray:
-    """Projector onto the (numerical) null space of symmetric PSD ``gram[..., K, K]``."""
-    eigval, eigvec = np.linalg.eigh(gram)
-    scale = np.maximum(eigval[..., -1:], 1e-300)
-    null_vectors = eigvec * (eigval <= 1e-10 * scale)[..., None, :]
-    return null_vectors @ np.swapaxes(null_vectors, -1, -2)
+#: A direction ``u`` is an exact invariance when ``|X u| <= INVARIANCE_RTOL |X|`` (largest
+#: singular value) after every column of ``X`` is scaled to unit norm; round-off is ~1e-15.
+INVARIANCE_RTOL = 1e-10
+
+
+def _null_space(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Null space of ``rows[U, N, K]``: (projector ``[U, K, K]``, scale ``[U, K]``, scaled one).
+
+    Scale-free: the columns are scaled to unit norm first, so a feature that is merely small
+    (e.g. in other units) is not mistaken for an invariance, and the rank is read off the
+    singular values of the rows, not the eigenvalues of their Gram matrix (which would
+    square the conditioning).
+    """
+    n_u, n_rows, n_k = rows.shape
+    scale = np.linalg.norm(rows, axis=-2)  # [U, K]
+    scale = np.where(scale > 0, scale, 1.0)
+    scaled = rows / scale[:, None, :]
+    if n_rows < n_k:  # zero rows change nothing and give a full set of right singular vectors
+        scaled = np.concatenate([scaled, np.zeros((n_u, n_k - n_rows, n_k))], axis=1)
+    _, sing, vt = np.linalg.svd(scaled, full_matrices=False)
+    is_null = sing <= INVARIANCE_RTOL * np.maximum(sing[:, :1], 1e-300)  # [U, K]
+    scaled_basis = np.swapaxes(vt, -1, -2) * is_null[:, None, :]  # orthonormal columns
+    scaled_projector = scaled_basis @ np.swapaxes(scaled_basis, -1, -2)
+    # X' u = 0 with X' = X / scale  <=>  X (u / scale) = 0: map, then re-orthonormalise.
+    u, s, _ = np.linalg.svd(scaled_basis / scale[:, :, None])
+    keep = s > 1e-12 * np.maximum(s[:, :1], 1e-300)
+    basis = u * keep[:, None, :]
+    return basis @ np.swapaxes(basis, -1, -2), scale, scaled_projector
 
 
 def _matvec(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
@@ -359,9 +397,15 @@ def _newton_fit(
     feats = feats if shared else feats.reshape(n_b, *features.shape[-3:])
     data = np.broadcast_to(d, (*batch_shape, *d.shape[-2:])).reshape(n_b, *d.shape[-2:])
     theta = np.broadcast_to(theta0, (*batch_shape, n_k)).reshape(n_b, n_k).copy()
-    null = _invariant_projector(feats, data, per_state_invariance)
+    invariances = _invariances(feats, data, per_state_invariance)
+    null, scale, scaled_null = (
+        invariances.projector,
+        invariances.scale,
+        invariances.scaled_projector,
+    )
     if ridge > 0:
-        null = np.zeros_like(null)  # the penalty removes every flat direction
+        # The penalty removes every flat direction.
+        null, scaled_null = np.zeros_like(null), np.zeros_like(scaled_null)
     eye = np.eye(n_k)
 
     def evaluate(th: np.ndarray, idx: np.ndarray, order: int) -> Objective:
@@ -399,8 +443,13 @@ def _newton_fit(
             # At a finite minimiser the Hessian, with the exact invariances removed, is
             # positive definite; numerically singular means the softmax has saturated, i.e.
             # theta ran off towards an infimum at infinity and the gradient vanished there.
+            # Read in unit-feature coordinates (theta * scale), so small features in other
+            # units do not look singular.
             which = np.flatnonzero(done)
-            eig = np.linalg.eigvalsh(obj.hess[which] + null[active[which]])
+            sc = scale[active[which]]
+            eig = np.linalg.eigvalsh(
+                obj.hess[which] / (sc[:, :, None] * sc[:, None, :]) + scaled_null[active[which]]
+            )
             largest = np.abs(eig).max(axis=-1)
             # Only the non-convex "note" objective can stop at a saddle or a maximum; for the
             # convex ones a negative eigenvalue is round-off of a singular Hessian.
