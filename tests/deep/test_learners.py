@@ -216,6 +216,8 @@ def test_bad_seeds_device_and_config():
         train(obs, actions, config, seeds=[-1], n_actions=2)
     with pytest.raises(LearnerInputError, match="sequence of integers"):
         train(obs, actions, config, seeds=3, n_actions=2)
+    with pytest.raises(LearnerInputError, match=r"distinct .* got \[0\] more than once"):
+        train(obs, actions, config, seeds=[0, 1, 0], n_actions=2)
     with pytest.raises(LearnerInputError, match="Unknown device"):
         train(obs, actions, config, seeds=[0], n_actions=2, device="tpu-9")
     if not torch.cuda.is_available():

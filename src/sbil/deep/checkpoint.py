@@ -8,8 +8,10 @@ A checkpoint is a folder::
 
 Each file is written to a temporary file in the same folder and moved into place with
 ``os.replace``; ``weights.pt`` is written first, so a folder with ``learner.json`` is complete.
-:func:`save_run` writes what ``sbil train`` produces: the run's ``config.json``, one checkpoint
-per seed (``seed-<s>/``), the loss curves (``losses.npz``) and a ``results.json`` summary.
+:func:`save_run` writes what ``sbil train`` produces: the run's ``config.json`` (with the git
+commit and package versions), one checkpoint per seed (``seed-<s>/``), the loss curves
+(``losses.npz``) and a ``results.json`` summary, staged in a sibling folder and renamed into
+place. Files and folders get the permissions of the user's umask, as ``open`` would give.
 
 Example:
     >>> from sbil.deep.checkpoint import load_learner, save_learner
@@ -20,16 +22,21 @@ Example:
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
 import os
+import pickle
+import shutil
+import subprocess
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from sbil.deep.learners import Learner, LearnerConfig, LearnerInputError, TrainResult
+from sbil.deep.learners import Learner, LearnerConfig, TrainResult
 
 FORMAT = "sbil-learner"
 VERSION = 1
@@ -41,10 +48,18 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, incomplete, or not one sbil wrote."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file private (0600); give it the mode a plain open() would.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -137,10 +152,28 @@ def load_learner(path: str | os.PathLike) -> Learner:
         )
     if not weights_path.is_file():
         raise CheckpointError(f"The checkpoint at {folder} is incomplete: no {WEIGHTS_FILE}.")
+    not_sbil = (
+        f"{weights_path} is not a weights file saved by sbil (it should hold a dict of "
+        "tensors); re-run `sbil train` to recreate it."
+    )
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for corrupt files
-        raise CheckpointError(f"Cannot load weights from {weights_path}: {error}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError):
+        # torch's own message suggests weights_only=False, i.e. loading an untrusted file
+        # unsafely; never pass that on.
+        raise CheckpointError(not_sbil) from None
+    except OSError as error:
+        raise CheckpointError(f"Cannot read {weights_path}: {error.strerror or error}.") from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise CheckpointError(not_sbil)
+    missing = [key for key in _REQUIRED_FIELDS if key not in doc]
+    if missing:
+        raise CheckpointError(
+            f"The checkpoint at {folder} is inconsistent: {CONFIG_FILE} lacks the field(s) "
+            f"{', '.join(map(repr, missing))}; re-run `sbil train` to recreate it."
+        )
     policy = {k.removeprefix("policy."): v for k, v in state.items() if k.startswith("policy.")}
     energy = {k.removeprefix("energy."): v for k, v in state.items() if k.startswith("energy.")}
     try:
@@ -155,8 +188,74 @@ def load_learner(path: str | os.PathLike) -> Learner:
             energy_state=energy or None,
             env_id=doc.get("env_id"),
         )
-    except (KeyError, TypeError, LearnerInputError) as error:
+    except (TypeError, ValueError) as error:  # LearnerInputError is a ValueError
         raise CheckpointError(f"The checkpoint at {folder} is inconsistent: {error}") from None
+
+
+_REQUIRED_FIELDS = ("config", "seed", "obs_dim", "n_actions", "obs_mean", "obs_std")
+
+
+def check_run_folder(out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Check, before training, that a run can be written to ``out_dir``; return it as a Path.
+
+    Creates missing parent folders and probes that a sibling folder can be written there (where
+    :func:`save_run` stages the run), so that a bad folder fails in a second, not after training.
+
+    Raises:
+        CheckpointError: if ``out_dir`` is a file, is a non-empty folder and ``overwrite`` is
+            False, or cannot be written.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"--out {out} is a file; give a folder for the run.")
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        raise CheckpointError(
+            f"--out {out} already holds files; give a new folder, or pass --overwrite to "
+            "replace the whole folder with this run."
+        )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".probe", dir=out.parent))
+    except OSError as error:
+        raise CheckpointError(
+            f"Cannot write the run folder {out} ({error.strerror or error}); give a writable --out."
+        ) from None
+    return out
+
+
+def provenance() -> dict:
+    """Where a run came from: the git commit of sbil's checkout (None outside one) and the
+    versions of sbil, torch, gymnasium and numpy."""
+    versions = {"torch": torch.__version__, "numpy": np.__version__}
+    for package in ("sbil", "gymnasium"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"git_commit": git_commit(), "versions": dict(sorted(versions.items()))}
+
+
+def git_commit() -> str | None:
+    """``git rev-parse HEAD`` of the checkout holding this sbil package, or None when sbil is
+    not run from a git checkout (an installed wheel) or git is unavailable."""
+    package = Path(__file__).resolve().parent
+    if "site-packages" in package.parts or "dist-packages" in package.parts:
+        return None
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=package,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    if done.returncode != 0 or len(commit) != 40:
+        return None
+    return commit
 
 
 def save_run(
@@ -165,22 +264,47 @@ def save_run(
     *,
     run_config: dict,
     extra_results: dict | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a training run: ``config.json``, ``seed-<s>/`` checkpoints, ``losses.npz``,
     ``results.json``. Returns ``out_dir``.
 
+    The run is written to a temporary sibling folder and renamed to ``out_dir`` when complete,
+    so ``out_dir`` never mixes learners of two runs: with ``overwrite`` the old folder is moved
+    aside, replaced, then deleted.
+
     Args:
-        out_dir: output folder (created if needed).
+        out_dir: output folder; must not exist, be empty, or ``overwrite`` must be True.
         result: the trained learners.
         run_config: how the run was made (data, algorithm, seeds, ...); saved in
-            ``config.json`` with the learner config and in every checkpoint's metadata.
+            ``config.json`` with the learner config, the seeds and :func:`provenance`, and in
+            every checkpoint's metadata.
         extra_results: more JSON-ready figures for ``results.json`` (e.g. training time).
+        overwrite: replace an existing non-empty ``out_dir``.
+
+    Raises:
+        CheckpointError: see :func:`check_run_folder`.
     """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise CheckpointError(f"--out {out} is a file; give a folder.")
-    config = {**run_config, "learner_config": result.config.to_dict(), "seeds": list(result.seeds)}
-    write_json(out / "config.json", config)
+    out = check_run_folder(out_dir, overwrite=overwrite)
+    config = {
+        **run_config,
+        "learner_config": result.config.to_dict(),
+        "seeds": list(result.seeds),
+        "provenance": provenance(),
+    }
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private (0700)
+        _write_run(staging, result, config, extra_results)
+        _replace_folder(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_run(folder: Path, result: TrainResult, config: dict, extra: dict | None) -> None:
+    write_json(folder / "config.json", config)
     per_seed = []
     for index, seed in enumerate(result.seeds):
         tail = slice(max(0, result.loss.shape[1] - 100), None)
@@ -192,7 +316,7 @@ def save_run(
             "final_rho_mean_last_100": _mean_or_none(result.rho[index, tail]),
         }
         metadata = {"run": config, **summary}
-        save_learner(out / f"seed-{seed}", result.learner(index), metadata=metadata)
+        save_learner(folder / f"seed-{seed}", result.learner(index), metadata=metadata)
         per_seed.append(summary)
     buffer = io.BytesIO()
     np.savez(
@@ -202,9 +326,28 @@ def save_run(
         cross_entropy=result.cross_entropy,
         rho=result.rho,
     )
-    _write_atomically(out / "losses.npz", buffer.getvalue())
-    write_json(out / "results.json", {"learners": per_seed, **(extra_results or {})})
-    return out
+    _write_atomically(folder / "losses.npz", buffer.getvalue())
+    write_json(folder / "results.json", {"learners": per_seed, **(extra or {})})
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Rename ``new`` to ``target``; an existing ``target`` is moved aside first, then deleted."""
+    old = None
+    if target.exists():
+        if any(target.iterdir()):
+            aside = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
+            old = Path(aside)
+            os.replace(target, old)  # renames over the empty placeholder
+        else:
+            target.rmdir()
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None and not target.exists():
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _mean_or_none(values: np.ndarray) -> float | None:

@@ -312,13 +312,20 @@ class Learner:
 
     def _network(self, state: dict[str, torch.Tensor], name: str) -> StackedMLP:
         net = StackedMLP(1, self.obs_dim, self.config.hidden_sizes, self.n_actions)
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as error:
-            raise LearnerInputError(
-                f"The {name} weights do not fit an MLP {self.obs_dim}-"
-                f"{'-'.join(map(str, self.config.hidden_sizes))}-{self.n_actions}: {error}"
-            ) from None
+        shape = f"{self.obs_dim}-{'-'.join(map(str, self.config.hidden_sizes))}-{self.n_actions}"
+        expected = {key: tuple(value.shape) for key, value in net.state_dict().items()}
+        found = {key: tuple(value.shape) for key, value in state.items()}
+        problem = None
+        if missing := sorted(set(expected) - set(found)):
+            problem = f"{', '.join(missing)} missing"
+        elif unexpected := sorted(set(found) - set(expected)):
+            problem = f"unexpected {', '.join(unexpected)}"
+        elif wrong := [key for key in expected if expected[key] != found[key]]:
+            key = wrong[0]
+            problem = f"{key} has shape {list(found[key])}, expected {list(expected[key])}"
+        if problem is not None:
+            raise LearnerInputError(f"The {name} weights do not fit an MLP {shape}: {problem}.")
+        net.load_state_dict(state)
         return net.eval().requires_grad_(False)
 
     def _inputs(self, obs: np.ndarray) -> torch.Tensor:
@@ -536,7 +543,14 @@ def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
             raise LearnerInputError(f"Seeds must be non-negative integers, got {s!r}.")
-    return tuple(int(s) for s in seeds)
+    seeds = tuple(int(s) for s in seeds)
+    if len(set(seeds)) != len(seeds):
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        raise LearnerInputError(
+            f"Seeds must be distinct (equal seeds train identical learners), got {repeated} "
+            "more than once."
+        )
+    return seeds
 
 
 def train(
