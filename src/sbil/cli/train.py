@@ -4,11 +4,20 @@ Loads expert demonstrations (a local Minari dataset, or an ``.npz`` of arrays), 
 learner per seed together (:func:`sbil.deep.learners.train`) and writes the run with
 :func:`sbil.deep.checkpoint.save_run`: ``config.json``, ``seed-<s>/`` checkpoints (load them
 with ``sbil evaluate OUT/seed-<s>``), ``losses.npz`` and ``results.json``.
+
+Every option is checked, and ``--out`` probed, before the data is loaded or training starts.
+With ``--episodes K`` the data's remaining episodes are held out and each learner's
+action-match rate on them is reported.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import time
+import zipfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -36,7 +45,50 @@ def _parse_seeds(text: str) -> list[int]:
             ) from None
     if not seeds:
         raise ValueError(f"--seeds must name at least one seed, got {text!r}.")
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise ValueError(
+            f"--seeds {text!r} names seed(s) {repeated} more than once; equal seeds train "
+            "identical learners, so give distinct seeds."
+        )
     return seeds
+
+
+#: LearnerConfig / train argument names as the command's options, for error messages.
+_OPTION_NAMES = {
+    "n_updates": "--updates",
+    "batch_size": "--batch-size",
+    "learning_rate": "--lr",
+    "hidden_sizes": "--hidden",
+    "sgld_steps": "--sgld-steps",
+    "sgld_step_size": "--sgld-step-size",
+    "sgld_noise": "--sgld-noise",
+    "sgld_buffer_size": "--sgld-buffer-size",
+    "sgld_reinit_prob": "--sgld-reinit-prob",
+    "entropy_coef": "--entropy-coef",
+    "l2_coef": "--l2-coef",
+    "num_threads": "--threads",
+    "n_actions": "--n-actions",
+    "algo": "--algo",
+}
+
+
+def _as_options(message: str) -> str:
+    """Rewrite the library's argument names in ``message`` as this command's option names."""
+    for name, option in _OPTION_NAMES.items():
+        message = re.sub(rf"(?<![\w-]){name}\b", option, message)
+    return message
+
+
+@contextlib.contextmanager
+def _option_names() -> Iterator[None]:
+    """Re-raise the learners' input errors with option names instead of Python names."""
+    from sbil.deep.learners import LearnerInputError
+
+    try:
+        yield
+    except LearnerInputError as error:
+        raise ValueError(_as_options(str(error))) from None
 
 
 def _parse_noise(text: str, step_size: float) -> float:
@@ -59,24 +111,90 @@ def _load_npz(path: Path, env_id: str | None):
 
     if not path.is_file():
         raise ValueError(f"--data {path} does not exist.")
+    expected = (
+        "an .npz written by np.savez with numeric arrays 'observations' [N, obs_dim] and "
+        "'actions' [N] (optionally 'episode_lengths' [E])"
+    )
     try:
-        with np.load(path) as arrays:
-            missing = {"observations", "actions"} - set(arrays.files)
-            if missing:
+        loaded = np.load(path)  # allow_pickle=False: never runs code from the file
+    except (EOFError, ValueError, zipfile.BadZipFile, zlib.error):
+        raise ValueError(f"--data {path} is not {expected}; re-create it.") from None
+    except OSError as error:
+        raise ValueError(f"Cannot read --data {path} ({error.strerror or error}).") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"--data {path} holds a single array; it must be {expected}.")
+    arrays = {}
+    with loaded:
+        missing = {"observations", "actions"} - set(loaded.files)
+        if missing:
+            raise ValueError(f"--data {path} lacks {sorted(missing)}; it must be {expected}.")
+        for name in ("observations", "actions", "episode_lengths"):
+            if name not in loaded.files:
+                continue
+            try:
+                arrays[name] = loaded[name]
+            except ValueError:  # object arrays (need pickle) or a corrupt member
                 raise ValueError(
-                    f"--data {path} lacks {sorted(missing)}; it needs arrays 'observations' "
-                    "[N, obs_dim] and 'actions' [N] (and optionally 'episode_lengths' [E])."
-                )
-            lengths = arrays["episode_lengths"] if "episode_lengths" in arrays.files else None
-            return from_arrays(
-                arrays["observations"], arrays["actions"], episode_lengths=lengths, env_id=env_id
-            )
-    except (OSError, EOFError) as error:
-        raise ValueError(f"Cannot read --data {path}: {error}") from None
+                    f"--data {path}: array {name!r} is not a plain numeric array (sbil never "
+                    f"loads pickled objects); it must be {expected}."
+                ) from None
+            except (OSError, EOFError, zipfile.BadZipFile, zlib.error):
+                raise ValueError(f"--data {path} is damaged; re-create it.") from None
+    return from_arrays(
+        arrays["observations"],
+        arrays["actions"],
+        episode_lengths=arrays.get("episode_lengths"),
+        env_id=env_id,
+    )
+
+
+def _n_actions(demos, env_id: str | None, option: int | None) -> int:
+    """The number of actions: from --n-actions, the dataset's action space or the task."""
+    declared = getattr(demos, "n_actions", None)
+    task = demos.check_env(env_id).n_actions if env_id else None
+    sources = [
+        (value, where)
+        for value, where in (
+            (option, f"--n-actions {option}"),
+            (declared, f"the dataset's action space ({declared} actions)"),
+            (task, f"{env_id} ({task} actions)"),
+        )
+        if value is not None
+    ]
+    if not sources:
+        raise ValueError(
+            "The number of actions is unknown: the data does not declare it and no task is "
+            "given; pass --env ID or --n-actions N."
+        )
+    if len({value for value, _ in sources}) > 1:
+        raise ValueError(
+            f"The number of actions disagrees: {' vs '.join(where for _, where in sources)}; "
+            "fix --n-actions or --env."
+        )
+    value = int(sources[0][0])
+    if value < 2:
+        raise ValueError(f"--n-actions must be at least 2, got {value}.")
+    if demos.actions.max() >= value:
+        raise ValueError(
+            f"The data has action {int(demos.actions.max())} but the task has {value} actions "
+            f"(0..{value - 1}); fix --n-actions or --env."
+        )
+    return value
+
+
+def _split(demos, k: int):
+    """``(first k episodes, the remaining episodes or None)``."""
+    import numpy as np
+
+    held_out = demos.select(np.arange(k, demos.n_episodes)) if k < demos.n_episodes else None
+    return demos.subset(k), held_out
 
 
 def train_command(
-    out: Annotated[Path, typer.Option(help="Output folder for the run (created).")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Output folder for the run; must be new or empty unless --overwrite."),
+    ],
     dataset: Annotated[
         str | None, typer.Option(help="Local Minari dataset id, e.g. sbil/cartpole/scripted-v0.")
     ] = None,
@@ -95,14 +213,30 @@ def train_command(
     env: Annotated[
         str | None, typer.Option("--env", "-e", help="Task id (default: the dataset's task).")
     ] = None,
+    n_actions: Annotated[
+        int | None,
+        typer.Option(
+            help="Number of discrete actions (default: the dataset's action space or the "
+            "task's); needed for --data without --env."
+        ),
+    ] = None,
     algo: Annotated[str, typer.Option(help="Learner: bc, edm or edm-decoupled.")] = "edm",
-    seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0,1,2 or 0-9; trained together.")] = "0",
+    seeds: Annotated[
+        str, typer.Option(help="Distinct seeds, e.g. 0,1,2 or 0-9; trained together.")
+    ] = "0",
     episodes: Annotated[
-        int | None, typer.Option(help="Use the first K trajectories (default: all).")
+        int | None,
+        typer.Option(
+            help="Train on the first K trajectories (default: all); the action-match rate on "
+            "the remaining ones is reported."
+        ),
     ] = None,
     every_nth_step: Annotated[
         int,
-        typer.Option(help="Keep every n-th step of each trajectory (the EDM reference uses 20)."),
+        typer.Option(
+            help="Keep every n-th step of each trajectory. The default 1 keeps all steps; this "
+            "deviates from the EDM reference, which keeps every 20th (pass 20 to match it)."
+        ),
     ] = 1,
     updates: Annotated[int, typer.Option(help="Adam updates.")] = 10_000,
     batch_size: Annotated[int, typer.Option(help="Expert pairs (= SGLD chains) per update.")] = 32,
@@ -128,6 +262,10 @@ def train_command(
         int, typer.Option(help="After training, evaluate each learner over this many episodes.")
     ] = 0,
     eval_seed: Annotated[int, typer.Option(help="Eval episode i has seed EVAL_SEED + i.")] = 0,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace a non-empty --out folder with this run."),
+    ] = False,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar (on stderr).")
     ] = True,
@@ -138,10 +276,11 @@ def train_command(
     with _errors_as_messages():
         import numpy as np
 
-        from sbil.deep.checkpoint import save_run
+        from sbil.deep.checkpoint import check_run_folder, save_run
         from sbil.deep.data import load_demonstrations
-        from sbil.deep.learners import LearnerConfig, every_nth_step_rows, train
+        from sbil.deep.learners import LearnerConfig, every_nth_step_rows, resolve_device, train
 
+        # Everything that can be checked without the data is checked before loading it.
         if (dataset is None) == (data is None):
             raise ValueError("Give exactly one of --dataset ID (Minari) or --data FILE.npz.")
         seed_list = _parse_seeds(seeds)
@@ -149,51 +288,68 @@ def train_command(
             hidden_sizes = tuple(int(h) for h in hidden.split(","))
         except ValueError:
             raise ValueError(f"--hidden must be integers like 64,64, got {hidden!r}.") from None
-        config = LearnerConfig(
-            algo=algo,
-            hidden_sizes=hidden_sizes,
-            learning_rate=lr,
-            batch_size=batch_size,
-            n_updates=updates,
-            sgld_steps=sgld_steps,
-            sgld_step_size=sgld_step_size,
-            sgld_noise=_parse_noise(sgld_noise, sgld_step_size),
-            sgld_buffer_size=sgld_buffer_size,
-            sgld_reinit_prob=sgld_reinit_prob,
-            normalize_observations=normalize,
-            entropy_coef=entropy_coef,
-            l2_coef=l2_coef,
-        )
+        for option, value, low in (
+            ("--episodes", episodes, 1),
+            ("--every-nth-step", every_nth_step, 1),
+            ("--threads", threads, 1),
+            ("--eval-episodes", eval_episodes, 0),
+            ("--eval-seed", eval_seed, 0),
+            ("--n-actions", n_actions, 2),
+        ):
+            if value is not None and value < low:
+                raise ValueError(f"{option} must be at least {low}, got {value}.")
+        if eval_episodes > 0 and env is None and data is not None:
+            raise ValueError("--eval-episodes needs a task to play: pass --env.")
+        with _option_names():
+            config = LearnerConfig(
+                algo=algo,
+                hidden_sizes=hidden_sizes,
+                learning_rate=lr,
+                batch_size=batch_size,
+                n_updates=updates,
+                sgld_steps=sgld_steps,
+                sgld_step_size=sgld_step_size,
+                sgld_noise=_parse_noise(sgld_noise, sgld_step_size),
+                sgld_buffer_size=sgld_buffer_size,
+                sgld_reinit_prob=sgld_reinit_prob,
+                normalize_observations=normalize,
+                entropy_coef=entropy_coef,
+                l2_coef=l2_coef,
+            )
+            resolve_device(device)
+        check_run_folder(out, overwrite=overwrite)
+
         if dataset is not None:
             demos = load_demonstrations(dataset, root=root, env_id=env)
         else:
             demos = _load_npz(data, env)
+        env_id = env or demos.env_id
+        if eval_episodes > 0 and env_id is None:
+            raise ValueError("--eval-episodes needs a task to play: pass --env.")
+        n_actions = _n_actions(demos, env_id, n_actions)
         available = demos.n_episodes
+        held_out = None
         if episodes is not None:
             if episodes > available:
                 raise ValueError(
                     f"--episodes {episodes} asks for more trajectories than the data has "
                     f"({available}); collect more or lower --episodes."
                 )
-            demos = demos.subset(episodes)
-        if every_nth_step < 1:
-            raise ValueError(f"--every-nth-step must be positive, got {every_nth_step}.")
+            demos, held_out = _split(demos, episodes)
         rows = every_nth_step_rows(demos.episode_lengths, every_nth_step)
-        env_id = env or demos.env_id
-        n_actions = demos.check_env(env_id).n_actions if env_id else int(demos.actions.max()) + 1
 
         started = time.perf_counter()
-        with _progress_bar(progress, f"training {algo} x{len(seed_list)}") as callback:
+        with _option_names(), _progress_bar(progress, f"training {algo} x{len(seed_list)}") as bar:
             result = train(
                 demos.observations[rows],
                 demos.actions[rows],
                 config,
                 seeds=seed_list,
-                n_actions=max(n_actions, 2),
+                n_actions=n_actions,
                 env_id=env_id,
                 device=device,
                 num_threads=threads,
-                progress=callback,
+                progress=bar,
             )
         seconds = time.perf_counter() - started
         run_config = {
@@ -202,16 +358,17 @@ def train_command(
             "root": None if root is None else str(root),
             "data": None if data is None else str(data),
             "env_id": env_id,
+            "n_actions": n_actions,
             "episodes": demos.n_episodes,
+            "held_out_episodes": 0 if held_out is None else held_out.n_episodes,
             "every_nth_step": every_nth_step,
             "n_pairs": len(rows),
             "device": device,
             "threads": threads,
         }
         extra: dict = {"train_seconds": seconds, "updates_per_second": updates / seconds}
+        extra["held_out_action_match"] = _held_out_match(result, held_out)
         if eval_episodes > 0:
-            if env_id is None:
-                raise ValueError("--eval-episodes needs a task: pass --env.")
             from sbil.deep.evaluation import evaluate
 
             returns = {}
@@ -219,19 +376,44 @@ def train_command(
                 evaluation = evaluate(result.learner(index), env_id, eval_episodes, eval_seed)
                 returns[str(seed)] = evaluation.to_dict()
             extra["evaluation"] = returns
-        save_run(out, result, run_config=run_config, extra_results=extra)
+        save_run(out, result, run_config=run_config, extra_results=extra, overwrite=overwrite)
 
     console.print(
         f"Trained {len(seed_list)} {algo} learner(s) on {len(rows)} pairs from "
         f"{demos.n_episodes} trajectories ({updates} updates, {seconds:.1f} s) -> {out}",
         highlight=False,
     )
+    match = extra["held_out_action_match"]
+    if match is None:
+        console.print(
+            "  No held-out episodes (all were trained on; pass --episodes K below "
+            f"{available} to hold some out): action-match rate not measured.",
+            highlight=False,
+        )
     for index, seed in enumerate(result.seeds):
         line = f"  seed {seed}: final loss {float(np.mean(result.loss[index, -100:])):.4f}"
+        if match is not None:
+            line += (
+                f", held-out action match {match['rates'][str(seed)]:.3f} "
+                f"({match['episodes']} episodes, {match['states']} states)"
+            )
         if eval_episodes > 0:
             ev = extra["evaluation"][str(seed)]
             line += f", return {ev['mean']:.2f} ± {ev['std']:.2f} ({eval_episodes} episodes)"
         console.print(f"{line} -> {out / f'seed-{seed}'}", markup=False, highlight=False)
+
+
+def _held_out_match(result, held_out) -> dict | None:
+    """Each learner's action-match rate on the held-out episodes (all their steps), or None."""
+    if held_out is None:
+        return None
+    from sbil.deep.evaluation import action_match_rate
+
+    rates = {
+        str(seed): action_match_rate(result.learner(index), held_out)
+        for index, seed in enumerate(result.seeds)
+    }
+    return {"episodes": held_out.n_episodes, "states": len(held_out.actions), "rates": rates}
 
 
 def register(app: typer.Typer) -> None:
