@@ -95,6 +95,42 @@ def test_initial_validation(initial, message):
         TabularMDP(_chain(), initial)
 
 
+@pytest.mark.parametrize(
+    ("transitions", "message"),
+    [
+        ("abc", "transitions must be a rectangular array of numbers P.*non-numbers"),
+        ([[[1.0, 0.0]], [[0.0, 1.0], [1.0, 0.0]]], "transitions must be .*ragged nested"),
+    ],
+)
+def test_non_arrays_get_a_clear_error(transitions, message):
+    with pytest.raises(ValueError, match=message):
+        TabularMDP(transitions, np.array([1.0, 0.0]))
+    with pytest.raises(ValueError, match=r"initial must be a rectangular array.*ragged"):
+        TabularMDP(_chain(), [1.0, [0.0, 0.0]])
+    with pytest.raises(ValueError, match=r"policy pi must be a rectangular array.*ragged"):
+        TabularMDP(_chain(), np.array([1.0, 0.0])).policy_transition([[1.0], [0.5, 0.5]])
+
+
+def test_negative_entries_say_how_to_fix():
+    p = _chain()
+    p[0, 0] = [-0.5, 1.5]
+    with pytest.raises(ValueError, match=r"P\[0, 0, 0\]; probabilities must be >= 0, so set"):
+        TabularMDP(p, np.array([1.0, 0.0]))
+    mdp = TabularMDP(_chain(), np.array([1.0, 0.0]))
+    with pytest.raises(ValueError, match=r"pi\[1, 0\] = -1; probabilities must be >= 0, so set"):
+        mdp.policy_transition(np.array([[1.0], [-1.0]]))
+
+
+@pytest.mark.parametrize("horizon", [np.nan, 2.5, True, "3", np.inf])
+def test_horizon_must_be_a_whole_number(horizon):
+    with pytest.raises(ValueError, match=r"horizon must be an integer >= 1; got .*Pass"):
+        TabularMDP(_chain(), np.array([1.0, 0.0]), horizon=horizon)
+
+
+def test_whole_float_horizon_is_accepted():
+    assert TabularMDP(_chain(), np.array([1.0, 0.0]), horizon=3.0).horizon == 3
+
+
 def test_convention_validation():
     with pytest.raises(ValueError, match="at most one of horizon and discount"):
         TabularMDP(_chain(), np.array([1.0, 0.0]), horizon=3, discount=0.9)
@@ -102,6 +138,8 @@ def test_convention_validation():
         TabularMDP(_chain(), np.array([1.0, 0.0]), discount=1.0)
     with pytest.raises(ValueError, match="horizon must be an integer >= 1"):
         TabularMDP(_chain(), np.array([1.0, 0.0]), horizon=0)
+    with pytest.raises(ValueError, match=r"discount must be a number in \[0, 1\); got 'x'"):
+        TabularMDP(_chain(), np.array([1.0, 0.0]), discount="x")
 
 
 def test_sparse_validation_names_index():
@@ -150,6 +188,29 @@ def test_random_mdp_argument_errors():
         random_mdp(3, 2, seed=0, successors=4)
     with pytest.raises(ValueError, match="sparse=True"):
         random_mdp(10**6, 4, seed=0, successors=5)
+    # No silent truncation: 2.5 states is an error, not a 2-state MDP.
+    with pytest.raises(ValueError, match=r"n_states must be an integer >= 1; got 2\.5"):
+        random_mdp(2.5, 2, seed=0)
+    with pytest.raises(ValueError, match=r"n_actions must be an integer >= 1; got 0"):
+        random_mdp(2, 0, seed=0)
+    with pytest.raises(ValueError, match=r"successors must be an integer >= 1; got 1\.5"):
+        random_mdp(3, 2, seed=0, successors=1.5)
+    with pytest.raises(ValueError, match=r"n_states must be an integer >= 1; got 2\.5"):
+        self_loop_mdp(2.5, 2)
+    assert random_mdp(3.0, 2, seed=0).n_states == 3
+
+
+@pytest.mark.parametrize("seed", [None, 1.5, -1, "0"])
+def test_random_mdp_needs_an_explicit_seed(seed):
+    with pytest.raises(ValueError, match=r"seed must be a non-negative int or a np\.random\.Gen"):
+        random_mdp(3, 2, seed=seed)
+
+
+def test_random_mdp_generator_seed_equals_int_seed():
+    np.testing.assert_array_equal(
+        random_mdp(4, 2, seed=np.random.default_rng(7)).transitions,
+        random_mdp(4, 2, seed=7).transitions,
+    )
 
 
 def test_self_loop_and_two_state():
@@ -201,6 +262,11 @@ def test_other_toy_text(env_id, shape):
 def test_toy_text_rejects_other_envs():
     with pytest.raises(ValueError, match="toy-text"):
         from_toy_text("CartPole-v1")
+
+
+def test_toy_text_unknown_option_is_a_value_error():
+    with pytest.raises(ValueError, match=r"cannot make 'FrozenLake-v1' with options \{'foo': 1\}"):
+        from_toy_text("FrozenLake-v1", foo=1)
 
 
 def test_rewards_validation():

@@ -18,10 +18,76 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-#: Rows of ``P[s, a, :]`` and ``initial`` must sum to one within this tolerance.
+#: Probability vectors (rows of ``P[s, a, :]``, ``initial``, policy rows, visitations
+#: ``d[s, a]``) must sum to one within this tolerance. Defined here only; the other tabular
+#: modules import it.
 ROW_SUM_TOLERANCE = 1e-8
 
 Transitions = np.ndarray | tuple[sp.csr_array, ...]
+
+
+def as_float_array(values: Any, name: str, expected: str) -> np.ndarray:
+    """``values`` as a float64 array, or a one-sentence ValueError naming ``name``.
+
+    Numpy's own errors for strings or ragged nested lists ("could not convert...",
+    "inhomogeneous shape") say nothing about which argument was wrong or how to fix it.
+
+    Args:
+        values: anything array-like.
+        name: the argument's name, for the message.
+        expected: what was expected, e.g. ``"P[s, a, s']"``.
+
+    Returns:
+        ``np.asarray(values, dtype=np.float64)`` (no copy when already float64).
+    """
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        reason = "ragged nested sequences" if "inhomogeneous" in str(exc) else "non-numbers"
+        raise ValueError(
+            f"{name} must be a rectangular array of numbers {expected}; got "
+            f"{type(values).__name__} with {reason}. Pass an ndarray or nested lists of equal "
+            "length holding only numbers."
+        ) from exc
+
+
+def first_index(mask: np.ndarray) -> str:
+    """The first True entry of ``mask`` as ``"i, j, ..."`` in plain ints (for messages)."""
+    return ", ".join(str(int(i)) for i in np.argwhere(mask)[0])
+
+
+def validated_count(value: Any, name: str, *, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``; non-integers (2.5, True, NaN) are errors.
+
+    Raises:
+        ValueError: if ``value`` is not an integer (an integral float such as 3.0 is fine)
+            or is below ``minimum``.
+    """
+    integral = isinstance(value, (int, np.integer)) or (
+        isinstance(value, (float, np.floating)) and np.isfinite(value) and value == int(value)
+    )
+    if isinstance(value, (bool, np.bool_)) or not integral or int(value) < minimum:
+        raise ValueError(
+            f"{name} must be an integer >= {minimum}; got {value!r}. Pass a whole number, "
+            f"e.g. {name}={max(minimum, 1)}."
+        )
+    return int(value)
+
+
+def validated_rng(seed: Any, name: str = "seed") -> np.random.Generator:
+    """A ``np.random.Generator`` from an int seed or a Generator; None is refused.
+
+    Explicit randomness: every random draw in sbil names its seed, so the same seed gives the
+    same numbers. ``np.random.default_rng(None)`` would draw fresh OS entropy instead.
+    """
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(
+            f"{name} must be a non-negative int or a np.random.Generator; got {seed!r}. Pass "
+            f"e.g. {name}=0 (same seed, same numbers)."
+        )
+    return np.random.default_rng(int(seed))
 
 
 @dataclass(frozen=True)
@@ -66,7 +132,7 @@ class TabularMDP:
             n_actions = (
                 len(transitions) if isinstance(transitions, tuple) else (transitions.shape[1])
             )
-            rewards = _readonly(np.array(self.rewards, dtype=np.float64))
+            rewards = _readonly(np.array(as_float_array(self.rewards, "rewards", "R[s, a]")))
             if rewards.shape != (n_states, n_actions):
                 raise ValueError(
                     f"rewards must have shape (S, A) = ({n_states}, {n_actions}); got "
@@ -134,7 +200,7 @@ def validate_policy(pi: Any, n_states: int, n_actions: int) -> np.ndarray:
     Raises:
         ValueError: wrong shape, NaN/inf, negative entries or rows not summing to one.
     """
-    pi = np.asarray(pi, dtype=np.float64)
+    pi = as_float_array(pi, "policy pi", "pi[s, a]")
     if pi.shape != (n_states, n_actions):
         raise ValueError(
             f"policy pi[s, a] must have shape (S, A) = ({n_states}, {n_actions}); got "
@@ -142,19 +208,21 @@ def validate_policy(pi: Any, n_states: int, n_actions: int) -> np.ndarray:
         )
     bad = ~np.isfinite(pi)
     if bad.any():
-        s, a = np.argwhere(bad)[0]
-        raise ValueError(f"policy has a NaN or inf entry at pi[{s}, {a}]; pass finite values.")
-    if (pi < 0).any():
-        s, a = np.argwhere(pi < 0)[0]
         raise ValueError(
-            f"policy has a negative entry pi[{s}, {a}] = {pi[s, a]:g}; probabilities are >= 0."
+            f"policy has a NaN or inf entry at pi[{first_index(bad)}]; pass finite values."
+        )
+    if (pi < 0).any():
+        s, a = (int(i) for i in np.argwhere(pi < 0)[0])
+        raise ValueError(
+            f"policy has a negative entry pi[{s}, {a}] = {pi[s, a]:g}; probabilities must be "
+            ">= 0, so set it to 0 (or a positive value) and renormalise that row."
         )
     err = np.abs(pi.sum(axis=1) - 1.0)
     if (err > ROW_SUM_TOLERANCE).any():
         s = int(np.argmax(err))
         raise ValueError(
-            f"policy row pi[{s}, :] sums to {pi[s].sum():.12g}, not 1; normalise each state's "
-            "action probabilities."
+            f"policy row pi[{s}, :] sums to {pi[s].sum():.12g}, not 1 (tolerance "
+            f"{ROW_SUM_TOLERANCE:g}); divide each row by its sum, pi / pi.sum(1, keepdims=True)."
         )
     return pi
 
@@ -170,7 +238,8 @@ def _check_finite_nonnegative(values: np.ndarray, where: str, index_of) -> None:
         raise ValueError(f"{where} has a NaN or inf entry at {index_of(bad)}; pass finite values.")
     if (values < 0).any():
         raise ValueError(
-            f"{where} has a negative entry at {index_of(values < 0)}; probabilities are >= 0."
+            f"{where} has a negative entry at {index_of(values < 0)}; probabilities must be "
+            ">= 0, so set it to 0 (or a positive value) and renormalise its row."
         )
 
 
@@ -184,7 +253,7 @@ def _validated_transitions(transitions: Any) -> Transitions:
             "transitions is a single sparse matrix; pass a tuple of A sparse (S, S) arrays, "
             "one per action, or a dense (S, A, S) array."
         )
-    p = np.array(transitions, dtype=np.float64)
+    p = np.array(as_float_array(transitions, "transitions", "P[s, a, s']"))
     if p.ndim != 3 or p.shape[0] != p.shape[2]:
         raise ValueError(
             f"transitions must be a dense (S, A, S) array P[s, a, s']; got shape {p.shape}. "
@@ -194,15 +263,13 @@ def _validated_transitions(transitions: Any) -> Transitions:
         raise ValueError("transitions has no states (S = 0); an MDP needs at least one state.")
     if p.shape[1] == 0:
         raise ValueError("transitions has no actions (A = 0); an MDP needs at least one action.")
-    _check_finite_nonnegative(
-        p, "transitions", lambda m: "P[{}, {}, {}]".format(*np.argwhere(m)[0])
-    )
+    _check_finite_nonnegative(p, "transitions", lambda m: f"P[{first_index(m)}]")
     err = np.abs(p.sum(axis=2) - 1.0)
     if (err > ROW_SUM_TOLERANCE).any():
         s, a = np.unravel_index(int(np.argmax(err)), err.shape)
         raise ValueError(
             f"transition row P[{s}, {a}, :] sums to {p[s, a].sum():.12g}, not 1 (tolerance "
-            f"{ROW_SUM_TOLERANCE:g}); normalise each (state, action) row."
+            f"{ROW_SUM_TOLERANCE:g}); normalise each (state, action) row (divide it by its sum)."
         )
     return _readonly(p)
 
@@ -224,7 +291,10 @@ def _validated_sparse_transitions(transitions: Sequence[Any]) -> tuple[sp.csr_ar
             p_a = p_a.copy() if frozen else p_a
             p_a.sum_duplicates()
         if p_a.shape[0] != p_a.shape[1]:
-            raise ValueError(f"transitions[{a}] must be square (S, S); got shape {p_a.shape}.")
+            raise ValueError(
+                f"transitions[{a}] must be square (S, S); got shape {p_a.shape}. Pass P[a][s, s'] "
+                "with one row and one column per state."
+            )
         if n_states is None:
             n_states = p_a.shape[0]
             if n_states == 0:
@@ -247,7 +317,8 @@ def _validated_sparse_transitions(transitions: Sequence[Any]) -> tuple[sp.csr_ar
             s = int(np.argmax(err))
             raise ValueError(
                 f"transition row P[{s}, {a}, :] sums to {sums[s]:.12g}, not 1 (tolerance "
-                f"{ROW_SUM_TOLERANCE:g}); normalise each (state, action) row."
+                f"{ROW_SUM_TOLERANCE:g}); normalise each (state, action) row (divide it by its "
+                "sum)."
             )
         for arr in (p_a.data, p_a.indices, p_a.indptr):
             arr.setflags(write=False)
@@ -256,7 +327,7 @@ def _validated_sparse_transitions(transitions: Sequence[Any]) -> tuple[sp.csr_ar
 
 
 def _validated_distribution(values: Any, n_states: int, name: str) -> np.ndarray:
-    x = np.array(values, dtype=np.float64)
+    x = np.array(as_float_array(values, name, "rho0[s]"))
     if x.shape != (n_states,):
         raise ValueError(
             f"{name} must have shape (S,) = ({n_states},); got {x.shape}. Pass rho0[s]."
@@ -277,10 +348,14 @@ def _validated_convention(horizon: Any, discount: Any) -> tuple[int | None, floa
             "visitation, discount the discounted occupancy, neither the stationary one."
         )
     if horizon is not None:
-        if isinstance(horizon, bool) or int(horizon) != horizon or int(horizon) < 1:
-            raise ValueError(f"horizon must be an integer >= 1; got {horizon!r}.")
-        horizon = int(horizon)
+        horizon = validated_count(horizon, "horizon")
     if discount is not None:
+        if isinstance(discount, (bool, np.bool_)) or not isinstance(
+            discount, (int, float, np.integer, np.floating)
+        ):
+            raise ValueError(
+                f"discount must be a number in [0, 1); got {discount!r}. Pass e.g. discount=0.9."
+            )
         discount = float(discount)
         if not 0.0 <= discount < 1.0:
             raise ValueError(
@@ -328,22 +403,25 @@ def random_mdp(
     Returns:
         The MDP. Building a sparse MDP with S = 10^6, A = 4, k = 5 takes a few seconds.
     """
-    if int(n_states) < 1 or int(n_actions) < 1:
-        raise ValueError(
-            f"random_mdp needs n_states >= 1 and n_actions >= 1; got {n_states}, {n_actions}."
-        )
+    n_states = validated_count(n_states, "n_states")
+    n_actions = validated_count(n_actions, "n_actions")
     if not concentration > 0:
-        raise ValueError(f"concentration must be > 0; got {concentration!r}.")
-    n_states, n_actions = int(n_states), int(n_actions)
-    k = n_states if successors is None else int(successors)
+        raise ValueError(
+            f"concentration must be > 0; got {concentration!r}. Pass e.g. concentration=1.0 "
+            "(uniform Dirichlet)."
+        )
+    k = n_states if successors is None else validated_count(successors, "successors")
     if not 1 <= k <= n_states:
-        raise ValueError(f"successors must lie in [1, n_states = {n_states}]; got {successors}.")
+        raise ValueError(
+            f"successors must lie in [1, n_states = {n_states}]; got {successors}. Pass at most "
+            "n_states, or None for all states."
+        )
     if not sparse and n_states * n_actions * n_states * 8 > 8 * 2**30:
         raise ValueError(
             f"a dense ({n_states}, {n_actions}, {n_states}) transition array needs more than "
             "8 GiB; pass sparse=True (with successors=k)."
         )
-    rng = np.random.default_rng(seed)
+    rng = validated_rng(seed)
     # Generated action-major, [A, S, k], so each action's rows are contiguous.
     weights = rng.standard_gamma(concentration, size=(n_actions, n_states, k))
     sums = np.einsum("ask->as", weights)
@@ -414,10 +492,8 @@ def self_loop_mdp(
         horizon: finite horizon, or None.
         discount: discount, or None.
     """
-    if int(n_states) < 1 or int(n_actions) < 1:
-        raise ValueError(
-            f"self_loop_mdp needs n_states >= 1 and n_actions >= 1; got {n_states}, {n_actions}."
-        )
+    n_states = validated_count(n_states, "n_states")
+    n_actions = validated_count(n_actions, "n_actions")
     eye = np.eye(n_states)
     p = np.repeat(eye[:, None, :], n_actions, axis=1)
     if initial is None:
@@ -443,10 +519,11 @@ def two_state_mdp(
     """
     if transitions is None:
         transitions = np.full((2, 2, 2), 0.5)
-    transitions = np.asarray(transitions, dtype=np.float64)
+    transitions = as_float_array(transitions, "transitions", "P[s, a, s']")
     if transitions.shape != (2, 2, 2):
         raise ValueError(
-            f"two_state_mdp needs transitions of shape (2, 2, 2); got {transitions.shape}."
+            f"two_state_mdp needs transitions of shape (2, 2, 2); got {transitions.shape}. Use "
+            "TabularMDP(P, rho0) for other sizes."
         )
     return TabularMDP(transitions, np.asarray(initial), horizon=horizon, discount=discount)
 
@@ -487,9 +564,11 @@ def from_toy_text(
     if isinstance(env, str):
         try:
             env = gymnasium.make(env, **make_kwargs)
-        except gymnasium.error.Error as exc:
+        except (gymnasium.error.Error, TypeError) as exc:
+            # TypeError: an unknown keyword in make_kwargs, rejected by the env's constructor.
             raise ValueError(
-                f"cannot make {env!r} ({exc}); supported toy-text envs: {', '.join(TOY_TEXT_ENVS)}."
+                f"cannot make {env!r} with options {make_kwargs!r} ({exc}); pass one of "
+                f"{', '.join(TOY_TEXT_ENVS)} and only options its constructor accepts."
             ) from exc
     raw = env.unwrapped
     table = getattr(raw, "P", None)
