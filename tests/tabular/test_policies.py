@@ -47,6 +47,25 @@ def test_random_features_seeded():
     assert not np.array_equal(random_features(3, 2, 4, seed=7), random_features(3, 2, 4, seed=8))
 
 
+@pytest.mark.parametrize("seed", [None, 0.5, "1"])
+def test_random_features_need_an_explicit_seed(seed):
+    with pytest.raises(ValueError, match=r"seed must be a non-negative int or a np\.random\.Gen"):
+        random_features(3, 2, 4, seed=seed)
+
+
+def test_counts_are_whole_numbers():
+    with pytest.raises(ValueError, match=r"n_params must be an integer >= 1; got 2\.5"):
+        random_features(3, 2, 2.5, seed=0)
+    with pytest.raises(ValueError, match=r"n_states must be an integer >= 1; got 1\.5"):
+        tabular_features(1.5, 2)
+    assert tabular_features(2.0, 3).shape == (2, 3, 6)
+
+
+def test_ragged_input_gets_a_clear_error():
+    with pytest.raises(ValueError, match=r"theta must be a rectangular array of numbers.*ragged"):
+        logits(example3_features(1.0), [[1.0], [1.0, 2.0]])
+
+
 def test_shapes_checked():
     with pytest.raises(ValueError, match="last dimension K = 1"):
         logits(example3_features(1.0), np.zeros(2))

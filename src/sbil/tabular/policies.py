@@ -17,6 +17,8 @@ from typing import Literal
 
 import numpy as np
 
+from sbil.tabular.mdp import as_float_array, validated_count, validated_rng
+
 Convention = Literal["reference", "note"]
 CONVENTIONS: tuple[str, ...] = ("reference", "note")
 
@@ -31,17 +33,17 @@ def logits(features: np.ndarray, theta: np.ndarray) -> np.ndarray:
     Returns:
         ``f[..., s, a]``.
     """
-    features = np.asarray(features, dtype=np.float64)
-    theta = np.asarray(theta, dtype=np.float64)
+    features = as_float_array(features, "features", "Phi[..., s, a, k]")
+    theta = as_float_array(theta, "theta", "theta[..., k]")
     if features.ndim < 3:
         raise ValueError(
             f"features must be Phi[..., s, a, k] with at least 3 dimensions; got shape "
-            f"{features.shape}."
+            f"{features.shape}. Pass one feature vector per (state, action)."
         )
     if theta.ndim < 1 or theta.shape[-1] != features.shape[-1]:
         raise ValueError(
             f"theta must have last dimension K = {features.shape[-1]} (features' last axis); "
-            f"got shape {theta.shape}."
+            f"got shape {theta.shape}. Pass one parameter per feature."
         )
     n_s, n_a, n_k = features.shape[-3:]
     # A batched matmul [..., S*A, K] @ [..., K, 1]: several times faster than the einsum.
@@ -98,10 +100,10 @@ def tabular_features(n_states: int, n_actions: int) -> np.ndarray:
     Returns:
         ``Phi[s, a, k]`` of shape ``(S, A, S * A)``.
     """
-    if int(n_states) < 1 or int(n_actions) < 1:
-        raise ValueError(f"need n_states, n_actions >= 1; got {n_states}, {n_actions}.")
-    n = int(n_states) * int(n_actions)
-    return np.eye(n).reshape(int(n_states), int(n_actions), n)
+    n_states = validated_count(n_states, "n_states")
+    n_actions = validated_count(n_actions, "n_actions")
+    n = n_states * n_actions
+    return np.eye(n).reshape(n_states, n_actions, n)
 
 
 def example3_features(k: float) -> np.ndarray:
@@ -138,12 +140,9 @@ def random_features(
     Returns:
         ``Phi[s, a, k]`` of shape ``(S, A, K)``.
     """
-    if min(int(n_states), int(n_actions), int(n_params)) < 1:
-        raise ValueError(
-            f"need n_states, n_actions, n_params >= 1; got {n_states}, {n_actions}, {n_params}."
-        )
-    rng = np.random.default_rng(seed)
-    return scale * rng.standard_normal((int(n_states), int(n_actions), int(n_params)))
+    sizes = {"n_states": n_states, "n_actions": n_actions, "n_params": n_params}
+    shape = tuple(validated_count(value, name) for name, value in sizes.items())
+    return scale * validated_rng(seed).standard_normal(shape)
 
 
 def shift_logits(f: np.ndarray, g: np.ndarray) -> np.ndarray:
