@@ -8,6 +8,7 @@ from sbil.tabular.demos import (
     empirical_visitation,
     sample_demonstrations,
     sample_visitation,
+    validate_visitation,
 )
 from sbil.tabular.mdp import random_mdp
 from sbil.tabular.visitation import state_action_visitation
@@ -34,9 +35,11 @@ def test_empirical_visitation_by_hand_and_errors():
     discounted = empirical_visitation(demos, 2, 2, discount=0.5)
     # weights 2/3, 1/3 per trajectory
     np.testing.assert_allclose(discounted, [[0, 1 / 3], [2 / 3, 0]])
-    with pytest.raises(ValueError, match=r"actions\[0, 0\] = 1 is out of range for A = 1"):
+    with pytest.raises(
+        ValueError, match=r"actions\[0, 0\] = 1 is out of range for A = 1; pass the A of the MDP"
+    ):
         empirical_visitation(demos, 2, 1)
-    with pytest.raises(ValueError, match=r"states\[0, 1\] = 1 is out of range for S = 1"):
+    with pytest.raises(ValueError, match=r"states\[0, 1\] = 1 is out of range for S = 1; pass"):
         empirical_visitation(demos, 1, 2)
 
 
@@ -76,10 +79,21 @@ def test_sampled_trajectories_follow_the_model():
 def test_sampling_arguments_checked():
     mdp = random_mdp(3, 2, seed=0)
     pi = np.full((3, 2), 0.5)
-    with pytest.raises(ValueError, match="Pass length"):
+    with pytest.raises(ValueError, match="pass length"):
         sample_demonstrations(mdp, pi, n_trajectories=2, seed=0)
-    with pytest.raises(ValueError, match="n_trajectories must be >= 1"):
+    with pytest.raises(ValueError, match="n_trajectories must be an integer >= 1"):
         sample_demonstrations(mdp, pi, n_trajectories=0, seed=0, length=3)
+    # No silent truncation of a fractional count, no unseeded randomness.
+    with pytest.raises(ValueError, match=r"n_trajectories must be an integer >= 1; got 2\.5"):
+        sample_demonstrations(mdp, pi, n_trajectories=2.5, seed=0, length=3)
+    with pytest.raises(ValueError, match=r"length must be an integer >= 1; got 3\.5"):
+        sample_demonstrations(mdp, pi, n_trajectories=2, seed=0, length=3.5)
+    with pytest.raises(ValueError, match=r"seed must be a non-negative int or a np\.random\.Gen"):
+        sample_demonstrations(mdp, pi, n_trajectories=2, seed=None, length=3)
+    assert sample_demonstrations(mdp, pi, n_trajectories=2.0, seed=0, length=3).states.shape == (
+        2,
+        3,
+    )
     with pytest.raises(ValueError, match=r"pi\[0, :\] sums to"):
         sample_demonstrations(mdp, np.ones((3, 2)), n_trajectories=1, seed=0, length=3)
 
@@ -94,12 +108,36 @@ def test_sample_visitation():
     np.testing.assert_array_equal(d_hat, sample_visitation(d, 1000, seed=1))
     big = sample_visitation(d[0, 0], 10**7, seed=2)
     np.testing.assert_allclose(big, d[0, 0], atol=1e-3)
-    with pytest.raises(ValueError, match="must sum to 1"):
+    with pytest.raises(ValueError, match=r"problem \(0, 0\), not 1.*divide by its sum"):
         sample_visitation(d * 2, 10, seed=0)
     with pytest.raises(ValueError, match="n_samples must be an integer >= 1"):
         sample_visitation(d, 0, seed=0)
-    with pytest.raises(ValueError, match="finite and nonnegative"):
+    with pytest.raises(ValueError, match=r"n_samples must be an integer >= 1; got 2\.5"):
+        sample_visitation(d, 2.5, seed=0)
+    with pytest.raises(ValueError, match=r"negative entry at index \(0, 0, 0, 0\); .* >= 0"):
         sample_visitation(-d, 10, seed=0)
+    with pytest.raises(ValueError, match=r"NaN or inf entry at index \(0, 0, 0, 1\)"):
+        sample_visitation(np.where(np.arange(2) == 1, np.nan, d), 10, seed=0)
+    with pytest.raises(ValueError, match="seed must be"):
+        sample_visitation(d, 10, seed=None)
+
+
+def test_validate_visitation_is_the_one_check_for_data():
+    """sample_visitation and the estimators share validate_visitation's messages."""
+    from sbil.tabular.estimators import fit_bc
+    from sbil.tabular.policies import tabular_features
+
+    d = np.array([[0.5, 0.25], [0.25, 0.1]])
+    for call in (
+        lambda: validate_visitation(d),
+        lambda: sample_visitation(d, 3, seed=0),
+        lambda: fit_bc(tabular_features(2, 2), d),
+    ):
+        with pytest.raises(ValueError, match=r"d sums to 1.1, not 1 \(tolerance 1e-08\); cast"):
+            call()
+    with pytest.raises(ValueError, match=r"rectangular array of numbers.*ragged"):
+        validate_visitation([[0.5, 0.5], [0.0]])
+    np.testing.assert_array_equal(validate_visitation(d / d.sum()), d / d.sum())
 
 
 def test_demonstration_visitation_infinite_and_finite():

@@ -196,6 +196,61 @@ def test_batch_sum_error_names_problem():
         fit_edm(example3_features(1.0), d)
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"tol": -1.0}, r"tol must be a finite number > 0; got -1\.0"),
+        ({"tol": 0.0}, "tol must be a finite number > 0"),
+        ({"tol": np.nan}, "tol must be a finite number > 0"),
+        ({"step_tol": 0.0}, "step_tol must be a finite number > 0"),
+        ({"max_iter": -1}, r"max_iter must be an integer >= 0; got -1"),
+        ({"max_iter": 2.5}, r"max_iter must be an integer >= 0; got 2\.5"),
+        ({"ridge": np.inf}, "ridge must be >= 0 and finite"),
+    ],
+)
+@pytest.mark.parametrize("fitter", [fit_bc, fit_edm])
+def test_fit_options_validated(fitter, option, message):
+    with pytest.raises(ValueError, match=message):
+        fitter(example3_features(1.0), np.full((2, 2), 0.25), **option)
+
+
+def test_messages_print_plain_int_indices():
+    d = np.full((2, 2), 0.25)
+    d[1, 0] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or inf entry at index \(1, 0\); pass finite"):
+        fit_bc(example3_features(1.0), d)
+    features = example3_features(1.0)
+    features[0, 1, 0] = np.inf
+    with pytest.raises(ValueError, match=r"features have a NaN or inf entry at index \(0, 1, 0\)"):
+        fit_bc(features, np.full((2, 2), 0.25))
+
+
+def test_fits_work_without_threadpoolctl(monkeypatch):
+    """threadpoolctl is optional: without it the fit runs with the BLAS defaults."""
+    import sbil.tabular.estimators as estimators
+
+    features, theta, d_e = _realisable(1)
+    monkeypatch.setattr(estimators, "_BLAS", None)
+    np.testing.assert_allclose(fit_bc(features, d_e).theta, theta, atol=1e-7)
+    assert fit_edm(features, d_e).converged
+
+
+def test_module_imports_when_threadpoolctl_is_missing():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['threadpoolctl'] = None\n"  # makes the import fail
+        "import numpy as np\n"
+        "from sbil.tabular import estimators\n"
+        "from sbil.tabular.policies import tabular_features\n"
+        "assert estimators._BLAS is None\n"
+        "fit = estimators.fit_bc(tabular_features(2, 2), np.full((2, 2), 0.25))\n"
+        "assert fit.converged, fit\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_theta0_and_ridge_validation():
     d = np.full((2, 2), 0.25)
     with pytest.raises(ValueError, match="theta0 must be finite with last dimension K = 1"):

@@ -11,14 +11,59 @@ exact expert visitation ``d_E[s, a]`` itself, passed to the estimators in place 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from sbil.tabular.mdp import TabularMDP, validate_policy
+from sbil.tabular.mdp import (
+    ROW_SUM_TOLERANCE,
+    TabularMDP,
+    as_float_array,
+    first_index,
+    validate_policy,
+    validated_count,
+    validated_rng,
+)
 from sbil.tabular.visitation import state_action_visitation
 
-#: d must sum to one per problem within this tolerance.
-SUM_TOLERANCE = 1e-8
+
+def validate_visitation(d: Any, name: str = "d") -> np.ndarray:
+    """Check a visitation ``d[..., s, a]`` (leading dimensions a batch); return it as float64.
+
+    Every problem's weights must be finite, nonnegative and sum to one within
+    :data:`sbil.tabular.mdp.ROW_SUM_TOLERANCE`. Nothing is renormalised silently.
+
+    Raises:
+        ValueError: naming the offending index (plain ints) and how to fix it.
+    """
+    d = as_float_array(d, name, "d[..., s, a]")
+    if d.ndim < 2 or 0 in d.shape[-2:]:
+        raise ValueError(
+            f"{name} must be d[..., s, a] with S, A >= 1; got shape {d.shape}. Pass one weight "
+            "per (state, action), e.g. state_action_visitation(mdp, pi)."
+        )
+    bad = ~np.isfinite(d)
+    if bad.any():
+        raise ValueError(
+            f"{name} has a NaN or inf entry at index ({first_index(bad)}); pass finite weights."
+        )
+    if (d < 0).any():
+        raise ValueError(
+            f"{name} has a negative entry at index ({first_index(d < 0)}); visitation weights "
+            "must be >= 0, so set it to 0 or recompute the visitation."
+        )
+    sums = d.sum(axis=(-2, -1))
+    err = np.abs(sums - 1.0)
+    if (err > ROW_SUM_TOLERANCE).any():
+        idx = np.unravel_index(int(np.argmax(err)), sums.shape)
+        where = f" for problem ({', '.join(str(int(i)) for i in idx)},)" if sums.ndim else ""
+        where = where.replace(",)", ")") if len(idx) > 1 else where
+        raise ValueError(
+            f"{name} sums to {float(sums[idx]):.12g}{where}, not 1 (tolerance "
+            f"{ROW_SUM_TOLERANCE:g}); cast it to float64 and divide by its sum, "
+            f"{name} / {name}.sum(axis=(-2, -1), keepdims=True)."
+        )
+    return d
 
 
 @dataclass(frozen=True)
@@ -43,16 +88,24 @@ class Demonstrations:
         for name, arr in (("states", states), ("actions", actions)):
             if arr.ndim != 2:
                 raise ValueError(
-                    f"{name} must be a 2-D array [N trajectories, T steps]; got shape {arr.shape}."
+                    f"{name} must be a 2-D array [N trajectories, T steps]; got shape {arr.shape}. "
+                    "Stack equal-length trajectories, e.g. np.stack(list_of_1d_arrays)."
                 )
             if arr.size and not np.issubdtype(arr.dtype, np.integer):
-                raise ValueError(f"{name} must hold integer indices; got dtype {arr.dtype}.")
+                raise ValueError(
+                    f"{name} must hold integer indices; got dtype {arr.dtype}. Cast with "
+                    f"{name}.astype(np.int64) if the values are whole numbers."
+                )
             if arr.size and arr.min() < 0:
-                n, t = np.argwhere(arr < 0)[0]
-                raise ValueError(f"{name}[{n}, {t}] = {arr[n, t]} is negative; indices are >= 0.")
+                n, t = (int(i) for i in np.argwhere(arr < 0)[0])
+                raise ValueError(
+                    f"{name}[{n}, {t}] = {int(arr[n, t])} is negative; indices must be >= 0, "
+                    f"so pass {name} as indices 0, 1, ... into the MDP's {name}."
+                )
         if states.shape != actions.shape:
             raise ValueError(
-                f"states {states.shape} and actions {actions.shape} must have the same shape."
+                f"states {states.shape} and actions {actions.shape} must have the same shape; "
+                "pass one action per visited state."
             )
         for name, arr in (("states", states), ("actions", actions)):
             arr = arr.astype(np.int64)
@@ -123,16 +176,14 @@ def sample_demonstrations(
     """
     pi = validate_policy(pi, mdp.n_states, mdp.n_actions)
     length = mdp.horizon if length is None else length
-    if length is None or int(length) != length or length < 1:
+    if length is None:
         raise ValueError(
-            f"trajectory length must be an integer >= 1; got {length!r}. Pass length=... for "
-            "MDPs without a horizon."
+            "the MDP has no horizon, so the trajectory length is unknown; pass length=..."
         )
-    if int(n_trajectories) < 1:
-        raise ValueError(f"n_trajectories must be >= 1; got {n_trajectories}.")
-    n, length = int(n_trajectories), int(length)
+    length = validated_count(length, "length")
+    n = validated_count(n_trajectories, "n_trajectories")
     n_s, n_a = mdp.n_states, mdp.n_actions
-    rng = np.random.default_rng(seed)
+    rng = validated_rng(seed)
 
     policy_cdf = np.cumsum(pi, axis=1)
     policy_cdf = (policy_cdf / policy_cdf[:, -1:]).ravel()
@@ -193,21 +244,25 @@ def empirical_visitation(
     if not isinstance(demos, Demonstrations):
         raise ValueError("demos must be a Demonstrations; build one with Demonstrations(s, a).")
     if demos.states.size == 0:
-        raise ValueError("demos are empty; need at least one (state, action) pair.")
-    if demos.states.max() >= n_states:
-        n, t = np.argwhere(demos.states >= n_states)[0]
         raise ValueError(
-            f"states[{n}, {t}] = {demos.states[n, t]} is out of range for S = {n_states}."
+            "demos are empty; pass at least one trajectory with at least one (state, action)."
         )
-    if demos.actions.max() >= n_actions:
-        n, t = np.argwhere(demos.actions >= n_actions)[0]
-        raise ValueError(
-            f"actions[{n}, {t}] = {demos.actions[n, t]} is out of range for A = {n_actions}."
-        )
+    for name, arr, size, letter in (
+        ("states", demos.states, n_states, "S"),
+        ("actions", demos.actions, n_actions, "A"),
+    ):
+        if arr.max() >= size:
+            n, t = (int(i) for i in np.argwhere(arr >= size)[0])
+            raise ValueError(
+                f"{name}[{n}, {t}] = {int(arr[n, t])} is out of range for {letter} = {size}; "
+                f"pass the {letter} of the MDP the demonstrations came from (> {int(arr.max())})."
+            )
     weights = np.ones(demos.length)
     if discount is not None:
         if not 0.0 <= discount < 1.0:
-            raise ValueError(f"discount must lie in [0, 1); got {discount}.")
+            raise ValueError(
+                f"discount must lie in [0, 1); got {discount}. Pass None for undiscounted counts."
+            )
         weights = discount ** np.arange(demos.length)
     weights = np.broadcast_to(weights / weights.sum(), demos.states.shape)
     index = demos.states * n_actions + demos.actions
@@ -229,22 +284,13 @@ def sample_visitation(
     Returns:
         ``d_hat[..., s, a]`` of the shape of ``d``.
     """
-    d = np.asarray(d, dtype=np.float64)
-    if d.ndim < 2:
-        raise ValueError(f"d must be d[..., s, a]; got shape {d.shape}.")
-    if not np.all(np.isfinite(d)) or (d < 0).any():
-        raise ValueError("d must be finite and nonnegative.")
-    sums = d.sum(axis=(-2, -1))
-    if (np.abs(sums - 1.0) > SUM_TOLERANCE).any():
-        raise ValueError(
-            f"every d[..., :, :] must sum to 1 (tolerance {SUM_TOLERANCE:g}); one sums to "
-            f"{float(sums.flat[np.argmax(np.abs(sums - 1.0))]):.12g}."
-        )
-    if int(n_samples) != n_samples or n_samples < 1:
-        raise ValueError(f"n_samples must be an integer >= 1; got {n_samples!r}.")
-    rng = np.random.default_rng(seed)
-    flat = d.reshape(*d.shape[:-2], -1) / sums[..., None]
-    counts = rng.multinomial(int(n_samples), flat)
+    d = validate_visitation(d)
+    n_samples = validated_count(n_samples, "n_samples")
+    rng = validated_rng(seed)
+    # Within the tolerance already; dividing makes the multinomial's sum exactly one.
+    flat = d.reshape(*d.shape[:-2], -1)
+    flat = flat / flat.sum(axis=-1, keepdims=True)
+    counts = rng.multinomial(n_samples, flat)
     return (counts / n_samples).reshape(d.shape)
 
 

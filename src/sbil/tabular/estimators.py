@@ -29,19 +29,22 @@ with an exact linear-programming separability test in every case checked.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
-from sbil.tabular.demos import Demonstrations, empirical_visitation
+try:  # Optional: the tabular core needs numpy and scipy only.
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # pragma: no cover - exercised by a test that hides the module
+    ThreadpoolController = None
+
+from sbil.tabular.demos import Demonstrations, empirical_visitation, validate_visitation
+from sbil.tabular.mdp import as_float_array, first_index
 from sbil.tabular.objectives import Objective, bc_objective, edm_objective
 from sbil.tabular.policies import Convention, energy_sign
-
-#: d must sum to one per problem within this tolerance.
-SUM_TOLERANCE = 1e-8
 
 #: A Hessian (invariances removed) whose smallest eigenvalue is below this fraction of its
 #: largest, at round-off level, is treated as singular: no finite minimiser.
@@ -212,36 +215,26 @@ def validate_data(features: Any, d: Any) -> tuple[np.ndarray, np.ndarray]:
         ValueError: with the offending problem index for wrong shapes, NaN/inf, negative
             weights or weights not summing to one.
     """
-    features = np.asarray(features, dtype=np.float64)
+    features = as_float_array(features, "features", "Phi[..., s, a, k]")
     if features.ndim < 3 or 0 in features.shape[-3:]:
         raise ValueError(
-            f"features must be Phi[..., s, a, k] with S, A, K >= 1; got shape {features.shape}."
+            f"features must be Phi[..., s, a, k] with S, A, K >= 1; got shape {features.shape}. "
+            "Pass one feature vector per (state, action), e.g. tabular_features(S, A)."
         )
-    if not np.all(np.isfinite(features)):
-        raise ValueError("features contain NaN or inf; pass finite Phi[s, a, k].")
+    bad = ~np.isfinite(features)
+    if bad.any():
+        raise ValueError(
+            f"features have a NaN or inf entry at index ({first_index(bad)}); pass finite "
+            "Phi[s, a, k]."
+        )
     n_s, n_a = features.shape[-3:-1]
     if isinstance(d, Demonstrations):
         d = empirical_visitation(d, n_s, n_a)
-    d = np.asarray(d, dtype=np.float64)
-    if d.ndim < 2 or d.shape[-2:] != (n_s, n_a):
+    d = validate_visitation(d)
+    if d.shape[-2:] != (n_s, n_a):
         raise ValueError(
             f"d must be d[..., s, a] with (S, A) = ({n_s}, {n_a}) matching the features; got "
             f"shape {d.shape}. Build it with empirical_visitation(demos, {n_s}, {n_a})."
-        )
-    bad = ~np.isfinite(d)
-    if bad.any():
-        raise ValueError(f"d has a NaN or inf entry at index {tuple(np.argwhere(bad)[0])}.")
-    if (d < 0).any():
-        idx = tuple(int(i) for i in np.argwhere(d < 0)[0])
-        raise ValueError(f"d has a negative entry at index {idx}; visitation weights are >= 0.")
-    sums = d.sum(axis=(-2, -1))
-    err = np.abs(sums - 1.0)
-    if (err > SUM_TOLERANCE).any():
-        idx = np.unravel_index(int(np.argmax(err)), sums.shape)
-        where = f" for problem {tuple(int(i) for i in idx)}" if sums.ndim else ""
-        raise ValueError(
-            f"d sums to {float(sums[idx]):.12g}{where}, not 1 (tolerance {SUM_TOLERANCE:g}); "
-            "pass a normalised visitation (counts / number of samples)."
         )
     return features, d
 
@@ -354,14 +347,43 @@ def _newton_direction(
     return np.where(bad[:, None], -g, step)
 
 
-_BLAS = ThreadpoolController()
+#: Limits BLAS threads during fits when threadpoolctl is installed; None otherwise.
+_BLAS = None if ThreadpoolController is None else ThreadpoolController()
+
+
+def _one_blas_thread() -> contextlib.AbstractContextManager:
+    # Newton here is many tiny batched K x K problems: BLAS threads only add overhead, and on a
+    # loaded 2-core machine OpenBLAS's spinning threads made one-hot fits 5-6x slower.
+    if _BLAS is None:
+        return contextlib.nullcontext()
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 def _fit(*args: Any, **kwargs: Any) -> FitResult:
-    # Newton here is many tiny batched K x K problems: BLAS threads only add overhead, and on a
-    # loaded 2-core machine OpenBLAS's spinning threads made one-hot fits 5-6x slower.
-    with _BLAS.limit(limits=1, user_api="blas"):
+    with _one_blas_thread():
         return _newton_fit(*args, **kwargs)
+
+
+def _validated_options(tol: Any, step_tol: Any, max_iter: Any, ridge: Any) -> int:
+    """Check the fit options; return ``max_iter`` as an int."""
+    for name, value in (("tol", tol), ("step_tol", step_tol)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise ValueError(f"{name} must be a positive number; got {value!r}.")
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(
+                f"{name} must be a finite number > 0; got {value!r}. Use e.g. {name}=1e-10 for "
+                "a tight fit."
+            )
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
+        raise ValueError(
+            f"max_iter must be an integer >= 0; got {max_iter!r}. Pass the number of Newton "
+            "iterations, e.g. max_iter=100."
+        )
+    if isinstance(ridge, bool) or not isinstance(ridge, (int, float, np.number)):
+        raise ValueError(f"ridge must be a number >= 0; got {ridge!r}.")
+    if not (np.isfinite(ridge) and ridge >= 0):
+        raise ValueError(f"ridge must be >= 0 and finite; got {ridge!r}. Pass ridge=0 for none.")
+    return int(max_iter)
 
 
 def _newton_fit(
@@ -379,16 +401,16 @@ def _newton_fit(
     per_state_invariance: bool,
     convex: bool,
 ) -> FitResult:
+    max_iter = _validated_options(tol, step_tol, max_iter, ridge)
     features, d = validate_data(features, d)
     n_k = features.shape[-1]
-    if ridge < 0:
-        raise ValueError(f"ridge must be >= 0; got {ridge}.")
     if theta0 is None:
         theta0 = np.zeros(n_k)
-    theta0 = np.asarray(theta0, dtype=np.float64)
+    theta0 = as_float_array(theta0, "theta0", "theta[..., k]")
     if theta0.ndim < 1 or theta0.shape[-1] != n_k or not np.all(np.isfinite(theta0)):
         raise ValueError(
-            f"theta0 must be finite with last dimension K = {n_k}; got {theta0.shape}."
+            f"theta0 must be finite with last dimension K = {n_k}; got shape {theta0.shape}. "
+            f"Pass finite theta[..., {n_k}], or None for zeros."
         )
     batch_shape = np.broadcast_shapes(features.shape[:-3], d.shape[:-2], theta0.shape[:-1])
     n_b = int(np.prod(batch_shape))
