@@ -30,8 +30,9 @@ def result():
 def test_every_fit_has_a_row(result):
     rows = result.rows
     finite = rows[np.isfinite(rows["n_samples"])]
-    expected = 2 * len(CONFIG.sizes) * (CONFIG.n_mdps * CONFIG.n_seeds + CONFIG.n_seeds_example3)
-    assert len(finite) == expected  # nothing silently dropped
+    per_size = 2 * (CONFIG.n_mdps * CONFIG.n_seeds + CONFIG.n_seeds_example3)
+    per_size += CONFIG.n_oracle * CONFIG.n_oracle_seeds + CONFIG.n_seeds_example3  # oracle
+    assert len(finite) == len(CONFIG.sizes) * per_size  # nothing silently dropped
     assert set(rows["method"]) == {"bc", "edm", "oracle"}
     # Non-converged fits are kept, with infinite error.
     assert (~finite["converged"] == np.isinf(finite["error"])).all()
@@ -67,6 +68,33 @@ def test_oracle_recovers_the_expert(result):
     assert len(oracle) == CONFIG.n_oracle
     assert oracle["converged"].all()
     assert oracle["error"].max() < 1e-5
+
+
+def test_oracle_on_finite_data_is_paired_with_bc_and_edm(result):
+    sub = cs.oracle_subset(result)
+    finite = sub.rows[np.isfinite(sub.rows["n_samples"]) & (sub.rows["problem"] == "random")]
+    counts = finite.groupby(["method", "n_samples"]).size()
+    assert (counts == CONFIG.n_oracle * CONFIG.n_oracle_seeds).all()
+    assert set(finite["method"]) == {"bc", "edm", "oracle"}
+    assert finite["problem_id"].max() == CONFIG.n_oracle - 1
+    # Same data sets: with a million draws the oracle and BC are both close to the expert,
+    # EDM is not.
+    summary = cs.summarise(sub, n_resamples=100)
+    big = summary[(summary["problem"] == "random") & (summary["n_samples"] == 1_000_000)]
+    by = dict(zip(big["method"], big["iqm"], strict=True))
+    assert by["oracle"] < 0.05 and by["bc"] < 0.05
+    assert by["edm"] > 0.1
+    assert (big["n_problems"] == CONFIG.n_oracle).all()
+    ex3 = summary[(summary["problem"] == "example3") & (summary["method"] == "oracle")]
+    assert len(ex3) == len(CONFIG.sizes)
+    assert ex3.sort_values("n_samples")["iqm"].iloc[-1] < 0.05
+
+
+def test_oracle_subset_is_empty_without_oracle():
+    cfg = cs.ConsistencyConfig(**{**CONFIG.__dict__, "n_oracle": 0, "n_tabular": 0, "n_mdps": 2})
+    r = cs.run_consistency(cfg)
+    assert "oracle" not in set(r.rows["method"])
+    assert cs.oracle_subset(r).rows.empty
 
 
 def test_one_hot_edm_equals_bc(result):
@@ -115,6 +143,12 @@ def test_summarise_counts_fits_without_minimiser():
         ({"n_states": 1}, "at least 2 states"),
         ({"sizes": ()}, "sizes"),
         ({"n_oracle": 10, "n_mdps": 3}, "n_oracle"),
+        ({"n_oracle_seeds": 9, "n_seeds": 3}, "n_oracle_seeds"),
+        ({"seed": -1}, "non-negative"),
+        ({"seed": 1.5}, "seed must be an integer"),
+        ({"n_mdps": True}, "n_mdps must be an integer"),
+        ({"sizes": (10, 2.5)}, "sizes"),
+        ({"limit_tolerance": float("nan")}, "limit_tolerance"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, match):

@@ -59,7 +59,12 @@ class ConsistencyConfig:
         sizes: data sizes N (each at least 1).
         n_seeds: data sets drawn per (random MDP, N).
         n_seeds_example3: data sets drawn per N on the Example 3 MDP.
-        n_oracle: random MDPs (the first ones) on which occupancy matching is also fitted.
+        n_oracle: random MDPs (the first ones) on which occupancy matching is also fitted,
+            with infinite data and, on the first ``n_oracle_seeds`` data sets of every N,
+            with finite data (the same data sets BC and EDM see).
+        n_oracle_seeds: data sets per (random MDP, N) for the finite-data oracle fits (0:
+            infinite data only); on the Example 3 MDP the oracle sees all
+            ``n_seeds_example3`` data sets whenever ``n_oracle > 0``.
         n_tabular: random MDPs used for the one-hot (fully tabular) comparison.
         theta_scale: the expert's theta_E is drawn N(0, theta_scale^2) per coordinate.
         limit_tolerance: |theta_inf - theta_E| above this counts as inconsistent.
@@ -74,12 +79,28 @@ class ConsistencyConfig:
     n_seeds: int = 5
     n_seeds_example3: int = 50
     n_oracle: int = 20
+    n_oracle_seeds: int = 3
     n_tabular: int = 50
     theta_scale: float = 1.0
     limit_tolerance: float = 1e-6
     seed: int = 0
 
     def __post_init__(self) -> None:
+        counts = (
+            "n_mdps",
+            "n_states",
+            "n_actions",
+            "n_params",
+            "n_seeds",
+            "n_seeds_example3",
+            "n_oracle",
+            "n_oracle_seeds",
+            "n_tabular",
+            "seed",
+        )
+        for name in counts:
+            if not _is_int(getattr(self, name)):
+                raise ValueError(f"{name} must be an integer; got {getattr(self, name)!r}.")
         for name in ("n_mdps", "n_states", "n_actions", "n_params", "n_seeds", "n_seeds_example3"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}.")
@@ -88,10 +109,29 @@ class ConsistencyConfig:
         for name in ("n_oracle", "n_tabular"):
             if not 0 <= getattr(self, name) <= self.n_mdps:
                 raise ValueError(f"{name} must lie in [0, n_mdps]; got {getattr(self, name)}.")
-        if len(self.sizes) == 0 or min(self.sizes) < 1:
+        if not 0 <= self.n_oracle_seeds <= self.n_seeds:
+            raise ValueError(f"n_oracle_seeds must lie in [0, n_seeds]; got {self.n_oracle_seeds}.")
+        if self.seed < 0:
+            raise ValueError(
+                f"seed must be a non-negative integer (numpy seeds cannot be negative); got "
+                f"{self.seed}."
+            )
+        if (
+            not isinstance(self.sizes, tuple)
+            or len(self.sizes) == 0
+            or not all(_is_int(n) and n >= 1 for n in self.sizes)
+        ):
             raise ValueError(f"sizes must be a non-empty tuple of positive ints; got {self.sizes}.")
-        if self.theta_scale <= 0 or self.limit_tolerance <= 0:
-            raise ValueError("theta_scale and limit_tolerance must be positive.")
+        for name in ("theta_scale", "limit_tolerance"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.number)) or not (
+                np.isfinite(value) and value > 0
+            ):
+                raise ValueError(f"{name} must be a positive finite number; got {value!r}.")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 @dataclass(frozen=True)
@@ -190,9 +230,21 @@ def _status(fit: FitResult, converged: np.ndarray) -> np.ndarray:
 
 
 def _study_group(
-    problems: list[Problem], sizes: tuple[int, ...], n_seeds: int, root_seed: int, group: int
+    problems: list[Problem],
+    sizes: tuple[int, ...],
+    n_seeds: int,
+    root_seed: int,
+    group: int,
+    *,
+    oracle_count: int = 0,
+    oracle_seeds: int = 0,
 ) -> list[dict[str, np.ndarray]]:
-    """Fits for problems that share shapes; returns column blocks for the tidy table."""
+    """Fits for problems that share shapes; returns column blocks for the tidy table.
+
+    BC and EDM are fitted on every (N, seed, problem); occupancy matching (one L-BFGS-B fit
+    at a time, so much slower) on the same data sets for the first ``oracle_count`` problems
+    and first ``oracle_seeds`` seeds.
+    """
     features = np.stack([p.features for p in problems])  # [B, S, A, K]
     theta_e = np.stack([p.theta_expert for p in problems])  # [B, K]
     d_e = np.stack([p.d_expert for p in problems])  # [B, S, A]
@@ -239,6 +291,12 @@ def _study_group(
                 "kl_expert_to_learner": np.full(ok.size, np.nan),
             }
         )
+    if oracle_count and oracle_seeds:
+        blocks.append(
+            _oracle_finite_block(
+                problems[:oracle_count], d_hat[:, :oracle_seeds, :oracle_count], sizes
+            )
+        )
     # Infinite data: fit on d_E itself, and measure the learned policy's true visitation.
     for method in ("bc", "edm"):
         theta, ok, status = _fit(method, features, d_e)
@@ -283,14 +341,48 @@ def _limit_block(
     }
 
 
+def _fit_oracle(problem: Problem, d: np.ndarray) -> tuple[np.ndarray, bool, str]:
+    fit = fit_occupancy_matching(problem.mdp, problem.features, d, raise_on_failure=False)
+    return np.asarray(fit.theta, dtype=np.float64), bool(np.all(fit.converged)), str(fit.status)
+
+
+def _oracle_finite_block(
+    problems: list[Problem], d_hat: np.ndarray, sizes: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """Occupancy matching on finite data sets ``d_hat[size, seed, problem, s, a]``."""
+    n_sizes, n_seeds, n_b = d_hat.shape[:3]
+    theta = np.zeros((n_sizes, n_seeds, n_b, problems[0].features.shape[-1]))
+    ok = np.zeros((n_sizes, n_seeds, n_b), dtype=bool)
+    status = np.empty((n_sizes, n_seeds, n_b), dtype=object)
+    for index in np.ndindex(n_sizes, n_seeds, n_b):
+        theta[index], ok[index], status[index] = _fit_oracle(problems[index[2]], d_hat[index])
+    features = np.stack([p.features for p in problems])
+    theta_e = np.stack([p.theta_expert for p in problems])
+    d_e = np.stack([p.d_expert for p in problems])
+    pi_e = policy_probs(features, theta_e)
+    err = np.where(ok, np.linalg.norm(theta - theta_e, axis=-1), np.inf)
+    ptv = np.where(ok, _policy_tv(features, np.where(ok[..., None], theta, 0.0), d_e, pi_e), np.nan)
+    shape = ok.shape
+    return {
+        "problem": np.full(ok.size, problems[0].name),
+        "problem_id": np.broadcast_to(np.array([p.index for p in problems]), shape).reshape(-1),
+        "method": np.full(ok.size, "oracle"),
+        "n_samples": np.broadcast_to(np.asarray(sizes, dtype=np.float64)[:, None, None], shape)
+        .reshape(-1)
+        .copy(),
+        "seed": np.broadcast_to(np.arange(n_seeds)[None, :, None], shape).reshape(-1).copy(),
+        "converged": ok.reshape(-1),
+        "status": status.reshape(-1).astype(str),
+        "error": err.reshape(-1),
+        "policy_tv": ptv.reshape(-1),
+        "visitation_tv": np.full(ok.size, np.nan),
+        "kl_expert_to_learner": np.full(ok.size, np.nan),
+    }
+
+
 def _oracle_block(problems: list[Problem], pi_e: np.ndarray) -> dict[str, np.ndarray]:
-    thetas, oks, statuses = [], [], []
-    for p in problems:
-        fit = fit_occupancy_matching(p.mdp, p.features, p.d_expert, raise_on_failure=False)
-        thetas.append(np.asarray(fit.theta, dtype=np.float64))
-        ok = bool(np.all(fit.converged))
-        oks.append(ok)
-        statuses.append(str(_status(fit, np.array(ok))))
+    fits = [_fit_oracle(p, p.d_expert) for p in problems]
+    thetas, oks, statuses = zip(*fits, strict=True) if fits else ((), (), ())
     return _limit_block(
         problems, "oracle", np.stack(thetas), np.array(oks), np.array(statuses), pi_e
     )
@@ -334,10 +426,27 @@ def run_consistency(
     say = progress or (lambda _msg: None)
     say("example 3 MDP")
     ex3 = [example3_problem()]
-    blocks = _study_group(ex3, config.sizes, config.n_seeds_example3, config.seed, 0)
+    with_oracle = 1 if config.n_oracle else 0
+    blocks = _study_group(
+        ex3,
+        config.sizes,
+        config.n_seeds_example3,
+        config.seed,
+        0,
+        oracle_count=with_oracle,
+        oracle_seeds=with_oracle * config.n_seeds_example3,
+    )
     say(f"{config.n_mdps} random MDPs")
     problems = random_problems(config)
-    blocks += _study_group(problems, config.sizes, config.n_seeds, config.seed, 1)
+    blocks += _study_group(
+        problems,
+        config.sizes,
+        config.n_seeds,
+        config.seed,
+        1,
+        oracle_count=config.n_oracle,
+        oracle_seeds=config.n_oracle_seeds,
+    )
     if config.n_oracle:
         say(f"occupancy matching on {config.n_oracle} MDPs")
         subset = problems[: config.n_oracle]
@@ -398,7 +507,7 @@ def summarise(result: ConsistencyResult, *, n_resamples: int = 2000, seed: int =
     finite minimiser enter with error +inf and are counted in ``n_no_minimiser``.
 
     Returns:
-        One row per (problem, method, n_samples) with n_fits, n_no_minimiser,
+        One row per (problem, method, n_samples) with n_problems, n_fits, n_no_minimiser,
         n_other_failures, iqm, ci_low, ci_high, iqm_policy_tv (over converged fits).
     """
     finite = result.rows[np.isfinite(result.rows["n_samples"])]
@@ -413,6 +522,7 @@ def summarise(result: ConsistencyResult, *, n_resamples: int = 2000, seed: int =
                 "problem": problem,
                 "method": method,
                 "n_samples": int(n),
+                "n_problems": int(grp["problem_id"].nunique()),
                 "n_fits": len(grp),
                 "n_no_minimiser": int(no_min.sum()),
                 "n_other_failures": int((~ok & ~no_min).sum()),
@@ -425,6 +535,25 @@ def summarise(result: ConsistencyResult, *, n_resamples: int = 2000, seed: int =
             }
         )
     return pd.DataFrame(out)
+
+
+def oracle_subset(result: ConsistencyResult) -> ConsistencyResult:
+    """The rows of the problems and data sets on which the oracle was also fitted.
+
+    For a paired comparison of BC, EDM and occupancy matching: the Example 3 MDP (all its
+    data sets) and the first ``n_oracle`` random MDPs with their first ``n_oracle_seeds``
+    data sets per N, plus their infinite-data limits. Empty rows if ``n_oracle`` is 0.
+    """
+    cfg = result.config
+    rows = result.rows
+    on_subset = (rows["problem"] == "example3") | (
+        (rows["problem_id"] < cfg.n_oracle)
+        & ((rows["seed"] < cfg.n_oracle_seeds) | (rows["seed"] == -1))
+    )
+    keep = on_subset & (cfg.n_oracle > 0)
+    return ConsistencyResult(
+        config=cfg, rows=rows[keep].reset_index(drop=True), tabular=result.tabular
+    )
 
 
 def limits(result: ConsistencyResult) -> pd.DataFrame:
