@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 OutOption = Annotated[
-    Path,
+    str,
     typer.Option(
         "--out",
-        help="Folder for REPORT.md, results.json, figures and tables (created if missing).",
+        help="Folder for REPORT.md, results.json, figures and tables (created if missing; "
+        "~ is expanded).",
     ),
 ]
 QuickOption = Annotated[
@@ -24,7 +24,9 @@ QuickOption = Annotated[
         "claims are computed in full either way.",
     ),
 ]
-SeedOption = Annotated[int, typer.Option("--seed", help="Root seed of random MDPs and data.")]
+SeedOption = Annotated[
+    int, typer.Option("--seed", help="Root seed of random MDPs and data (a non-negative integer).")
+]
 
 
 def _single_threaded_blas() -> None:
@@ -41,9 +43,18 @@ def _single_threaded_blas() -> None:
         os.environ.setdefault(var, "1")
 
 
-def reproduce(
-    out: OutOption = Path("report"), quick: QuickOption = False, seed: SeedOption = 0
-) -> None:
+def _fail(message: str) -> NoReturn:
+    """Print one error line to stderr and exit with status 2 (bad usage)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True).print(
+        f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True
+    )
+    raise typer.Exit(code=2)
+
+
+def reproduce(out: OutOption = "report", quick: QuickOption = False, seed: SeedOption = 0) -> None:
     """Recompute the EDM critique's claims and the studies beyond it; write a report folder."""
     _single_threaded_blas()
     from rich.console import Console
@@ -53,7 +64,10 @@ def reproduce(
     from sbil.experiments.reproduce import ReportPathError, ReproduceConfig, run_reproduce
 
     console = Console()
-    config = ReproduceConfig(out=out, quick=quick, seed=seed)
+    try:
+        config = ReproduceConfig(out=out, quick=quick, seed=seed)
+    except ValueError as exc:
+        _fail(str(exc))
     try:
         with Progress(
             SpinnerColumn(),
@@ -65,10 +79,7 @@ def reproduce(
             task = bar.add_task("starting", total=None)
             result = run_reproduce(config, progress=lambda msg: bar.update(task, description=msg))
     except ReportPathError as exc:
-        from rich.markup import escape
-
-        Console(stderr=True).print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(code=2) from None
+        _fail(str(exc))
 
     table = Table(title=f"sbil reproduce ({result.runtime_s:.1f} s)")
     table.add_column("claim")
