@@ -31,7 +31,7 @@ def test_every_fit_has_a_row(result):
     rows = result.rows
     finite = rows[np.isfinite(rows["n_samples"])]
     per_size = 2 * (CONFIG.n_mdps * CONFIG.n_seeds + CONFIG.n_seeds_example3)
-    per_size += CONFIG.n_oracle * CONFIG.n_oracle_seeds + CONFIG.n_seeds_example3  # oracle
+    per_size += CONFIG.n_oracle * CONFIG.oracle_seeds + CONFIG.n_seeds_example3  # oracle
     assert len(finite) == len(CONFIG.sizes) * per_size  # nothing silently dropped
     assert set(rows["method"]) == {"bc", "edm", "oracle"}
     # Non-converged fits are kept, with infinite error.
@@ -74,7 +74,7 @@ def test_oracle_on_finite_data_is_paired_with_bc_and_edm(result):
     sub = cs.oracle_subset(result)
     finite = sub.rows[np.isfinite(sub.rows["n_samples"]) & (sub.rows["problem"] == "random")]
     counts = finite.groupby(["method", "n_samples"]).size()
-    assert (counts == CONFIG.n_oracle * CONFIG.n_oracle_seeds).all()
+    assert (counts == CONFIG.n_oracle * CONFIG.oracle_seeds).all()
     assert set(finite["method"]) == {"bc", "edm", "oracle"}
     assert finite["problem_id"].max() == CONFIG.n_oracle - 1
     # Same data sets: with a million draws the oracle and BC are both close to the expert,
@@ -88,6 +88,11 @@ def test_oracle_on_finite_data_is_paired_with_bc_and_edm(result):
     ex3 = summary[(summary["problem"] == "example3") & (summary["method"] == "oracle")]
     assert len(ex3) == len(CONFIG.sizes)
     assert ex3.sort_values("n_samples")["iqm"].iloc[-1] < 0.05
+
+
+def test_oracle_seeds_never_exceed_the_data_sets():
+    assert cs.ConsistencyConfig(n_seeds=1, n_oracle_seeds=3).oracle_seeds == 1
+    assert cs.ConsistencyConfig(n_seeds=5, n_oracle_seeds=3).oracle_seeds == 3
 
 
 def test_oracle_subset_is_empty_without_oracle():
@@ -143,7 +148,7 @@ def test_summarise_counts_fits_without_minimiser():
         ({"n_states": 1}, "at least 2 states"),
         ({"sizes": ()}, "sizes"),
         ({"n_oracle": 10, "n_mdps": 3}, "n_oracle"),
-        ({"n_oracle_seeds": 9, "n_seeds": 3}, "n_oracle_seeds"),
+        ({"n_oracle_seeds": -1}, "n_oracle_seeds"),
         ({"seed": -1}, "non-negative"),
         ({"seed": 1.5}, "seed must be an integer"),
         ({"n_mdps": True}, "n_mdps must be an integer"),

@@ -62,7 +62,8 @@ class ConsistencyConfig:
         n_oracle: random MDPs (the first ones) on which occupancy matching is also fitted,
             with infinite data and, on the first ``n_oracle_seeds`` data sets of every N,
             with finite data (the same data sets BC and EDM see).
-        n_oracle_seeds: data sets per (random MDP, N) for the finite-data oracle fits (0:
+        n_oracle_seeds: data sets per (random MDP, N) for the finite-data oracle fits; at most
+            ``n_seeds`` are used (:attr:`oracle_seeds`) (0:
             infinite data only); on the Example 3 MDP the oracle sees all
             ``n_seeds_example3`` data sets whenever ``n_oracle > 0``.
         n_tabular: random MDPs used for the one-hot (fully tabular) comparison.
@@ -109,8 +110,8 @@ class ConsistencyConfig:
         for name in ("n_oracle", "n_tabular"):
             if not 0 <= getattr(self, name) <= self.n_mdps:
                 raise ValueError(f"{name} must lie in [0, n_mdps]; got {getattr(self, name)}.")
-        if not 0 <= self.n_oracle_seeds <= self.n_seeds:
-            raise ValueError(f"n_oracle_seeds must lie in [0, n_seeds]; got {self.n_oracle_seeds}.")
+        if self.n_oracle_seeds < 0:
+            raise ValueError(f"n_oracle_seeds must be at least 0; got {self.n_oracle_seeds}.")
         if self.seed < 0:
             raise ValueError(
                 f"seed must be a non-negative integer (numpy seeds cannot be negative); got "
@@ -128,6 +129,11 @@ class ConsistencyConfig:
                 np.isfinite(value) and value > 0
             ):
                 raise ValueError(f"{name} must be a positive finite number; got {value!r}.")
+
+    @property
+    def oracle_seeds(self) -> int:
+        """Data sets per (random MDP, N) the oracle sees: ``min(n_oracle_seeds, n_seeds)``."""
+        return min(self.n_oracle_seeds, self.n_seeds)
 
 
 def _is_int(value: Any) -> bool:
@@ -445,7 +451,7 @@ def run_consistency(
         config.seed,
         1,
         oracle_count=config.n_oracle,
-        oracle_seeds=config.n_oracle_seeds,
+        oracle_seeds=config.oracle_seeds,
     )
     if config.n_oracle:
         say(f"occupancy matching on {config.n_oracle} MDPs")
@@ -548,7 +554,7 @@ def oracle_subset(result: ConsistencyResult) -> ConsistencyResult:
     rows = result.rows
     on_subset = (rows["problem"] == "example3") | (
         (rows["problem_id"] < cfg.n_oracle)
-        & ((rows["seed"] < cfg.n_oracle_seeds) | (rows["seed"] == -1))
+        & ((rows["seed"] < cfg.oracle_seeds) | (rows["seed"] == -1))
     )
     keep = on_subset & (cfg.n_oracle > 0)
     return ConsistencyResult(

@@ -493,7 +493,7 @@ def render_report(
         f"- Random MDPs have dense Dirichlet(1) transition rows (every next state reachable) and "
         f"are analysed under their stationary distribution. Occupancy matching (one L-BFGS-B "
         f"fit at a time, not batched) ran on a subset: the first {cfg.n_oracle} random MDPs "
-        f"with infinite data and with the first {cfg.n_oracle_seeds} of the {cfg.n_seeds} "
+        f"with infinite data and with the first {cfg.oracle_seeds} of the {cfg.n_seeds} "
         f"data sets per N, and the Example 3 MDP with all {cfg.n_seeds_example3} data sets "
         f"per N; the one-hot comparison used {cfg.n_tabular} MDPs.",
         "- BC and EDM are fitted by Newton's method on the exact objectives to gradient norm "

@@ -505,7 +505,7 @@ def consistency_claims(
                     },
                     "example3_oracle_error": ex3_oracle_err,
                     "finite_data_n_mdps": cfg.n_oracle,
-                    "finite_data_n_seeds": cfg.n_oracle_seeds,
+                    "finite_data_n_seeds": cfg.oracle_seeds,
                     "finite_data_n_seeds_example3": cfg.n_seeds_example3,
                     "finite_data_slope_random": error_slope(oracle_summary, "random", "oracle")
                     if oracle_summary is not None
