@@ -154,7 +154,11 @@ class StackedMLP(nn.Module):
         return self.frozen().logsumexp_input_grad(x)
 
     def model_state(self, k: int) -> dict[str, torch.Tensor]:
-        """The parameters of model ``k`` alone, as a ``K = 1`` state dict (detached copies)."""
+        """The parameters of model ``k`` alone, as a ``K = 1`` state dict (detached copies).
+
+        A test utility (checks that model ``k`` of a stack equals a single network); training
+        slices its results with ``TrainResult.learner`` instead.
+        """
         if not 0 <= k < self.n_models:
             raise IndexError(f"Model {k} does not exist; there are {self.n_models}.")
         return {name: p.detach()[k : k + 1].clone() for name, p in self.state_dict().items()}

@@ -66,6 +66,9 @@ def sgld(
 ) -> torch.Tensor:
     """Run SGLD: ``x <- x + step_size * drift(x) + noise_scale * noise[t]`` for each ``t``.
 
+    Reference implementation for tests and experiments with other energies: training uses the
+    fused :func:`sgld_logsumexp`, which tests check against this function.
+
     Args:
         drift: ``grad_x log p~(x)``, e.g. ``net.logsumexp_input_grad`` of a
             :class:`~sbil.deep.networks.StackedMLP` (ascent on ``logsumexp f``, the direction
@@ -129,6 +132,9 @@ def sgld_logsumexp(
 
 def autograd_drift(log_density: Callable[[torch.Tensor], torch.Tensor]) -> DriftFunction:
     """The drift ``grad_x sum log p~(x)`` of any differentiable ``log_density``, by autograd.
+
+    A reference/test utility (slow: one autograd call per step) for :func:`sgld`; training
+    never uses it.
 
     Args:
         log_density: maps ``x[..., d]`` to unnormalised log densities ``[...]``.
