@@ -61,12 +61,18 @@ def reproduce(out: OutOption = "report", quick: QuickOption = False, seed: SeedO
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from sbil.experiments.reproduce import ReportPathError, ReproduceConfig, run_reproduce
+    from sbil.experiments.reproduce import (
+        ReportPathError,
+        ReproduceConfig,
+        check_out_dir,
+        run_reproduce,
+    )
 
     console = Console()
     try:
         config = ReproduceConfig(out=out, quick=quick, seed=seed)
-    except ValueError as exc:
+        check_out_dir(config.out_dir)  # before the progress display, so errors stay one line
+    except ValueError as exc:  # ReportPathError included
         _fail(str(exc))
     try:
         with Progress(
