@@ -274,3 +274,26 @@ def test_help_states_the_every_nth_step_deviation(app):
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "deviates from the EDM reference, which keeps every 20th" in text
+
+
+class _Demos:
+    """A stand-in for Demonstrations with a declared action count (from a Minari space)."""
+
+    def __init__(self, n_actions, actions=(0, 1, 0)):
+        self.n_actions = n_actions
+        self.actions = np.asarray(actions)
+
+    def check_env(self, env_id):
+        from sbil.deep.envs import env_spec
+
+        return env_spec(env_id)
+
+
+def test_a_declared_action_count_wins_over_the_data_and_must_agree():
+    assert train._n_actions(_Demos(5), None, None) == 5  # not 2 = max action + 1
+    assert train._n_actions(_Demos(None), "Acrobot-v1", None) == 3
+    assert train._n_actions(_Demos(3), "Acrobot-v1", 3) == 3
+    with pytest.raises(ValueError, match=r"dataset's action space \(3 actions\) vs CartPole-v1"):
+        train._n_actions(_Demos(3), "CartPole-v1", None)
+    with pytest.raises(ValueError, match="has action 4 but the task has 3 actions"):
+        train._n_actions(_Demos(None, actions=(0, 4)), None, 3)
