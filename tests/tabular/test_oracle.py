@@ -90,3 +90,46 @@ def test_errors():
     d_ok[0] = [0.3, 0.7]
     with pytest.raises(FitError, match="did not converge"):
         fit_occupancy_matching(mdp, tabular_features(3, 2), d_ok, max_iter=1)
+
+
+def _never_taken_action():
+    """The expert never takes action 1 in state 0; one-hot features reach that only in the limit."""
+    mdp = random_mdp(3, 2, seed=0, discount=0.9)
+    pi = np.full((3, 2), 0.5)
+    pi[0] = [1.0, 0.0]
+    return mdp, state_action_visitation(mdp, pi)
+
+
+def test_no_finite_minimiser_is_not_reported_as_converged():
+    mdp, d_e = _never_taken_action()
+    fit = fit_occupancy_matching(mdp, tabular_features(3, 2), d_e, raise_on_failure=False)
+    assert not fit.converged
+    assert fit.status == "no finite minimiser"
+    # The KL does go to zero, but only as theta runs off: no finite theta attains it.
+    assert 0 < fit.value < 1e-6 and fit.theta[0] - fit.theta[1] > 10
+    with pytest.raises(FitError, match=r"no finite minimiser.*keeps decreasing"):
+        fit_occupancy_matching(mdp, tabular_features(3, 2), d_e)
+
+
+def test_zeros_the_features_cannot_single_out_still_converge():
+    """Same zero in d_E, but a class that must give both actions the same logit in state 0."""
+    mdp, d_e = _never_taken_action()
+    features = tabular_features(3, 2)
+    features[0, 1] = features[0, 0]  # state 0's actions share one logit: pi(.|0) = (1/2, 1/2)
+    fit = fit_occupancy_matching(mdp, features, d_e)
+    assert fit.converged and fit.status == "converged"
+    np.testing.assert_allclose(policy_probs(features, fit.theta)[0], 0.5)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"tol": -1.0}, "tol must be a finite number > 0"),
+        ({"step_tol": 0.0}, "step_tol must be a finite number > 0"),
+        ({"max_iter": -1}, "max_iter must be an integer >= 0"),
+    ],
+)
+def test_options_validated(option, message):
+    mdp, d_e = _never_taken_action()
+    with pytest.raises(ValueError, match=message):
+        fit_occupancy_matching(mdp, tabular_features(3, 2), d_e, **option)

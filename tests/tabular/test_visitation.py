@@ -11,6 +11,7 @@ from sbil.tabular.visitation import (
     discounted_visitation,
     finite_horizon_visitation,
     state_action_visitation,
+    state_distributions,
     state_visitation,
     stationary_distribution,
 )
@@ -65,11 +66,24 @@ def test_periodic_chain_stationary():
     np.testing.assert_allclose(stationary_distribution(mdp, np.ones((3, 1))), 1 / 3)
 
 
+def test_state_distributions_by_hand_and_their_average():
+    mdp = _chain()  # state 0 moves to 1, 1 stays
+    steps = list(state_distributions(mdp, np.ones((2, 1)), horizon=3))
+    np.testing.assert_array_equal(steps, [[1, 0], [0, 1], [0, 1]])
+    np.testing.assert_allclose(
+        finite_horizon_visitation(mdp, np.ones((2, 1)), horizon=3), np.mean(steps, axis=0)
+    )
+
+
 def test_explicit_convention_arguments_checked():
     mdp = _chain()
     pi = np.ones((2, 1))
-    with pytest.raises(ValueError, match="needs an integer horizon"):
+    with pytest.raises(ValueError, match="needs a horizon; pass horizon="):
         finite_horizon_visitation(mdp, pi)
+    with pytest.raises(ValueError, match=r"horizon must be an integer >= 1; got nan\. Pass"):
+        finite_horizon_visitation(mdp, pi, horizon=np.nan)
+    with pytest.raises(ValueError, match=r"horizon must be an integer >= 1; got 2\.5"):
+        state_distributions(mdp, pi, horizon=2.5)
     with pytest.raises(ValueError, match="needs a discount"):
         discounted_visitation(mdp, pi)
     with pytest.raises(ValueError, match="method must be"):

@@ -32,11 +32,20 @@ import scipy.optimize
 import scipy.sparse as sp
 import scipy.sparse.linalg
 
-from sbil.tabular.estimators import CONVERGED, MAX_ITER, FitError, FitResult, validate_data
-from sbil.tabular.mdp import TabularMDP
+from sbil.tabular.estimators import (
+    CONVERGED,
+    LINE_SEARCH_FAILED,
+    MAX_ITER,
+    NO_FINITE_MINIMISER,
+    FitError,
+    FitResult,
+    _validated_options,
+    validate_data,
+)
+from sbil.tabular.mdp import TabularMDP, as_float_array
 from sbil.tabular.objectives import bc_objective
 from sbil.tabular.policies import log_softmax, logits
-from sbil.tabular.visitation import state_visitation
+from sbil.tabular.visitation import state_distributions, state_visitation
 
 
 @dataclass(frozen=True)
@@ -56,11 +65,7 @@ def _apply_transitions(mdp: TabularMDP, values: np.ndarray) -> np.ndarray:
 def _forward(mdp: TabularMDP, pi: np.ndarray) -> _Forward:
     if mdp.horizon is None:
         return _Forward(pi, state_visitation(mdp, pi), None)
-    p_pi_t = mdp.policy_transition(pi).T
-    rho = np.empty((mdp.horizon, mdp.n_states))
-    rho[0] = mdp.initial
-    for t in range(1, mdp.horizon):
-        rho[t] = p_pi_t @ rho[t - 1]
+    rho = np.stack(list(state_distributions(mdp, pi)))  # kept for the adjoint pass
     return _Forward(pi, rho.mean(axis=0), rho)
 
 
@@ -141,23 +146,40 @@ def fit_occupancy_matching(
     *,
     theta0: np.ndarray | None = None,
     tol: float = 1e-8,
+    step_tol: float = 1e-6,
     max_iter: int = 1000,
     raise_on_failure: bool = True,
 ) -> FitResult:
-    """Fit ``theta`` by minimising ``KL(d_E || d_theta)`` with known dynamics (L-BFGS-B).
+    """Fit ``theta`` by minimising ``KL(d_E || d_theta)`` with known dynamics.
+
+    L-BFGS-B with the analytic gradient, then Newton's method (Hessian by central differences
+    of the gradient) from its end point, which tells a finite minimiser from an infimum at
+    infinity the same way :mod:`sbil.tabular.estimators` does: at a minimiser the Newton step
+    shrinks to ``step_tol (1 + |theta|)``; when ``d_E`` has zeros that the policy class can
+    only approach as ``|theta| -> infinity`` (e.g. an action the expert never takes, with
+    one-hot features), the gradient vanishes like ``exp(-|theta|)`` while the Newton step
+    stays of order one, and the fit reports ``"no finite minimiser"`` instead of converging
+    at an arbitrary large ``theta``. Directions with curvature below ``1e-10`` of the largest
+    (exact invariances, e.g. a per-state logit shift or the policy in unreachable states)
+    are left where they are; so is a saturating direction whose curvature has already
+    fallen below that level, which needs ``tol`` well below the curvature scale.
 
     Args:
         mdp: the MDP; its ``horizon``/``discount`` pick the visitation convention.
         features: ``Phi[s, a, k]``.
         d_expert: ``d_E[s, a]``, summing to one.
         theta0: start ``theta[k]``; zeros when None.
-        tol: converged when the gradient norm is <= tol.
-        max_iter: L-BFGS-B iteration limit.
+        tol: gradient-norm tolerance (> 0).
+        step_tol: relative Newton-step tolerance (> 0), as in the Newton estimators.
+        max_iter: L-BFGS-B iteration limit (>= 0); the Newton check adds at most 50 steps.
         raise_on_failure: raise FitError if not converged.
 
     Returns:
-        FitResult (scalar fields); ``value`` is the KL at ``theta``.
+        FitResult (scalar fields); ``value`` is the KL at ``theta``; ``status`` is
+        ``"converged"``, ``"no finite minimiser"``, ``"max_iter reached"``,
+        ``"line search failed"`` or L-BFGS-B's own message.
     """
+    max_iter = _validated_options(tol, step_tol, max_iter, 0.0)
     features, d_expert = validate_data(features, d_expert)
     if features.ndim != 3 or d_expert.ndim != 2:
         raise ValueError(
@@ -167,41 +189,120 @@ def fit_occupancy_matching(
     if features.shape[:2] != (mdp.n_states, mdp.n_actions):
         raise ValueError(
             f"features have (S, A) = {features.shape[:2]} but the MDP has "
-            f"({mdp.n_states}, {mdp.n_actions})."
+            f"({mdp.n_states}, {mdp.n_actions}); build features for this MDP."
         )
     n_k = features.shape[-1]
-    theta0 = np.zeros(n_k) if theta0 is None else np.asarray(theta0, dtype=np.float64)
+    theta0 = np.zeros(n_k) if theta0 is None else as_float_array(theta0, "theta0", "theta[k]")
     if theta0.shape != (n_k,) or not np.all(np.isfinite(theta0)):
-        raise ValueError(f"theta0 must be finite with shape ({n_k},); got {theta0.shape}.")
+        raise ValueError(
+            f"theta0 must be finite with shape ({n_k},); got {theta0.shape}. Pass finite "
+            "theta[k], or None for zeros."
+        )
     kl0, _ = occupancy_kl(mdp, features, d_expert, theta0)
     if not np.isfinite(kl0):
         raise ValueError(
             "KL(d_E || d_theta0) is infinite: the expert visits states the start policy never "
             "reaches; check that d_E comes from this MDP."
         )
+
+    def kl_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        return occupancy_kl(mdp, features, d_expert, theta)
+
     res = scipy.optimize.minimize(
-        lambda th: occupancy_kl(mdp, features, d_expert, th),
+        kl_and_grad,
         theta0,
         jac=True,
         method="L-BFGS-B",
         options={"maxiter": max_iter, "gtol": tol / np.sqrt(n_k), "ftol": 1e-16, "maxcor": 20},
     )
-    kl, grad = occupancy_kl(mdp, features, d_expert, res.x)
+    theta, n_iter = res.x, int(res.nit)
+    kl, grad = kl_and_grad(theta)
+    if np.linalg.norm(grad) <= tol:
+        theta, status, n_newton = _newton_check(kl_and_grad, theta, tol=tol, step_tol=step_tol)
+        n_iter += n_newton
+        kl, grad = kl_and_grad(theta)
+    else:
+        status = MAX_ITER if res.nit >= max_iter else str(res.message)
     grad_norm = float(np.linalg.norm(grad))
-    converged = grad_norm <= tol
+    converged = status == CONVERGED
     result = FitResult(
-        theta=res.x,
+        theta=theta,
         converged=bool(converged),
-        n_iter=int(res.nit),
+        n_iter=n_iter,
         grad_norm=grad_norm,
         value=float(kl),
-        status=CONVERGED if converged else MAX_ITER if res.nit >= max_iter else str(res.message),
+        status=status,
     )
     if raise_on_failure and not converged:
-        raise FitError(
-            f"occupancy matching did not converge: gradient norm {grad_norm:.3g} > tol {tol:g} "
-            f"after {res.nit} L-BFGS-B iterations ({res.message}); raise max_iter or tol, or "
-            "pass raise_on_failure=False.",
-            result,
-        )
+        raise FitError(_failure_message(status, grad_norm, tol, theta, n_iter, res), result)
     return result
+
+
+def _failure_message(status, grad_norm, tol, theta, n_iter, res) -> str:
+    if status == NO_FINITE_MINIMISER:
+        return (
+            f"occupancy matching has no finite minimiser: the KL keeps decreasing as theta "
+            f"grows without bound (|theta| = {np.linalg.norm(theta):.3g}, gradient norm "
+            f"{grad_norm:.3g}), because d_E has zeros the policy class reaches only in the "
+            "limit (e.g. an action never taken); use features that cannot single them out, "
+            "or pass raise_on_failure=False to get the last iterate."
+        )
+    return (
+        f"occupancy matching did not converge ({status}): gradient norm {grad_norm:.3g} "
+        f"(tol {tol:g}) after {n_iter} iterations ({res.message}); raise max_iter or tol, or "
+        "pass raise_on_failure=False."
+    )
+
+
+#: Newton steps of the convergence check; more means the problem is not a clean minimum.
+NEWTON_CHECK_STEPS = 50
+
+
+def _newton_check(
+    kl_and_grad, theta: np.ndarray, *, tol: float, step_tol: float
+) -> tuple[np.ndarray, str, int]:
+    """Newton iterations from a point with a small gradient: minimiser or infimum at infinity?
+
+    Returns (theta, status, Newton steps taken). A step of norm ``<= step_tol (1 + |theta|)``
+    with gradient ``<= tol`` is a minimiser; three consecutive steps with gradient ``<= tol``
+    but a large step are the ``exp(-|theta|)`` tail of an infimum at infinity.
+    """
+    flat_steps = 0
+    for it in range(NEWTON_CHECK_STEPS):
+        kl, grad = kl_and_grad(theta)
+        hess = _hessian(kl_and_grad, theta)
+        eigval, eigvec = np.linalg.eigh(hess)
+        curved = eigval > 1e-10 * max(float(np.abs(eigval).max()), 1e-300)
+        coef = np.where(curved, eigvec.T @ grad / np.where(curved, eigval, 1.0), 0.0)
+        step = -(eigvec @ coef)
+        small_grad = np.linalg.norm(grad) <= tol
+        if small_grad and np.linalg.norm(step) <= step_tol * (1.0 + np.linalg.norm(theta)):
+            return theta, CONVERGED, it
+        flat_steps = flat_steps + 1 if small_grad else 0
+        if flat_steps >= 3:
+            return theta, NO_FINITE_MINIMISER, it
+        slope = float(grad @ step)
+        if slope >= 0:  # no descent (curvature estimate too noisy): fall back to the gradient
+            step, slope = -grad, -float(grad @ grad)
+        t = 1.0
+        for _ in range(60):
+            trial = theta + t * step
+            if kl_and_grad(trial)[0] <= kl + 1e-4 * t * slope or abs(slope) <= 1e-14 * (1 + kl):
+                theta = trial
+                break
+            t *= 0.5
+        else:
+            return theta, LINE_SEARCH_FAILED, it
+    return theta, MAX_ITER, NEWTON_CHECK_STEPS
+
+
+def _hessian(kl_and_grad, theta: np.ndarray) -> np.ndarray:
+    """Symmetrised central differences of the analytic gradient, ``[K, K]``."""
+    n_k = theta.size
+    hess = np.empty((n_k, n_k))
+    for k in range(n_k):
+        h = 1e-5 * (1.0 + abs(theta[k]))
+        e = np.zeros(n_k)
+        e[k] = h
+        hess[:, k] = (kl_and_grad(theta + e)[1] - kl_and_grad(theta - e)[1]) / (2 * h)
+    return 0.5 * (hess + hess.T)

@@ -18,7 +18,7 @@ graphs is prohibitive). The iterative solve is checked by its residual.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import scipy.linalg
@@ -26,7 +26,7 @@ import scipy.sparse as sp
 import scipy.sparse.csgraph
 import scipy.sparse.linalg
 
-from sbil.tabular.mdp import TabularMDP, validate_policy
+from sbil.tabular.mdp import TabularMDP, validate_policy, validated_count
 
 #: Sparse discounted solves use SuperLU up to this many states, iterative solves beyond.
 DIRECT_SOLVE_MAX_STATES = 20_000
@@ -76,19 +76,48 @@ def finite_horizon_visitation(
     Returns:
         ``d[s]``, shape ``(S,)``.
     """
+    total = None
+    count = 0
+    for dist in state_distributions(mdp, pi, horizon=horizon):
+        total = dist.copy() if total is None else total + dist
+        count += 1
+    return total / count
+
+
+def state_distributions(
+    mdp: TabularMDP, pi: np.ndarray, *, horizon: int | None = None
+) -> Iterator[np.ndarray]:
+    """The per-step state distributions ``Pr(s_t = s)`` for ``t = 0, ..., H - 1``.
+
+    ``Pr(s_0) = rho0`` and ``Pr(s_{t+1} = s') = sum_s Pr(s_t = s) P_pi[s, s']``. A generator,
+    so a large MDP never holds all H distributions at once; :func:`finite_horizon_visitation`
+    averages them and :mod:`sbil.tabular.oracle` keeps them for its adjoint pass.
+
+    Args:
+        mdp: the MDP.
+        pi: policy ``pi[s, a]``.
+        horizon: H; defaults to ``mdp.horizon``.
+
+    Returns:
+        An iterator over ``Pr(s_t = s)``, each shape ``(S,)`` and a fresh array. Arguments are
+        checked on the call, not on the first step.
+    """
     horizon = mdp.horizon if horizon is None else horizon
-    if horizon is None or int(horizon) != horizon or horizon < 1:
+    if horizon is None:
         raise ValueError(
-            f"finite_horizon_visitation needs an integer horizon >= 1; got {horizon!r}. Pass "
-            "horizon=... or build the MDP with one."
+            "finite-horizon visitation needs a horizon; pass horizon=... or build the MDP with one."
         )
-    p_pi_t = policy_transition_transposed(mdp, pi)
-    dist = np.array(mdp.initial, dtype=np.float64)
-    total = dist.copy()
-    for _ in range(int(horizon) - 1):
-        dist = p_pi_t @ dist
-        total += dist
-    return total / horizon
+    horizon = validated_count(horizon, "horizon")
+    p_pi_t = policy_transition_transposed(mdp, pi)  # validates pi before the first step
+
+    def steps() -> Iterator[np.ndarray]:
+        dist = np.array(mdp.initial, dtype=np.float64)
+        yield dist
+        for _ in range(horizon - 1):
+            dist = p_pi_t @ dist
+            yield dist
+
+    return steps()
 
 
 def discounted_visitation(
