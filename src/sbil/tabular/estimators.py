@@ -364,8 +364,13 @@ def _fit(*args: Any, **kwargs: Any) -> FitResult:
         return _newton_fit(*args, **kwargs)
 
 
-def _validated_options(tol: Any, step_tol: Any, max_iter: Any, ridge: Any) -> int:
-    """Check the fit options; return ``max_iter`` as an int."""
+def validate_fit_options(tol: Any, step_tol: Any, max_iter: Any, ridge: Any) -> int:
+    """Check Newton/L-BFGS fit options; return ``max_iter`` as an int.
+
+    Raises:
+        ValueError: ``tol`` or ``step_tol`` not a finite number > 0, ``max_iter`` not an
+            integer >= 0, or ``ridge`` not a finite number >= 0.
+    """
     for name, value in (("tol", tol), ("step_tol", step_tol)):
         if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
             raise ValueError(f"{name} must be a positive number; got {value!r}.")
@@ -401,7 +406,7 @@ def _newton_fit(
     per_state_invariance: bool,
     convex: bool,
 ) -> FitResult:
-    max_iter = _validated_options(tol, step_tol, max_iter, ridge)
+    max_iter = validate_fit_options(tol, step_tol, max_iter, ridge)
     features, d = validate_data(features, d)
     n_k = features.shape[-1]
     if theta0 is None:

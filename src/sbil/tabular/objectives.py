@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sbil.tabular.mdp import as_float_array
 from sbil.tabular.policies import (
     Convention,
     _sum_last,
@@ -41,15 +42,18 @@ class Objective:
 
 
 def _check(theta: np.ndarray, features: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, ...]:
-    features = np.asarray(features, dtype=np.float64)
-    d = np.asarray(d, dtype=np.float64)
-    theta = np.asarray(theta, dtype=np.float64)
+    features = as_float_array(features, "features", "Phi[..., s, a, k]")
+    d = as_float_array(d, "d", "d[..., s, a]")
+    theta = as_float_array(theta, "theta", "theta[..., k]")
     if features.ndim < 3:
-        raise ValueError(f"features must be Phi[..., s, a, k]; got shape {features.shape}.")
+        raise ValueError(
+            f"features must be Phi[..., s, a, k]; got shape {features.shape}. Pass one feature "
+            "vector per (state, action)."
+        )
     if d.ndim < 2 or d.shape[-2:] != features.shape[-3:-1]:
         raise ValueError(
-            f"d must be d[..., s, a] with (S, A) = {features.shape[-3:-1]} matching the "
-            f"features; got shape {d.shape}."
+            f"d must be d[..., s, a] with (S, A) = {tuple(features.shape[-3:-1])} matching the "
+            f"features; got shape {d.shape}. Pass one weight per (state, action) of the features."
         )
     return theta, features, d
 

@@ -39,8 +39,8 @@ from sbil.tabular.estimators import (
     NO_FINITE_MINIMISER,
     FitError,
     FitResult,
-    _validated_options,
     validate_data,
+    validate_fit_options,
 )
 from sbil.tabular.mdp import TabularMDP, as_float_array
 from sbil.tabular.objectives import bc_objective
@@ -179,7 +179,7 @@ def fit_occupancy_matching(
         ``"converged"``, ``"no finite minimiser"``, ``"max_iter reached"``,
         ``"line search failed"`` or L-BFGS-B's own message.
     """
-    max_iter = _validated_options(tol, step_tol, max_iter, 0.0)
+    max_iter = validate_fit_options(tol, step_tol, max_iter, 0.0)
     features, d_expert = validate_data(features, d_expert)
     if features.ndim != 3 or d_expert.ndim != 2:
         raise ValueError(

@@ -116,7 +116,7 @@ def example3_features(k: float) -> np.ndarray:
     """
     k = float(k)
     if not np.isfinite(k):
-        raise ValueError(f"k must be finite; got {k}.")
+        raise ValueError(f"k must be finite; got {k}. Pass a real slope, e.g. k=0.5.")
     return np.array([[[0.0], [1.0]], [[0.0], [k]]])
 
 
@@ -163,7 +163,7 @@ def shift_logits(f: np.ndarray, g: np.ndarray) -> np.ndarray:
     if g.shape[-1:] != f.shape[-2:-1]:
         raise ValueError(
             f"g must be g[..., s] with S = {f.shape[-2]} entries matching f[..., s, a]; got "
-            f"shape {g.shape}."
+            f"shape {g.shape}. Pass one shift per state."
         )
     return f + g[..., None]
 
