@@ -23,6 +23,8 @@ def test_demonstrations_validation():
         Demonstrations(np.zeros((2, 2), int), np.array([[0, 0], [-1, 0]]))
     with pytest.raises(ValueError, match="integer indices"):
         Demonstrations(np.zeros((2, 2)), np.zeros((2, 2), int))
+    with pytest.raises(ValueError, match=r"states must be a rectangular \[N, T\] array; got rag"):
+        Demonstrations([[0, 1], [0]], [[0, 0], [0]])
     demos = Demonstrations(np.zeros((2, 3), np.int32), np.ones((2, 3), np.int32))
     assert demos.states.dtype == np.int64 and (demos.n_trajectories, demos.length) == (2, 3)
     with pytest.raises(ValueError):
@@ -41,6 +43,8 @@ def test_empirical_visitation_by_hand_and_errors():
         empirical_visitation(demos, 2, 1)
     with pytest.raises(ValueError, match=r"states\[0, 1\] = 1 is out of range for S = 1; pass"):
         empirical_visitation(demos, 1, 2)
+    with pytest.raises(ValueError, match=r"n_states must be an integer >= 1; got 2\.5"):
+        empirical_visitation(demos, 2.5, 2)
 
 
 def _mdp_and_policy(sparse: bool):

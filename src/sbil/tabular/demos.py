@@ -83,8 +83,8 @@ class Demonstrations:
     actions: np.ndarray
 
     def __post_init__(self) -> None:
-        states = np.array(self.states)
-        actions = np.array(self.actions)
+        states = _index_array(self.states, "states")
+        actions = _index_array(self.actions, "actions")
         for name, arr in (("states", states), ("actions", actions)):
             if arr.ndim != 2:
                 raise ValueError(
@@ -121,6 +121,16 @@ class Demonstrations:
     def length(self) -> int:
         """T, the number of steps per trajectory."""
         return int(self.states.shape[1])
+
+
+def _index_array(values: Any, name: str) -> np.ndarray:
+    try:
+        return np.array(values)
+    except ValueError as exc:  # ragged nested lists
+        raise ValueError(
+            f"{name} must be a rectangular [N, T] array; got ragged nested sequences. Give all "
+            "trajectories the same length T (split or truncate them)."
+        ) from exc
 
 
 def _categorical(
@@ -243,6 +253,8 @@ def empirical_visitation(
     """
     if not isinstance(demos, Demonstrations):
         raise ValueError("demos must be a Demonstrations; build one with Demonstrations(s, a).")
+    n_states = validated_count(n_states, "n_states")
+    n_actions = validated_count(n_actions, "n_actions")
     if demos.states.size == 0:
         raise ValueError(
             "demos are empty; pass at least one trajectory with at least one (state, action)."

@@ -576,7 +576,10 @@ def _failure_message(name, theta, status, grad_norm, batch_shape, max_iter) -> s
             "exact visitation, or ridge > 0"
         )
     elif status[first] == MAX_ITER:
-        hint = f"no convergence in max_iter = {max_iter} iterations; raise max_iter"
+        hint = (
+            f"no convergence in max_iter = {max_iter} iterations; raise max_iter, or pass "
+            "ridge > 0 if the features are nearly collinear"
+        )
     elif status[first] == NOT_A_MINIMUM:
         hint = (
             "the non-convex objective stopped at a saddle point or maximum; start from "
