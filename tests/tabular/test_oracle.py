@@ -111,6 +111,17 @@ def test_no_finite_minimiser_is_not_reported_as_converged():
         fit_occupancy_matching(mdp, tabular_features(3, 2), d_e)
 
 
+@pytest.mark.parametrize("seed", [0, 2, 4])
+def test_saturation_below_hessian_resolution_is_caught(seed):
+    """L-BFGS can run pi(1|0) down to ~1e-12, where the curvature is below round-off."""
+    mdp = random_mdp(3, 2, seed=0, discount=0.9)
+    d = np.random.default_rng(seed).dirichlet(np.ones(6)).reshape(3, 2)
+    d[0, 1] = 0.0
+    fit = fit_occupancy_matching(mdp, tabular_features(3, 2), d / d.sum(), raise_on_failure=False)
+    assert fit.status == "no finite minimiser" and not fit.converged
+    assert policy_probs(tabular_features(3, 2), fit.theta)[0, 1] < 1e-8
+
+
 def test_zeros_the_features_cannot_single_out_still_converge():
     """Same zero in d_E, but a class that must give both actions the same logit in state 0."""
     mdp, d_e = _never_taken_action()

@@ -161,8 +161,10 @@ def fit_occupancy_matching(
     stays of order one, and the fit reports ``"no finite minimiser"`` instead of converging
     at an arbitrary large ``theta``. Directions with curvature below ``1e-10`` of the largest
     (exact invariances, e.g. a per-state logit shift or the policy in unreachable states)
-    are left where they are; so is a saturating direction whose curvature has already
-    fallen below that level, which needs ``tol`` well below the curvature scale.
+    are left where they are. A saturating direction whose curvature has already fallen below
+    that level is caught differently: a reached state where the policy gives an action the
+    features can still move a probability below ``1e-8`` is reported as "no finite
+    minimiser" (a true minimiser would need ``d_E`` itself to be that small there).
 
     Args:
         mdp: the MDP; its ``horizon``/``discount`` pick the visitation convention.
@@ -221,6 +223,8 @@ def fit_occupancy_matching(
         theta, status, n_newton = _newton_check(kl_and_grad, theta, tol=tol, step_tol=step_tol)
         n_iter += n_newton
         kl, grad = kl_and_grad(theta)
+        if status == CONVERGED and _saturated(mdp, features, theta):
+            status = NO_FINITE_MINIMISER
     else:
         status = MAX_ITER if res.nit >= max_iter else str(res.message)
     grad_norm = float(np.linalg.norm(grad))
@@ -294,6 +298,30 @@ def _newton_check(
         else:
             return theta, LINE_SEARCH_FAILED, it
     return theta, MAX_ITER, NEWTON_CHECK_STEPS
+
+
+#: A reached state's action probability below this, where the features can still move that
+#: action's logit, means the fit ran towards the boundary of the policy simplex.
+SATURATED_PROBABILITY = 1e-8
+
+
+def _saturated(mdp: TabularMDP, features: np.ndarray, theta: np.ndarray) -> bool:
+    """Whether ``pi_theta`` has (numerically) driven a movable action to probability zero.
+
+    The Newton check cannot see this once the curvature along the run-off direction,
+    ``~ pi(a|s)``, is below round-off of the finite-difference Hessian: there the KL has
+    stopped changing in float64 although it would keep decreasing. A finite minimiser only
+    gives an action probability below :data:`SATURATED_PROBABILITY` in a reached state if
+    ``d_E`` itself is that small, so such a point is reported as having no finite minimiser.
+    """
+    log_pi = log_softmax(logits(features, theta))
+    d_state = state_visitation(mdp, np.exp(log_pi))
+    # Unless all of a state's actions share one feature vector, every action's logit can move
+    # relative to some other action of that state.
+    spread = (features.max(axis=1) - features.min(axis=1)).max(axis=-1)  # [S]
+    movable = spread > 1e-12 * max(float(np.abs(features).max()), 1e-300)
+    tiny = log_pi < np.log(SATURATED_PROBABILITY)
+    return bool(np.any(tiny & (movable & (d_state > 1e-8))[:, None]))
 
 
 def _hessian(kl_and_grad, theta: np.ndarray) -> np.ndarray:
