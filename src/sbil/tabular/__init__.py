@@ -10,7 +10,10 @@ Modules:
     demos: sampled demonstrations and empirical visitation.
     oracle: occupancy matching with known dynamics (minimise KL(d_E || d_pi_theta)).
 
-Importing this package never imports torch or gymnasium.
+Importing this package never imports torch or gymnasium, and threadpoolctl only if installed
+(to keep batched Newton fits on one BLAS thread). Everything random takes an explicit
+``seed`` (an int or a ``np.random.Generator``; None is refused), and bad input raises a
+ValueError that names the offending index and says how to fix it.
 
 Example (Theorem 1 of the note: with shared parameters EDM misses the expert, BC does not)::
 
