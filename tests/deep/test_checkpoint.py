@@ -149,6 +149,15 @@ def test_a_missing_field_is_named(tmp_path, data, field):
         load_learner(folder)
 
 
+def test_a_config_that_is_not_a_mapping_is_named(tmp_path, data):
+    folder = _folder(tmp_path, data)
+    doc = json.loads((folder / "learner.json").read_text())
+    doc["config"] = ["bc"]
+    (folder / "learner.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="'config' field is not a mapping"):
+        load_learner(folder)
+
+
 def test_missing_weights_are_named(tmp_path, data):
     folder = _folder(tmp_path, data)
     state = torch.load(folder / "weights.pt", weights_only=True)

@@ -174,6 +174,11 @@ def load_learner(path: str | os.PathLike) -> Learner:
             f"The checkpoint at {folder} is inconsistent: {CONFIG_FILE} lacks the field(s) "
             f"{', '.join(map(repr, missing))}; re-run `sbil train` to recreate it."
         )
+    if not isinstance(doc["config"], dict):
+        raise CheckpointError(
+            f"The checkpoint at {folder} is inconsistent: its 'config' field is not a mapping "
+            "of learner settings; re-run `sbil train` to recreate it."
+        )
     policy = {k.removeprefix("policy."): v for k, v in state.items() if k.startswith("policy.")}
     energy = {k.removeprefix("energy."): v for k, v in state.items() if k.startswith("energy.")}
     try:
