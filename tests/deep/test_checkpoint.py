@@ -214,6 +214,16 @@ def test_run_folder_is_checked_before_training(tmp_path):
         check_run_folder(tmp_path / "file")
     with pytest.raises(CheckpointError, match=r"Cannot write the run folder /proc/x \("):
         check_run_folder("/proc/x")
+    # --overwrite replaces earlier runs only, never a folder of other files or the cwd.
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    with pytest.raises(CheckpointError, match="not an sbil training run"):
+        check_run_folder(tmp_path / "notes", overwrite=True)
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+    with pytest.raises(CheckpointError, match="current folder or one of its parents"):
+        check_run_folder(os.getcwd(), overwrite=True)
+    with pytest.raises(CheckpointError, match="current folder or one of its parents"):
+        check_run_folder("..", overwrite=True)
     assert check_run_folder(tmp_path / "a" / "b" / "run") == tmp_path / "a" / "b" / "run"
     assert (tmp_path / "a" / "b").is_dir() and not (tmp_path / "a" / "b" / "run").exists()
 

@@ -213,11 +213,21 @@ def check_run_folder(out_dir: str | os.PathLike, *, overwrite: bool = False) -> 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise CheckpointError(f"--out {out} is a file; give a folder for the run.")
-    if not overwrite and out.is_dir() and any(out.iterdir()):
+    if out.resolve() in (Path.cwd(), *Path.cwd().parents):
         raise CheckpointError(
-            f"--out {out} already holds files; give a new folder, or pass --overwrite to "
-            "replace the whole folder with this run."
+            f"--out {out} is the current folder or one of its parents; give a new subfolder."
         )
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise CheckpointError(
+                f"--out {out} already holds files; give a new folder, or pass --overwrite to "
+                "replace the whole folder with this run."
+            )
+        if not _is_run(out):
+            raise CheckpointError(
+                f"--out {out} holds files that are not an sbil training run; --overwrite only "
+                "replaces an earlier run, so give a new folder."
+            )
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".probe", dir=out.parent))
@@ -226,6 +236,18 @@ def check_run_folder(out_dir: str | os.PathLike, *, overwrite: bool = False) -> 
             f"Cannot write the run folder {out} ({error.strerror or error}); give a writable --out."
         ) from None
     return out
+
+
+def _is_run(folder: Path) -> bool:
+    """Whether ``folder`` holds only what :func:`save_run` writes (safe to replace)."""
+    names = {"config.json", "results.json", "losses.npz"}
+    return (
+        all(
+            entry.name in names or (entry.is_dir() and entry.name.startswith("seed-"))
+            for entry in folder.iterdir()
+        )
+        and (folder / "config.json").is_file()
+    )
 
 
 def provenance() -> dict:
