@@ -123,7 +123,7 @@ def test_negative_entries_say_how_to_fix():
 
 @pytest.mark.parametrize("horizon", [np.nan, 2.5, True, "3", np.inf])
 def test_horizon_must_be_a_whole_number(horizon):
-    with pytest.raises(ValueError, match=r"horizon must be an integer >= 1; got .*Pass"):
+    with pytest.raises(ValueError, match=r"horizon must be an integer >= 1; got .*; pass"):
         TabularMDP(_chain(), np.array([1.0, 0.0]), horizon=horizon)
 
 

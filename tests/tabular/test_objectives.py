@@ -141,7 +141,7 @@ def test_order_and_shape_errors():
     obj = bc_objective(theta, features, d, order=0)
     assert obj.grad is None and obj.hess is None
     assert edm_objective(theta, features, d, order=1).hess is None
-    with pytest.raises(ValueError, match=r"d must be d\[..., s, a\].*Pass one weight per"):
+    with pytest.raises(ValueError, match=r"d must be d\[..., s, a\].*pass one weight per"):
         bc_objective(theta, features, d[:, :2])
     with pytest.raises(ValueError, match=r"d must be a rectangular array of numbers.*ragged"):
         bc_objective(theta, features, [[0.5, 0.5], [0.0]])

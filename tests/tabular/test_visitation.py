@@ -80,7 +80,7 @@ def test_explicit_convention_arguments_checked():
     pi = np.ones((2, 1))
     with pytest.raises(ValueError, match="needs a horizon; pass horizon="):
         finite_horizon_visitation(mdp, pi)
-    with pytest.raises(ValueError, match=r"horizon must be an integer >= 1; got nan\. Pass"):
+    with pytest.raises(ValueError, match=r"horizon must be an integer >= 1; got nan; pass"):
         finite_horizon_visitation(mdp, pi, horizon=np.nan)
     with pytest.raises(ValueError, match=r"horizon must be an integer >= 1; got 2\.5"):
         state_distributions(mdp, pi, horizon=2.5)

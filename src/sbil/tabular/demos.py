@@ -39,7 +39,7 @@ def validate_visitation(d: Any, name: str = "d") -> np.ndarray:
     d = as_float_array(d, name, "d[..., s, a]")
     if d.ndim < 2 or 0 in d.shape[-2:]:
         raise ValueError(
-            f"{name} must be d[..., s, a] with S, A >= 1; got shape {d.shape}. Pass one weight "
+            f"{name} must be d[..., s, a] with S, A >= 1; got shape {d.shape}; pass one weight "
             "per (state, action), e.g. state_action_visitation(mdp, pi)."
         )
     bad = ~np.isfinite(d)
@@ -93,7 +93,7 @@ class Demonstrations:
                 )
             if arr.size and not np.issubdtype(arr.dtype, np.integer):
                 raise ValueError(
-                    f"{name} must hold integer indices; got dtype {arr.dtype}. Cast with "
+                    f"{name} must hold integer indices; got dtype {arr.dtype}; cast with "
                     f"{name}.astype(np.int64) if the values are whole numbers."
                 )
             if arr.size and arr.min() < 0:
@@ -128,7 +128,7 @@ def _index_array(values: Any, name: str) -> np.ndarray:
         return np.array(values)
     except ValueError as exc:  # ragged nested lists
         raise ValueError(
-            f"{name} must be a rectangular [N, T] array; got ragged nested sequences. Give all "
+            f"{name} must be a rectangular [N, T] array; got ragged nested sequences; give all "
             "trajectories the same length T (split or truncate them)."
         ) from exc
 
@@ -273,7 +273,7 @@ def empirical_visitation(
     if discount is not None:
         if not 0.0 <= discount < 1.0:
             raise ValueError(
-                f"discount must lie in [0, 1); got {discount}. Pass None for undiscounted counts."
+                f"discount must lie in [0, 1); got {discount}; pass None for undiscounted counts."
             )
         weights = discount ** np.arange(demos.length)
     weights = np.broadcast_to(weights / weights.sum(), demos.states.shape)

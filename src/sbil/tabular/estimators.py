@@ -234,7 +234,7 @@ def validate_data(features: Any, d: Any) -> tuple[np.ndarray, np.ndarray]:
     if d.shape[-2:] != (n_s, n_a):
         raise ValueError(
             f"d must be d[..., s, a] with (S, A) = ({n_s}, {n_a}) matching the features; got "
-            f"shape {d.shape}. Build it with empirical_visitation(demos, {n_s}, {n_a})."
+            f"shape {d.shape}; build it with empirical_visitation(demos, {n_s}, {n_a})."
         )
     return features, d
 
@@ -376,18 +376,18 @@ def validate_fit_options(tol: Any, step_tol: Any, max_iter: Any, ridge: Any) -> 
             raise ValueError(f"{name} must be a positive number; got {value!r}.")
         if not (np.isfinite(value) and value > 0):
             raise ValueError(
-                f"{name} must be a finite number > 0; got {value!r}. Use e.g. {name}=1e-10 for "
+                f"{name} must be a finite number > 0; got {value!r}; use e.g. {name}=1e-10 for "
                 "a tight fit."
             )
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
         raise ValueError(
-            f"max_iter must be an integer >= 0; got {max_iter!r}. Pass the number of Newton "
+            f"max_iter must be an integer >= 0; got {max_iter!r}; pass the number of Newton "
             "iterations, e.g. max_iter=100."
         )
     if isinstance(ridge, bool) or not isinstance(ridge, (int, float, np.number)):
         raise ValueError(f"ridge must be a number >= 0; got {ridge!r}.")
     if not (np.isfinite(ridge) and ridge >= 0):
-        raise ValueError(f"ridge must be >= 0 and finite; got {ridge!r}. Pass ridge=0 for none.")
+        raise ValueError(f"ridge must be >= 0 and finite; got {ridge!r}; pass ridge=0 for none.")
     return int(max_iter)
 
 
@@ -588,6 +588,6 @@ def _failure_message(name, theta, status, grad_norm, batch_shape, max_iter) -> s
     else:
         hint = "the line search found no decrease; the problem is badly conditioned"
     return (
-        f"{name} fit failed: {count}{detail}: {hint}. Pass raise_on_failure=False for "
+        f"{name} fit failed: {count}{detail}: {hint}; pass raise_on_failure=False for "
         "per-problem converged flags."
     )

@@ -46,7 +46,7 @@ def as_float_array(values: Any, name: str, expected: str) -> np.ndarray:
         reason = "ragged nested sequences" if "inhomogeneous" in str(exc) else "non-numbers"
         raise ValueError(
             f"{name} must be a rectangular array of numbers {expected}; got "
-            f"{type(values).__name__} with {reason}. Pass an ndarray or nested lists of equal "
+            f"{type(values).__name__} with {reason}; pass an ndarray or nested lists of equal "
             "length holding only numbers."
         ) from exc
 
@@ -68,7 +68,7 @@ def validated_count(value: Any, name: str, *, minimum: int = 1) -> int:
     )
     if isinstance(value, (bool, np.bool_)) or not integral or int(value) < minimum:
         raise ValueError(
-            f"{name} must be an integer >= {minimum}; got {value!r}. Pass a whole number, "
+            f"{name} must be an integer >= {minimum}; got {value!r}; pass a whole number, "
             f"e.g. {name}={max(minimum, 1)}."
         )
     return int(value)
@@ -84,7 +84,7 @@ def validated_rng(seed: Any, name: str = "seed") -> np.random.Generator:
         return seed
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(
-            f"{name} must be a non-negative int or a np.random.Generator; got {seed!r}. Pass "
+            f"{name} must be a non-negative int or a np.random.Generator; got {seed!r}; pass "
             f"e.g. {name}=0 (same seed, same numbers)."
         )
     return np.random.default_rng(int(seed))
@@ -136,7 +136,7 @@ class TabularMDP:
             if rewards.shape != (n_states, n_actions):
                 raise ValueError(
                     f"rewards must have shape (S, A) = ({n_states}, {n_actions}); got "
-                    f"{rewards.shape}. Pass R[s, a] or rewards=None."
+                    f"{rewards.shape}; pass R[s, a] or rewards=None."
                 )
             if not np.all(np.isfinite(rewards)):
                 raise ValueError("rewards contain NaN or inf; pass finite R[s, a].")
@@ -204,7 +204,7 @@ def validate_policy(pi: Any, n_states: int, n_actions: int) -> np.ndarray:
     if pi.shape != (n_states, n_actions):
         raise ValueError(
             f"policy pi[s, a] must have shape (S, A) = ({n_states}, {n_actions}); got "
-            f"{pi.shape}. Pass one policy (use policy_probs(features, theta) for logits)."
+            f"{pi.shape}; pass one policy (use policy_probs(features, theta) for logits)."
         )
     bad = ~np.isfinite(pi)
     if bad.any():
@@ -292,7 +292,7 @@ def _validated_sparse_transitions(transitions: Sequence[Any]) -> tuple[sp.csr_ar
             p_a.sum_duplicates()
         if p_a.shape[0] != p_a.shape[1]:
             raise ValueError(
-                f"transitions[{a}] must be square (S, S); got shape {p_a.shape}. Pass P[a][s, s'] "
+                f"transitions[{a}] must be square (S, S); got shape {p_a.shape}; pass P[a][s, s'] "
                 "with one row and one column per state."
             )
         if n_states is None:
@@ -330,7 +330,7 @@ def _validated_distribution(values: Any, n_states: int, name: str) -> np.ndarray
     x = np.array(as_float_array(values, name, "rho0[s]"))
     if x.shape != (n_states,):
         raise ValueError(
-            f"{name} must have shape (S,) = ({n_states},); got {x.shape}. Pass rho0[s]."
+            f"{name} must have shape (S,) = ({n_states},); got {x.shape}; pass rho0[s]."
         )
     _check_finite_nonnegative(x, name, lambda m: f"{name}[{int(np.argmax(m))}]")
     if abs(x.sum() - 1.0) > ROW_SUM_TOLERANCE:
@@ -354,12 +354,12 @@ def _validated_convention(horizon: Any, discount: Any) -> tuple[int | None, floa
             discount, (int, float, np.integer, np.floating)
         ):
             raise ValueError(
-                f"discount must be a number in [0, 1); got {discount!r}. Pass e.g. discount=0.9."
+                f"discount must be a number in [0, 1); got {discount!r}; pass e.g. discount=0.9."
             )
         discount = float(discount)
         if not 0.0 <= discount < 1.0:
             raise ValueError(
-                f"discount must lie in [0, 1); got {discount!r}. For an undiscounted infinite "
+                f"discount must lie in [0, 1); got {discount!r}; for an undiscounted infinite "
                 "horizon leave both horizon and discount unset (stationary distribution)."
             )
     return horizon, discount
@@ -407,13 +407,13 @@ def random_mdp(
     n_actions = validated_count(n_actions, "n_actions")
     if not concentration > 0:
         raise ValueError(
-            f"concentration must be > 0; got {concentration!r}. Pass e.g. concentration=1.0 "
+            f"concentration must be > 0; got {concentration!r}; pass e.g. concentration=1.0 "
             "(uniform Dirichlet)."
         )
     k = n_states if successors is None else validated_count(successors, "successors")
     if not 1 <= k <= n_states:
         raise ValueError(
-            f"successors must lie in [1, n_states = {n_states}]; got {successors}. Pass at most "
+            f"successors must lie in [1, n_states = {n_states}]; got {successors}; pass at most "
             "n_states, or None for all states."
         )
     if not sparse and n_states * n_actions * n_states * 8 > 8 * 2**30:
@@ -522,7 +522,7 @@ def two_state_mdp(
     transitions = as_float_array(transitions, "transitions", "P[s, a, s']")
     if transitions.shape != (2, 2, 2):
         raise ValueError(
-            f"two_state_mdp needs transitions of shape (2, 2, 2); got {transitions.shape}. Use "
+            f"two_state_mdp needs transitions of shape (2, 2, 2); got {transitions.shape}; use "
             "TabularMDP(P, rho0) for other sizes."
         )
     return TabularMDP(transitions, np.asarray(initial), horizon=horizon, discount=discount)

@@ -47,13 +47,13 @@ def _check(theta: np.ndarray, features: np.ndarray, d: np.ndarray) -> tuple[np.n
     theta = as_float_array(theta, "theta", "theta[..., k]")
     if features.ndim < 3:
         raise ValueError(
-            f"features must be Phi[..., s, a, k]; got shape {features.shape}. Pass one feature "
+            f"features must be Phi[..., s, a, k]; got shape {features.shape}; pass one feature "
             "vector per (state, action)."
         )
     if d.ndim < 2 or d.shape[-2:] != features.shape[-3:-1]:
         raise ValueError(
             f"d must be d[..., s, a] with (S, A) = {tuple(features.shape[-3:-1])} matching the "
-            f"features; got shape {d.shape}. Pass one weight per (state, action) of the features."
+            f"features; got shape {d.shape}; pass one weight per (state, action) of the features."
         )
     return theta, features, d
 

@@ -197,7 +197,7 @@ def fit_occupancy_matching(
     theta0 = np.zeros(n_k) if theta0 is None else as_float_array(theta0, "theta0", "theta[k]")
     if theta0.shape != (n_k,) or not np.all(np.isfinite(theta0)):
         raise ValueError(
-            f"theta0 must be finite with shape ({n_k},); got {theta0.shape}. Pass finite "
+            f"theta0 must be finite with shape ({n_k},); got {theta0.shape}; pass finite "
             "theta[k], or None for zeros."
         )
     kl0, _ = occupancy_kl(mdp, features, d_expert, theta0)

@@ -38,12 +38,12 @@ def logits(features: np.ndarray, theta: np.ndarray) -> np.ndarray:
     if features.ndim < 3:
         raise ValueError(
             f"features must be Phi[..., s, a, k] with at least 3 dimensions; got shape "
-            f"{features.shape}. Pass one feature vector per (state, action)."
+            f"{features.shape}; pass one feature vector per (state, action)."
         )
     if theta.ndim < 1 or theta.shape[-1] != features.shape[-1]:
         raise ValueError(
             f"theta must have last dimension K = {features.shape[-1]} (features' last axis); "
-            f"got shape {theta.shape}. Pass one parameter per feature."
+            f"got shape {theta.shape}; pass one parameter per feature."
         )
     n_s, n_a, n_k = features.shape[-3:]
     # A batched matmul [..., S*A, K] @ [..., K, 1]: several times faster than the einsum.
@@ -116,7 +116,7 @@ def example3_features(k: float) -> np.ndarray:
     """
     k = float(k)
     if not np.isfinite(k):
-        raise ValueError(f"k must be finite; got {k}. Pass a real slope, e.g. k=0.5.")
+        raise ValueError(f"k must be finite; got {k}; pass a real slope, e.g. k=0.5.")
     return np.array([[[0.0], [1.0]], [[0.0], [k]]])
 
 
@@ -163,7 +163,7 @@ def shift_logits(f: np.ndarray, g: np.ndarray) -> np.ndarray:
     if g.shape[-1:] != f.shape[-2:-1]:
         raise ValueError(
             f"g must be g[..., s] with S = {f.shape[-2]} entries matching f[..., s, a]; got "
-            f"shape {g.shape}. Pass one shift per state."
+            f"shape {g.shape}; pass one shift per state."
         )
     return f + g[..., None]
 

@@ -151,7 +151,7 @@ def discounted_visitation(
     gamma = mdp.discount if discount is None else float(discount)
     if gamma is None or not 0.0 <= gamma < 1.0:
         raise ValueError(
-            f"discounted_visitation needs a discount in [0, 1); got {gamma!r}. Pass "
+            f"discounted_visitation needs a discount in [0, 1); got {gamma!r}; pass "
             "discount=... or build the MDP with one."
         )
     if method not in ("auto", "direct", "iterative"):
