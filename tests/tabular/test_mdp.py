@@ -134,7 +134,7 @@ def test_whole_float_horizon_is_accepted():
 def test_convention_validation():
     with pytest.raises(ValueError, match="at most one of horizon and discount"):
         TabularMDP(_chain(), np.array([1.0, 0.0]), horizon=3, discount=0.9)
-    with pytest.raises(ValueError, match=r"discount must lie in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"discount must be a number in \[0, 1\); got 1\.0; for"):
         TabularMDP(_chain(), np.array([1.0, 0.0]), discount=1.0)
     with pytest.raises(ValueError, match="horizon must be an integer >= 1"):
         TabularMDP(_chain(), np.array([1.0, 0.0]), horizon=0)

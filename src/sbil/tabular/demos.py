@@ -22,6 +22,7 @@ from sbil.tabular.mdp import (
     first_index,
     validate_policy,
     validated_count,
+    validated_discount,
     validated_rng,
 )
 from sbil.tabular.visitation import state_action_visitation
@@ -271,10 +272,7 @@ def empirical_visitation(
             )
     weights = np.ones(demos.length)
     if discount is not None:
-        if not 0.0 <= discount < 1.0:
-            raise ValueError(
-                f"discount must lie in [0, 1); got {discount}; pass None for undiscounted counts."
-            )
+        discount = validated_discount(discount)
         weights = discount ** np.arange(demos.length)
     weights = np.broadcast_to(weights / weights.sum(), demos.states.shape)
     index = demos.states * n_actions + demos.actions

@@ -74,6 +74,21 @@ def validated_count(value: Any, name: str, *, minimum: int = 1) -> int:
     return int(value)
 
 
+def validated_discount(value: Any, name: str = "discount") -> float:
+    """``value`` as a float in ``[0, 1)``.
+
+    Raises:
+        ValueError: for non-numbers, NaN, or values outside ``[0, 1)``.
+    """
+    number = isinstance(value, (int, float, np.integer, np.floating))
+    if isinstance(value, (bool, np.bool_)) or not number or not 0.0 <= float(value) < 1.0:
+        raise ValueError(
+            f"{name} must be a number in [0, 1); got {value!r}; for an undiscounted infinite "
+            "horizon leave both horizon and discount unset (stationary distribution)."
+        )
+    return float(value)
+
+
 def validated_rng(seed: Any, name: str = "seed") -> np.random.Generator:
     """A ``np.random.Generator`` from an int seed or a Generator; None is refused.
 
@@ -350,18 +365,7 @@ def _validated_convention(horizon: Any, discount: Any) -> tuple[int | None, floa
     if horizon is not None:
         horizon = validated_count(horizon, "horizon")
     if discount is not None:
-        if isinstance(discount, (bool, np.bool_)) or not isinstance(
-            discount, (int, float, np.integer, np.floating)
-        ):
-            raise ValueError(
-                f"discount must be a number in [0, 1); got {discount!r}; pass e.g. discount=0.9."
-            )
-        discount = float(discount)
-        if not 0.0 <= discount < 1.0:
-            raise ValueError(
-                f"discount must lie in [0, 1); got {discount!r}; for an undiscounted infinite "
-                "horizon leave both horizon and discount unset (stationary distribution)."
-            )
+        discount = validated_discount(discount)
     return horizon, discount
 
 

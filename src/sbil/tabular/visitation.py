@@ -26,7 +26,7 @@ import scipy.sparse as sp
 import scipy.sparse.csgraph
 import scipy.sparse.linalg
 
-from sbil.tabular.mdp import TabularMDP, validate_policy, validated_count
+from sbil.tabular.mdp import TabularMDP, validate_policy, validated_count, validated_discount
 
 #: Sparse discounted solves use SuperLU up to this many states, iterative solves beyond.
 DIRECT_SOLVE_MAX_STATES = 20_000
@@ -148,12 +148,13 @@ def discounted_visitation(
     Raises:
         VisitationError: if the iterative solve does not reach ``rtol``.
     """
-    gamma = mdp.discount if discount is None else float(discount)
-    if gamma is None or not 0.0 <= gamma < 1.0:
+    gamma = mdp.discount if discount is None else discount
+    if gamma is None:
         raise ValueError(
-            f"discounted_visitation needs a discount in [0, 1); got {gamma!r}; pass "
-            "discount=... or build the MDP with one."
+            "discounted_visitation needs a discount in [0, 1); pass discount=... or build the "
+            "MDP with one."
         )
+    gamma = validated_discount(gamma)
     if method not in ("auto", "direct", "iterative"):
         raise ValueError(f"method must be 'auto', 'direct' or 'iterative'; got {method!r}.")
     b = (1.0 - gamma) * np.asarray(mdp.initial, dtype=np.float64)
