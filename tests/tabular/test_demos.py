@@ -45,6 +45,8 @@ def test_empirical_visitation_by_hand_and_errors():
         empirical_visitation(demos, 1, 2)
     with pytest.raises(ValueError, match=r"n_states must be an integer >= 1; got 2\.5"):
         empirical_visitation(demos, 2.5, 2)
+    with pytest.raises(ValueError, match=r"discount must be a number in \[0, 1\); got 'x'"):
+        empirical_visitation(demos, 2, 2, discount="x")
 
 
 def _mdp_and_policy(sparse: bool):

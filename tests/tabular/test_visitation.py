@@ -86,6 +86,9 @@ def test_explicit_convention_arguments_checked():
         state_distributions(mdp, pi, horizon=2.5)
     with pytest.raises(ValueError, match="needs a discount"):
         discounted_visitation(mdp, pi)
+    for bad in (np.nan, "0.5", 1.0):
+        with pytest.raises(ValueError, match=r"discount must be a number in \[0, 1\); got"):
+            discounted_visitation(mdp, pi, discount=bad)
     with pytest.raises(ValueError, match="method must be"):
         discounted_visitation(mdp, pi, discount=0.5, method="magic")
     with pytest.raises(ValueError, match=r"shape \(S, A\) = \(2, 1\)"):
