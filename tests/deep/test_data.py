@@ -205,6 +205,47 @@ def test_select_validates_indices():
         demos.select([])
 
 
+def test_n_actions_is_validated_and_kept_by_subset_select_and_split():
+    demos = from_arrays(np.zeros((5, 2)), [0, 0, 1, 0, 0], episode_lengths=[2, 1, 2], n_actions=3)
+    assert demos.n_actions == 3
+    assert demos.subset(2).n_actions == 3
+    assert demos.subset(2, seed=0).n_actions == 3
+    assert demos.select([2, 0]).n_actions == 3
+    assert all(part.n_actions == 3 for part in demos.split(1))
+    assert _demos().n_actions is None
+    with pytest.raises(DatasetError, match=r"Episode 1 has action 2 at step 1, .*n_actions=2"):
+        from_arrays(np.zeros((4, 2)), [0, 1, 0, 2], episode_lengths=[2, 2], n_actions=2)
+    for bad in (0, -1, 2.0, True, "2"):
+        with pytest.raises(DatasetError, match="n_actions must be a positive integer"):
+            from_arrays(np.zeros((2, 2)), [0, 0], n_actions=bad)
+
+
+def test_check_env_rejects_a_different_action_count():
+    demos = from_arrays(np.zeros((2, 4)), [0, 1], n_actions=3)
+    with pytest.raises(DatasetError, match=r"recorded with 3 actions but CartPole-v1 has 2"):
+        demos.check_env("CartPole-v1")
+
+
+def test_split_gives_the_subset_and_every_other_episode():
+    demos = _demos(lengths=(1, 2, 3, 4, 5))
+    first, rest = demos.split(2)
+    np.testing.assert_array_equal(first.episode_lengths, [1, 2])
+    np.testing.assert_array_equal(rest.episode_lengths, [3, 4, 5])
+    np.testing.assert_array_equal(rest.observations, demos.observations[3:])
+    np.testing.assert_array_equal(rest.episode_returns, [30.0, 40.0, 50.0])
+    drawn, held_out = demos.split(2, seed=4)
+    np.testing.assert_array_equal(drawn.observations, demos.subset(2, seed=4).observations)
+    lengths = sorted(drawn.episode_lengths.tolist() + held_out.episode_lengths.tolist())
+    assert lengths == [1, 2, 3, 4, 5]
+    assert held_out.episode_lengths.tolist() == sorted(held_out.episode_lengths.tolist())
+
+
+@pytest.mark.parametrize("k", [0, 5, 1.0])
+def test_split_must_leave_an_episode_over(k):
+    with pytest.raises(DatasetError, match=r"Cannot split 5 episodes with k=.*in 1..4"):
+        _demos(lengths=(1, 1, 1, 1, 1)).split(k)
+
+
 # --- Minari datasets ---------------------------------------------------------------------------
 
 
@@ -353,3 +394,87 @@ def test_load_rejects_an_empty_dataset(tmp_path):
     storage.update_metadata({"dataset_id": "empty-v0", "minari_version": "0.5.4"})
     with pytest.raises(DatasetError, match="'empty-v0' has no episodes"):
         load_demonstrations("empty-v0", root=tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore:.*(author|algorithm_name|description|eval_env|env_spec)")
+def test_load_takes_the_action_count_from_the_dataset_not_the_data(tmp_path):
+    import gymnasium as gym
+    import minari
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+
+    buffers = [
+        EpisodeBuffer(
+            observations=np.zeros((3, 2), np.float32),
+            actions=np.zeros(2, np.int64),  # only action 0 of 3
+            rewards=[1.0, 1.0],
+            terminations=[False, True],
+            truncations=[False, False],
+        )
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+        minari.create_dataset_from_buffers(
+            "three-v0",
+            buffers,
+            action_space=gym.spaces.Discrete(3),
+            observation_space=gym.spaces.Box(-1, 1, (2,)),
+        )
+    demos = load_demonstrations("three-v0", root=tmp_path)
+    assert demos.n_actions == 3
+    assert demos.subset(1).n_actions == 3
+
+
+def test_load_names_the_episode_with_an_action_outside_the_action_space(tmp_path):
+    _write_dataset(tmp_path, "big-v0", actions=[np.zeros(2, np.int64), np.array([1, 4])])
+    with pytest.raises(
+        DatasetError, match=r"Episode 1 of 'big-v0' has action 4 at step 1, .* 2 actions"
+    ):
+        load_demonstrations("big-v0", root=tmp_path)
+
+
+def test_load_reports_a_truncated_data_file(tmp_path):
+    path = _write_dataset(tmp_path, "cut-v0", actions=[np.zeros(2, np.int64)] * 2)
+    data_file = path / "data" / "main_data.hdf5"
+    data_file.write_bytes(data_file.read_bytes()[:1000])
+    with pytest.raises(
+        DatasetError, match=r"Cannot read .*'cut-v0'.*sbil collect --overwrite"
+    ) as info:
+        load_demonstrations("cut-v0", root=tmp_path)
+    assert info.value.__suppress_context__
+
+
+def test_load_reports_empty_metadata(tmp_path):
+    path = _write_dataset(tmp_path, "meta-v0", actions=[np.zeros(2, np.int64)])
+    (path / "data" / "metadata.json").write_text("{}")
+    with pytest.raises(
+        DatasetError, match=r"Cannot read the Minari dataset 'meta-v0'.*sbil collect --overwrite"
+    ):
+        load_demonstrations("meta-v0", root=tmp_path)
+
+
+def _write_dataset(root, dataset_id, *, actions):
+    """A Discrete(2) dataset with one 2-step episode per entry of ``actions``."""
+    import gymnasium as gym
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+    from minari.dataset.minari_storage import MinariStorage
+
+    path = _mkdir(root / dataset_id)
+    storage = MinariStorage.new(
+        path / "data",
+        observation_space=gym.spaces.Box(-1, 1, (2,)),
+        action_space=gym.spaces.Discrete(2),
+    )
+    storage.update_metadata({"dataset_id": dataset_id, "minari_version": "0.5.4"})
+    storage.update_episodes(
+        [
+            EpisodeBuffer(
+                observations=np.zeros((3, 2), np.float32),
+                actions=a,
+                rewards=[1.0, 1.0],
+                terminations=[False, True],
+                truncations=[False, False],
+            )
+            for a in actions
+        ]
+    )
+    return path

@@ -44,6 +44,9 @@ class Demonstrations:
         episode_lengths: ``[E]`` int64, each ``>= 1``, summing to ``N``.
         episode_returns: ``[E]`` float64 undiscounted returns, or ``None`` if unknown.
         env_id: the Gymnasium task the episodes come from, if known.
+        n_actions: size of the discrete action space the episodes were recorded with, if
+            known (every action is ``< n_actions``). Learners should size their output from
+            it, not from ``actions.max() + 1``: a dataset need not contain every action.
     """
 
     observations: np.ndarray
@@ -51,6 +54,7 @@ class Demonstrations:
     episode_lengths: np.ndarray
     episode_returns: np.ndarray | None = None
     env_id: str | None = None
+    n_actions: int | None = None
 
     def __post_init__(self) -> None:
         obs, actions, lengths = self.observations, self.actions, self.episode_lengths
@@ -106,6 +110,23 @@ class Demonstrations:
                 f"Episode {episode} has negative action {int(actions[row])} at step {step}; "
                 "discrete actions are 0..n_actions-1."
             )
+        n_actions = self.n_actions
+        if n_actions is not None:
+            if isinstance(n_actions, bool) or not isinstance(n_actions, (int, np.integer)):
+                raise DatasetError(
+                    f"n_actions must be a positive integer or None, got {n_actions!r}."
+                )
+            if n_actions < 1:
+                raise DatasetError(f"n_actions must be a positive integer, got {n_actions}.")
+            object.__setattr__(self, "n_actions", int(n_actions))
+            if actions.max() >= n_actions:
+                row = int(np.argmax(actions >= n_actions))
+                episode, step = self._locate(row)
+                raise DatasetError(
+                    f"Episode {episode} has action {int(actions[row])} at step {step}, but "
+                    f"there are n_actions={n_actions} actions (0..{n_actions - 1}); "
+                    "fix the action or pass the right n_actions."
+                )
         returns = self.episode_returns
         if returns is not None:
             if not isinstance(returns, np.ndarray) or returns.shape != lengths.shape:
@@ -163,6 +184,9 @@ class Demonstrations:
     def select(self, episodes: Sequence[int] | np.ndarray) -> Demonstrations:
         """The demonstrations of the given episodes, in the given order.
 
+        ``env_id`` and ``n_actions`` are kept. To hold episodes out for evaluation, see
+        :meth:`split`, or select the complement yourself.
+
         Args:
             episodes: episode indices, non-empty, each in ``0..E-1``, no repeats.
         """
@@ -186,6 +210,7 @@ class Demonstrations:
             if self.episode_returns is None
             else self.episode_returns[episodes],
             env_id=self.env_id,
+            n_actions=self.n_actions,
         )
 
     def subset(self, k: int, *, seed: int | np.random.Generator | None = None) -> Demonstrations:
@@ -196,32 +221,63 @@ class Demonstrations:
             seed: ``None`` takes episodes ``0..k-1``; a seed or Generator draws ``k`` distinct
                 episodes at random (kept in their original order).
         """
-        if (
-            isinstance(k, bool)
-            or not isinstance(k, (int, np.integer))
-            or not 1 <= k <= self.n_episodes
-        ):
+        return self.select(self._subset_indices(k, seed, self.n_episodes))
+
+    def split(
+        self, k: int, *, seed: int | np.random.Generator | None = None
+    ) -> tuple[Demonstrations, Demonstrations]:
+        """``(subset(k, seed=seed), the other E - k episodes)``, e.g. train and held-out.
+
+        The first part is exactly :meth:`subset` with the same ``k`` and ``seed``; the second
+        holds every other episode, in the original order.
+
+        Args:
+            k: number of trajectories in the first part, ``1 <= k <= n_episodes - 1`` (the
+                second part cannot be empty).
+            seed: as :meth:`subset`.
+
+        Example:
+            >>> train, held_out = demos.split(4)  # doctest: +SKIP
+        """
+        chosen = self._subset_indices(k, seed, self.n_episodes - 1)
+        rest = np.setdiff1d(np.arange(self.n_episodes), chosen)
+        return self.select(chosen), self.select(rest)
+
+    def _subset_indices(
+        self, k: int, seed: int | np.random.Generator | None, k_max: int
+    ) -> np.ndarray:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= k_max:
+            if k_max < self.n_episodes:
+                raise DatasetError(
+                    f"Cannot split {self.n_episodes} episodes with k={k!r}: k must be an integer "
+                    f"in 1..{k_max} so that at least one episode is left over."
+                )
             raise DatasetError(
                 f"k must be an integer in 1..{self.n_episodes} (the number of episodes), got {k!r}."
             )
         if seed is None:
-            return self.select(np.arange(k))
+            return np.arange(k, dtype=np.int64)
         rng = np.random.default_rng(seed)
-        return self.select(np.sort(rng.choice(self.n_episodes, size=k, replace=False)))
+        return np.sort(rng.choice(self.n_episodes, size=k, replace=False)).astype(np.int64)
 
     def check_env(self, env_id: str) -> EnvSpec:
         """Check that these demonstrations fit the task ``env_id`` and return its spec.
 
         Raises:
             UnsupportedEnvError: if the task is not supported.
-            DatasetError: if the observation size differs, or an action (named by episode
-                and step) is not one of the task's actions.
+            DatasetError: if the observation size or action count differs, or an action
+                (named by episode and step) is not one of the task's actions.
         """
         spec = env_spec(env_id)
         if self.obs_dim != spec.obs_dim:
             raise DatasetError(
                 f"The demonstrations have observations of size {self.obs_dim} but {env_id} has "
                 f"observations of size {spec.obs_dim}; use demonstrations recorded on {env_id}."
+            )
+        if self.n_actions is not None and self.n_actions != spec.n_actions:
+            raise DatasetError(
+                f"The demonstrations were recorded with {self.n_actions} actions but {env_id} "
+                f"has {spec.n_actions}; use demonstrations recorded on {env_id}."
             )
         if self.actions.max() >= spec.n_actions:
             row = int(np.argmax(self.actions >= spec.n_actions))
@@ -240,6 +296,7 @@ def from_arrays(
     episode_lengths: Sequence[int] | np.ndarray | None = None,
     episode_returns: Sequence[float] | np.ndarray | None = None,
     env_id: str | None = None,
+    n_actions: int | None = None,
 ) -> Demonstrations:
     """Build validated :class:`Demonstrations` from arrays.
 
@@ -250,6 +307,7 @@ def from_arrays(
         episode_lengths: ``[E]`` lengths summing to ``N`` (flat arrays only).
         episode_returns: ``[E]`` returns, optional.
         env_id: the task, optional (checked with :meth:`Demonstrations.check_env` if given).
+        n_actions: size of the action space, optional; every action must be below it.
 
     Raises:
         DatasetError: if shapes disagree, actions are not integers, values are not finite,
@@ -316,6 +374,7 @@ def from_arrays(
         episode_lengths=lengths.astype(np.int64),
         episode_returns=returns,
         env_id=env_id,
+        n_actions=n_actions,
     )
     if env_id is not None:
         demos.check_env(env_id)
@@ -394,39 +453,51 @@ def load_demonstrations(
             f"No local Minari dataset {dataset_id!r} at {path}; create one with "
             f"`sbil collect` or pass the right --root (datasets folder: {datasets_root(root)})."
         )
+    recreate = "re-create it with `sbil collect --overwrite`"
+    # Minari and h5py report corrupt files with whatever exception their internals hit
+    # (OSError, KeyError, AssertionError, TypeError, ...): any of them means "unreadable".
     try:
         dataset = MinariDataset(path / "data")
-    except (ValueError, OSError, KeyError) as error:
-        raise DatasetError(f"Cannot read the Minari dataset at {path}: {error}") from None
+        spaces = (dataset.observation_space, dataset.action_space)
+        total_episodes = dataset.total_episodes
+        source_env = dataset.env_spec.id if dataset.env_spec is not None else None
+    except Exception as error:  # re-raised as one clear error
+        raise DatasetError(
+            f"Cannot read the Minari dataset {dataset_id!r} at {path} "
+            f"({type(error).__name__}: {error}); {recreate}."
+        ) from None
     try:
-        check_spaces(dataset_id, dataset.observation_space, dataset.action_space)
+        spec = check_spaces(dataset_id, *spaces)
     except ValueError as error:
         raise DatasetError(f"Dataset {error}") from None
-    if dataset.total_episodes == 0:
-        raise DatasetError(f"Dataset {dataset_id!r} has no episodes.")
+    if total_episodes == 0:
+        raise DatasetError(f"Dataset {dataset_id!r} has no episodes; {recreate}.")
 
-    source_env = dataset.env_spec.id if dataset.env_spec is not None else None
+    n_actions = spec.n_actions
     obs_list, act_list, returns = [], [], []
-    for episode_number, episode in enumerate(dataset.iterate_episodes()):
-        obs = np.asarray(episode.observations)
-        acts = np.asarray(episode.actions)
-        n = len(episode)
-        if n == 0:
-            raise DatasetError(f"Episode {episode_number} of {dataset_id!r} has no steps.")
-        if obs.shape[0] != n + 1 or acts.shape[0] != n:
+    episode_number = 0
+    episodes = iter(dataset.iterate_episodes())
+    while True:
+        try:
+            episode = next(episodes, None)
+            if episode is None:
+                break
+            obs = np.asarray(episode.observations)
+            acts = np.asarray(episode.actions)
+            rewards = np.asarray(episode.rewards)
+            n = len(episode)
+        except Exception as error:  # re-raised as one clear error
             raise DatasetError(
-                f"Episode {episode_number} of {dataset_id!r} has {obs.shape[0]} observations and "
-                f"{acts.shape[0]} actions for {n} steps; Minari stores T + 1 and T."
-            )
-        if not np.isfinite(obs).all():
-            raise DatasetError(
-                f"Episode {episode_number} of {dataset_id!r} contains NaN or infinite observations."
-            )
+                f"Cannot read dataset {dataset_id!r} at {path} (episode {episode_number}: "
+                f"{type(error).__name__}: {error}); {recreate}."
+            ) from None
+        _check_episode(dataset_id, episode_number, obs, acts, n, n_actions)
         obs_list.append(obs[:-1])
         act_list.append(acts.reshape(-1))
-        returns.append(float(np.sum(episode.rewards)))
-    demos = from_arrays(obs_list, act_list, episode_returns=returns, env_id=None)
+        returns.append(float(np.sum(rewards)))
+        episode_number += 1
     target = env_id or source_env
+    demos = from_arrays(obs_list, act_list, episode_returns=returns, n_actions=n_actions)
     if target is not None and (env_id is not None or target in gym.registry):
         demos.check_env(target)
     return Demonstrations(
@@ -435,7 +506,32 @@ def load_demonstrations(
         episode_lengths=demos.episode_lengths,
         episode_returns=demos.episode_returns,
         env_id=target,
+        n_actions=n_actions,
     )
+
+
+def _check_episode(
+    dataset_id: str, number: int, obs: np.ndarray, acts: np.ndarray, n: int, n_actions: int
+) -> None:
+    """Raise a :class:`DatasetError` naming episode ``number`` if it is malformed."""
+    where = f"Episode {number} of {dataset_id!r}"
+    if n == 0:
+        raise DatasetError(f"{where} has no steps.")
+    if obs.shape[0] != n + 1 or acts.shape[0] != n:
+        raise DatasetError(
+            f"{where} has {obs.shape[0]} observations and {acts.shape[0]} actions for {n} steps; "
+            "Minari stores T + 1 and T."
+        )
+    if not np.isfinite(obs).all():
+        raise DatasetError(f"{where} contains NaN or infinite observations.")
+    acts = acts.reshape(-1)
+    outside = (acts < 0) | (acts >= n_actions)
+    if outside.any():
+        step = int(np.argmax(outside))
+        raise DatasetError(
+            f"{where} has action {acts[step].item()!r} at step {step}, but the dataset's "
+            f"action space has {n_actions} actions (0..{n_actions - 1})."
+        )
 
 
 @dataclass(frozen=True, eq=False)
