@@ -478,3 +478,34 @@ def _write_dataset(root, dataset_id, *, actions):
         ]
     )
     return path
+
+
+def test_collected_dataset_is_readable_by_others_as_the_umask_allows(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        info = collect("CartPole-v1", 1, root=tmp_path, dataset_id="shared-v0")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [info.path, *info.path.rglob("*")]}
+    assert modes.pop("shared-v0") == 0o755
+    assert modes.pop("data") == 0o755
+    assert modes and set(modes.values()) == {0o644}, modes
+
+
+def test_collect_into_an_unusable_root_names_the_option(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(DatasetError, match=r"Cannot write datasets under .*a-file.*--root"):
+        collect("CartPole-v1", 1, root=blocker / "datasets")
+
+
+def test_collect_result_summarises_the_returns():
+    from pathlib import Path
+
+    from sbil.deep.data import CollectResult
+
+    result = CollectResult("x-v0", Path("x"), np.array([1.0, 3.0]), n_steps=4)
+    assert (result.mean, result.std, result.n_episodes) == (2.0, 1.0, 2)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from sbil.deep.envs import EnvSpec, Policy, check_spaces, env_spec
+from sbil.deep.evaluation import ReturnStats
 
 
 class DatasetError(ValueError):
@@ -384,6 +385,40 @@ def from_arrays(
 # --- Minari datasets --------------------------------------------------------------------------
 
 
+def _make_writable_folder(folder: Path, root: str | os.PathLike | None) -> None:
+    """Create ``folder`` (inside the datasets root) or say which option to fix."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied", str(folder))
+    except OSError as error:
+        source = (
+            "--root"
+            if root is not None
+            else "MINARI_DATASETS_PATH"
+            if os.environ.get("MINARI_DATASETS_PATH")
+            else "the default datasets folder"
+        )
+        raise DatasetError(
+            f"Cannot write datasets under {datasets_root(root)} (from {source}): cannot create "
+            f"{folder} ({error.strerror or error}); pass a writable folder with --root or set "
+            "MINARI_DATASETS_PATH."
+        ) from None
+
+
+def _give_default_permissions(folder: Path) -> None:
+    """Set ``folder`` and everything in it to the umask's default modes.
+
+    ``tempfile.mkdtemp`` makes a private (0700) folder; once it becomes the dataset, others
+    on a shared ``MINARI_DATASETS_PATH`` must read it like any file the user creates.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 def datasets_root(root: str | os.PathLike | None = None) -> Path:
     """The Minari datasets folder: ``root``, else ``$MINARI_DATASETS_PATH``, else
     ``~/.minari/datasets`` (Minari's own rule)."""
@@ -535,8 +570,8 @@ def _check_episode(
 
 
 @dataclass(frozen=True, eq=False)
-class CollectResult:
-    """What :func:`collect` wrote.
+class CollectResult(ReturnStats):
+    """What :func:`collect` wrote (with ``mean``, ``std``, ``sem`` of the expert returns).
 
     Attributes:
         dataset_id: the Minari id.
@@ -549,16 +584,6 @@ class CollectResult:
     path: Path
     returns: np.ndarray
     n_steps: int
-
-    @property
-    def mean(self) -> float:
-        """Mean expert return."""
-        return float(np.mean(self.returns))
-
-    @property
-    def std(self) -> float:
-        """Standard deviation (ddof 0) of the expert returns."""
-        return float(np.std(self.returns))
 
 
 def collect(
@@ -613,6 +638,7 @@ def collect(
             f"Dataset {dataset_id!r} already exists at {final}; pick another --dataset-id "
             "(e.g. bump the -v version) or pass --overwrite."
         )
+    _make_writable_folder(final.parent, root)  # fail before playing any episode
 
     returns, lengths, trajectories = run_episodes(
         policy, env_id, n_episodes, seed=seed, n_envs=n_envs, record=True, progress=progress
@@ -648,7 +674,6 @@ def collect(
         "expert_episode_length_mean": float(np.mean(lengths)),
     }
 
-    final.parent.mkdir(parents=True, exist_ok=True)
     env = gym.make(env_id)
     observation_space, action_space = env.observation_space, env.action_space
     env.close()
@@ -662,6 +687,7 @@ def collect(
         )
         storage.update_metadata(metadata)
         storage.update_episodes(buffers)
+        _give_default_permissions(tmp)
         if final.exists():  # overwrite: swap the old dataset out, then delete it
             old = Path(tempfile.mkdtemp(prefix=".sbil-old-", dir=final.parent))
             os.replace(final, old / "dataset")

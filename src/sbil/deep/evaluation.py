@@ -33,21 +33,10 @@ from sbil.deep.envs import EnvSpec, Policy, env_spec
 ProgressCallback = Callable[[int, int], None]
 
 
-@dataclass(frozen=True, eq=False)
-class EvalResult:
-    """Returns of ``n`` seeded episodes.
+class ReturnStats:
+    """Summary statistics of a ``returns`` array ``[n]``, shared by every result type."""
 
-    Attributes:
-        env_id: the task.
-        seed: episode ``i`` was reset with seed ``seed + i``.
-        returns: ``[n]`` float64 undiscounted episode returns, in episode order.
-        lengths: ``[n]`` int64 episode lengths (steps).
-    """
-
-    env_id: str
-    seed: int
     returns: np.ndarray
-    lengths: np.ndarray
 
     @property
     def n_episodes(self) -> int:
@@ -69,6 +58,23 @@ class EvalResult:
         """Standard error of the mean return (ddof 1; 0 for one episode)."""
         n = self.n_episodes
         return float(np.std(self.returns, ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class EvalResult(ReturnStats):
+    """Returns of ``n`` seeded episodes.
+
+    Attributes:
+        env_id: the task.
+        seed: episode ``i`` was reset with seed ``seed + i``.
+        returns: ``[n]`` float64 undiscounted episode returns, in episode order.
+        lengths: ``[n]`` int64 episode lengths (steps).
+    """
+
+    env_id: str
+    seed: int
+    returns: np.ndarray
+    lengths: np.ndarray
 
     def to_dict(self) -> dict:
         """A JSON-ready summary with the per-episode returns."""
