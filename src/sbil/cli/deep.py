@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,8 +26,27 @@ err_console = Console(stderr=True, soft_wrap=True)
 EnvOption = Annotated[str, typer.Option("--env", "-e", help="Gymnasium task id, e.g. CartPole-v1.")]
 SeedOption = Annotated[int, typer.Option(help="Episode i is reset with seed SEED + i.")]
 ProgressOption = Annotated[
-    bool, typer.Option("--progress/--no-progress", help="Show a progress bar (on stderr).")
+    bool | None,
+    typer.Option(
+        "--progress/--no-progress",
+        help="Show a progress bar on stderr (default: when stderr is a terminal).",
+        show_default=False,
+    ),
 ]
+RootOption = Annotated[
+    Path | None,
+    typer.Option(help="Datasets folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)."),
+]
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def _require(option: str, value: int, minimum: int) -> None:
+    """Check a count option before the library sees it, so the message names the option."""
+    if value < minimum:
+        raise ValueError(f"{option} must be at least {minimum}, got {value}.")
 
 
 @contextlib.contextmanager
@@ -42,8 +62,15 @@ def _errors_as_messages() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _progress_bar(enabled: bool, description: str) -> Iterator[Callable[[int, int], None] | None]:
-    """Yield a ``progress(done, total)`` callback drawing a rich bar, or None when disabled."""
+def _progress_bar(
+    enabled: bool | None, description: str
+) -> Iterator[Callable[[int, int], None] | None]:
+    """Yield a ``progress(done, total)`` callback drawing a rich bar, or None when disabled.
+
+    ``enabled=None`` (no flag given) shows the bar only when stderr is a terminal.
+    """
+    if enabled is None:
+        enabled = _stderr_is_terminal()
     if not enabled:
         yield None
         return
@@ -66,10 +93,19 @@ def _progress_bar(enabled: bool, description: str) -> Iterator[Callable[[int, in
 
 
 def _write_json_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        json.dump(payload, tmp, indent=2)
-        tmp.write("\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
+            json.dump(payload, tmp, indent=2)
+            tmp.write("\n")
+    except OSError as error:
+        raise ValueError(
+            f"Cannot write --output {path} ({error.strerror or error}); pass a writable path."
+        ) from None
+    # NamedTemporaryFile is private (0600); the result is an ordinary file for its readers.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp.name, 0o666 & ~umask)
     os.replace(tmp.name, path)
 
 
@@ -82,23 +118,20 @@ def collect_command(
         str | None,
         typer.Option(help="Minari dataset id (default: sbil/<task>/<expert>-v0)."),
     ] = None,
-    root: Annotated[
-        Path | None,
-        typer.Option(
-            help="Datasets folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)."
-        ),
-    ] = None,
+    root: RootOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset.")] = False,
     experts_root: Annotated[
         Path | None, typer.Option("--experts-dir", help="Cache of trained experts.")
     ] = None,
-    progress: ProgressOption = False,
+    progress: ProgressOption = None,
 ) -> None:
     """Record expert episodes into a new local Minari dataset."""
     from sbil.deep.data import collect
     from sbil.deep.experts import get_expert
 
     with _errors_as_messages(), _progress_bar(progress, f"collecting {env}") as callback:
+        _require("--episodes", episodes, 1)
+        _require("--seed", seed, 0)
         policy = get_expert(env, expert, root=experts_root)
         policy_name = expert
         result = collect(
@@ -112,8 +145,8 @@ def collect_command(
             progress=callback,
         )
     console.print(
-        f"Wrote [bold]{result.dataset_id}[/] ({len(result.returns)} episodes, {result.n_steps} "
-        f"steps) to {result.path}\nExpert {expert} return: {result.mean:.2f} ± {result.std:.2f}",
+        f"Wrote [bold]{result.dataset_id}[/] ({result.n_episodes} episodes, {result.n_steps} "
+        f"steps) to {result.path}\nExpert {expert} return: {_mean_std(result.mean, result.std)}",
         highlight=False,
     )
 
@@ -128,9 +161,13 @@ class _Named:
         return self.policy(obs)
 
 
+def _mean_std(mean: float, std: float) -> str:
+    return f"{mean:.2f} ± {std:.2f}"
+
+
 def _print_result(label: str, result) -> None:
     console.print(
-        f"{result.env_id} {label}: {result.mean:.2f} ± {result.std:.2f} "
+        f"{result.env_id} {label}: {_mean_std(result.mean, result.std)} "
         f"(mean ± std over {result.n_episodes} episodes, seeds {result.seed}.."
         f"{result.seed + result.n_episodes - 1})",
         highlight=False,
@@ -155,17 +192,39 @@ def evaluate_command(
     experts_root: Annotated[
         Path | None, typer.Option("--experts-dir", help="Cache of trained experts.")
     ] = None,
-    output: Annotated[
-        Path | None, typer.Option(help="Also write the per-episode returns to this JSON file.")
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="Also report the action-match rate against this Minari dataset's expert "
+            "actions (e.g. sbil/cartpole/scripted-v0)."
+        ),
     ] = None,
-    progress: ProgressOption = False,
+    root: RootOption = None,
+    holdout_from: Annotated[
+        int | None,
+        typer.Option(
+            help="With --dataset: match only on episodes K.. of it, those not trained on "
+            "by `sbil train --episodes K` (default: all episodes).",
+            metavar="K",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Also write the per-episode returns (and match rate) to this JSON file."),
+    ] = None,
+    progress: ProgressOption = None,
 ) -> None:
     """Evaluate a trained learner (or an expert) over seeded episodes; print mean ± std."""
-    from sbil.deep.evaluation import evaluate
+    from sbil.deep.evaluation import action_match_rate, evaluate
 
     with _errors_as_messages():
         if (checkpoint is None) == (expert is None):
             raise ValueError("Give either a CHECKPOINT or --expert NAME (exactly one).")
+        _require("--episodes", episodes, 1)
+        _require("--seed", seed, 0)
+        _require("--n-envs", n_envs, 1)
+        if dataset is None and (holdout_from is not None or root is not None):
+            raise ValueError("--holdout-from and --root need --dataset ID.")
         if expert is not None:
             from sbil.deep.experts import get_expert
 
@@ -175,11 +234,78 @@ def evaluate_command(
         else:
             policy, label = _load_checkpoint(checkpoint), f"learner {checkpoint}"
             env = env or _checkpoint_env(policy)
+            warning = _check_checkpoint_fits(policy, checkpoint, env)
+            if warning:
+                err_console.print(f"[yellow]Warning:[/] {warning}", highlight=False)
+        held_out = None if dataset is None else _held_out(dataset, root, holdout_from, env)
         with _progress_bar(progress, f"evaluating on {env}") as callback:
             result = evaluate(policy, env, episodes, seed, n_envs=n_envs, progress=callback)
+        match = None
+        if held_out is not None:
+            demos, first = held_out
+            match = {
+                "dataset": dataset,
+                "episodes": [first, first + demos.n_episodes - 1],
+                "n_states": demos.n_steps,
+                "rate": action_match_rate(policy, demos),
+            }
         if output is not None:
-            _write_json_atomically(output, {"policy": label, **result.to_dict()})
+            payload = {"policy": label, **result.to_dict()}
+            if match is not None:
+                payload["action_match"] = match
+            _write_json_atomically(output, payload)
     _print_result(label, result)
+    if match is not None:
+        first, last = match["episodes"]
+        console.print(
+            f"Action match with {dataset} episodes {first}..{last} ({match['n_states']} "
+            f"states): {match['rate']:.2%}",
+            highlight=False,
+        )
+
+
+def _held_out(dataset_id: str, root: Path | None, holdout_from: int | None, env: str):
+    """``(demonstrations of episodes K.. of the dataset, K)``, checked against ``env``."""
+    from sbil.deep.data import load_demonstrations
+
+    demos = load_demonstrations(dataset_id, root=root, env_id=env)
+    if holdout_from is None or holdout_from == 0:
+        return demos, 0
+    if not 0 <= holdout_from < demos.n_episodes:
+        raise ValueError(
+            f"--holdout-from must be in 0..{demos.n_episodes - 1} ({dataset_id} has "
+            f"{demos.n_episodes} episodes), got {holdout_from}."
+        )
+    return demos.split(holdout_from)[1], holdout_from
+
+
+def _check_checkpoint_fits(policy, checkpoint: Path, env: str) -> str | None:
+    """Raise if the checkpoint cannot act on ``env``; return a warning if it is another task.
+
+    A learner trained on one task can run on another only if the observation size and the
+    number of actions agree, and then its numbers mean little: say so before evaluating.
+    """
+    from sbil.deep.envs import env_spec
+
+    spec = env_spec(env)
+    trained_on = getattr(policy, "env_id", None)
+    obs_dim = getattr(policy, "obs_dim", None)
+    n_actions = getattr(policy, "n_actions", None)
+    task = trained_on or "its training data"
+    if obs_dim is not None and n_actions is not None:
+        if (obs_dim, n_actions) != (spec.obs_dim, spec.n_actions):
+            raise ValueError(
+                f"The checkpoint {checkpoint} was trained on {task} (observations of size "
+                f"{obs_dim}, {n_actions} actions) but {env} has observations of size "
+                f"{spec.obs_dim} and {spec.n_actions} actions; evaluate it with --env "
+                f"{trained_on or '<its task>'} or pass a checkpoint trained on {env}."
+            )
+    if trained_on and trained_on != env:
+        return (
+            f"the checkpoint was trained on {trained_on} but is evaluated on {env} "
+            "(their observation and action sizes agree)."
+        )
+    return None
 
 
 def _load_checkpoint(path: Path):
@@ -221,7 +347,7 @@ def expert_list_command(
             trained.env_id,
             trained.name,
             trained.model_path,
-            f"{trained.return_mean:.2f} ± {trained.return_std:.2f} ({trained.n_eval_episodes} ep.)",
+            f"{_mean_std(trained.return_mean, trained.return_std)} ({trained.n_eval_episodes} ep.)",
         )
     console.print(table)
     console.print(f"Trained experts are cached in {experts_dir(experts_root)}", highlight=False)
@@ -235,13 +361,15 @@ def expert_eval_command(
     experts_root: Annotated[
         Path | None, typer.Option("--experts-dir", help="Cache of trained experts.")
     ] = None,
-    progress: ProgressOption = False,
+    progress: ProgressOption = None,
 ) -> None:
     """Evaluate an expert over seeded episodes; print mean ± std of its return."""
     from sbil.deep.evaluation import evaluate
     from sbil.deep.experts import get_expert
 
     with _errors_as_messages():
+        _require("--episodes", episodes, 1)
+        _require("--seed", seed, 0)
         policy = get_expert(env, expert, root=experts_root)
         with _progress_bar(progress, f"evaluating {expert} on {env}") as callback:
             result = evaluate(policy, env, episodes, seed, progress=callback)
@@ -268,6 +396,8 @@ def expert_train_command(
     from sbil.deep.experts import train_sb3_expert
 
     with _errors_as_messages():
+        _require("--timesteps", timesteps, 1)
+        _require("--eval-episodes", eval_episodes, 1)
         trained = train_sb3_expert(
             env,
             algo=algo,
@@ -281,7 +411,7 @@ def expert_train_command(
     console.print(
         f"Trained {trained.name} on {env} ({timesteps} steps, seed {seed})"
         f" -> {trained.model_path}\n"
-        f"Return: {trained.return_mean:.2f} ± {trained.return_std:.2f} over "
+        f"Return: {_mean_std(trained.return_mean, trained.return_std)} over "
         f"{trained.n_eval_episodes} episodes (seeds {trained.eval_seed}..)",
         highlight=False,
     )
