@@ -448,8 +448,9 @@ def test_load_reports_empty_metadata(tmp_path):
     (path / "data" / "metadata.json").write_text("{}")
     with pytest.raises(
         DatasetError, match=r"Cannot read the Minari dataset 'meta-v0'.*sbil collect --overwrite"
-    ):
+    ) as info:
         load_demonstrations("meta-v0", root=tmp_path)
+    assert "(AssertionError)" in str(info.value)  # no dangling ": " for an empty message
 
 
 def _write_dataset(root, dataset_id, *, actions):

@@ -499,7 +499,7 @@ def load_demonstrations(
     except Exception as error:  # re-raised as one clear error
         raise DatasetError(
             f"Cannot read the Minari dataset {dataset_id!r} at {path} "
-            f"({type(error).__name__}: {error}); {recreate}."
+            f"({_describe(error)}); {recreate}."
         ) from None
     try:
         spec = check_spaces(dataset_id, *spaces)
@@ -524,7 +524,7 @@ def load_demonstrations(
         except Exception as error:  # re-raised as one clear error
             raise DatasetError(
                 f"Cannot read dataset {dataset_id!r} at {path} (episode {episode_number}: "
-                f"{type(error).__name__}: {error}); {recreate}."
+                f"{_describe(error)}); {recreate}."
             ) from None
         _check_episode(dataset_id, episode_number, obs, acts, n, n_actions)
         obs_list.append(obs[:-1])
@@ -543,6 +543,12 @@ def load_demonstrations(
         env_id=target,
         n_actions=n_actions,
     )
+
+
+def _describe(error: Exception) -> str:
+    """``"KeyError: 'x'"``, or just the type name when the error has no message."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _check_episode(
