@@ -346,7 +346,8 @@ def evaluate(
 def action_match_rate(policy: Policy, demos, *, batch_size: int = 65_536) -> float:
     """Fraction of demonstration states where ``policy`` picks the demonstrated action.
 
-    Use held-out expert episodes (e.g. ``demos.select(...)`` of episodes not trained on).
+    Use held-out expert episodes, e.g. ``train, held_out = demos.split(k)``: train on
+    ``train``, measure on ``held_out`` (``sbil evaluate --dataset ID --holdout-from k``).
 
     Args:
         policy: batched policy.
