@@ -290,7 +290,11 @@ class _Demos:
 
 
 def test_a_declared_action_count_wins_over_the_data_and_must_agree():
-    assert train._n_actions(_Demos(5), None, None) == 5  # not 2 = max action + 1
+    from sbil.deep.data import from_arrays
+
+    declared = from_arrays(np.zeros((3, 2), np.float32), np.array([0, 1, 0]), n_actions=5)
+    assert train._n_actions(declared, None, None) == 5  # not 2 = max action + 1
+    assert train._n_actions(_Demos(5), None, None) == 5
     assert train._n_actions(_Demos(None), "Acrobot-v1", None) == 3
     assert train._n_actions(_Demos(3), "Acrobot-v1", 3) == 3
     with pytest.raises(ValueError, match=r"dataset's action space \(3 actions\) vs CartPole-v1"):

@@ -150,7 +150,7 @@ def _load_npz(path: Path, env_id: str | None):
 
 def _n_actions(demos, env_id: str | None, option: int | None) -> int:
     """The number of actions: from --n-actions, the dataset's action space or the task."""
-    declared = getattr(demos, "n_actions", None)
+    declared = demos.n_actions
     task = demos.check_env(env_id).n_actions if env_id else None
     sources = [
         (value, where)
@@ -183,11 +183,10 @@ def _n_actions(demos, env_id: str | None, option: int | None) -> int:
 
 
 def _split(demos, k: int):
-    """``(first k episodes, the remaining episodes or None)``."""
-    import numpy as np
-
-    held_out = demos.select(np.arange(k, demos.n_episodes)) if k < demos.n_episodes else None
-    return demos.subset(k), held_out
+    """``(first k episodes, the remaining episodes or None when k takes them all)``."""
+    if k == demos.n_episodes:
+        return demos, None
+    return demos.split(k)
 
 
 def train_command(
