@@ -128,7 +128,15 @@ def _never_unsafe(message: str) -> None:
         pytest.param(lambda path: torch.save(torch.zeros(3), path), id="bare-tensor"),
         pytest.param(lambda path: torch.save({"x": object}, path), id="python-object"),
         pytest.param(lambda path: path.write_bytes(path.read_bytes()[:100]), id="truncated"),
-        pytest.param(lambda path: path.write_bytes(os.urandom(2000)), id="random-bytes"),
+        *[
+            pytest.param(
+                lambda path, seed=seed: path.write_bytes(np.random.default_rng(seed).bytes(2000)),
+                id=f"random-bytes-{seed}",
+            )
+            # Seeds whose bytes make torch's unpickler raise UnpicklingError, IndexError,
+            # UnicodeDecodeError and KeyError respectively.
+            for seed in (0, 17, 54, 62)
+        ],
     ],
 )
 def test_weights_that_are_not_sbil_weights_get_one_safe_sentence(tmp_path, data, payload):

@@ -26,11 +26,9 @@ import importlib.metadata
 import io
 import json
 import os
-import pickle
 import shutil
 import subprocess
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -158,12 +156,13 @@ def load_learner(path: str | os.PathLike) -> Learner:
     )
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError):
-        # torch's own message suggests weights_only=False, i.e. loading an untrusted file
-        # unsafely; never pass that on.
-        raise CheckpointError(not_sbil) from None
     except OSError as error:
         raise CheckpointError(f"Cannot read {weights_path}: {error.strerror or error}.") from None
+    except Exception:
+        # An arbitrary file makes torch's unpickler raise almost anything (UnpicklingError,
+        # IndexError, KeyError, UnicodeDecodeError, ...), and torch's own message suggests
+        # weights_only=False, i.e. loading an untrusted file unsafely: never pass that on.
+        raise CheckpointError(not_sbil) from None
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
