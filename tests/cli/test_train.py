@@ -176,6 +176,20 @@ def test_corrupt_data_files_get_sbil_messages(app, tmp_path, no_training, write,
     _one_clear_line(runner.invoke(app, args), message)
 
 
+# Seeds whose five flipped bytes make numpy/zipfile raise EOFError, BadZipFile, ValueError,
+# NotImplementedError, OSError and UnicodeDecodeError respectively.
+@pytest.mark.parametrize("seed", [0, 1, 25, 41, 82, 107])
+def test_damaged_npz_of_any_kind_is_one_line_naming_data(app, tmp_path, no_training, seed):
+    path = _npz(tmp_path / "demos.npz")
+    damaged = bytearray(path.read_bytes())
+    rng = np.random.default_rng(seed)
+    for _ in range(5):
+        damaged[rng.integers(len(damaged))] = rng.integers(256)
+    path.write_bytes(bytes(damaged))
+    args = ["train", "--data", str(path), "--env", "CartPole-v1", "--out", str(tmp_path / "o")]
+    _one_clear_line(runner.invoke(app, args), f"--data {path}")
+
+
 def test_action_count_comes_from_the_task_not_the_data(app, tmp_path):
     # Acrobot has 3 actions; demonstrations that never use action 2 still train 3-action policies.
     data = _npz(tmp_path / "acrobot.npz", obs_dim=6)

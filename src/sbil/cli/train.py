@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-import zipfile
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -117,10 +115,10 @@ def _load_npz(path: Path, env_id: str | None):
     )
     try:
         loaded = np.load(path)  # allow_pickle=False: never runs code from the file
-    except (EOFError, ValueError, zipfile.BadZipFile, zlib.error):
-        raise ValueError(f"--data {path} is not {expected}; re-create it.") from None
     except OSError as error:
         raise ValueError(f"Cannot read --data {path} ({error.strerror or error}).") from None
+    except Exception:  # a damaged or foreign file can fail in many ways inside numpy/zipfile
+        raise ValueError(f"--data {path} is not {expected}; re-create it.") from None
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise ValueError(f"--data {path} holds a single array; it must be {expected}.")
     arrays = {}
@@ -138,7 +136,7 @@ def _load_npz(path: Path, env_id: str | None):
                     f"--data {path}: array {name!r} is not a plain numeric array (sbil never "
                     f"loads pickled objects); it must be {expected}."
                 ) from None
-            except (OSError, EOFError, zipfile.BadZipFile, zlib.error):
+            except Exception:  # damaged member: BadZipFile, zlib.error, EOFError, ...
                 raise ValueError(f"--data {path} is damaged; re-create it.") from None
     return from_arrays(
         arrays["observations"],
