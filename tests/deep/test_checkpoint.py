@@ -253,8 +253,18 @@ def test_provenance_names_the_commit_and_versions():
         text=True,
         check=False,
     )
-    expected = here.stdout.strip() if here.returncode == 0 else None
-    assert record["git_commit"] == expected
+    if here.returncode != 0:
+        assert record["git_commit"] is None
+        return
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=os.path.dirname(sbil.__file__),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dirty = "-dirty" if status.stdout.strip() else ""
+    assert record["git_commit"] == here.stdout.strip() + dirty
 
 
 def test_save_run_records_provenance(tmp_path, data):

@@ -8,10 +8,7 @@ line and exit with status 1; heavy imports happen inside the commands.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
@@ -93,20 +90,14 @@ def _progress_bar(
 
 
 def _write_json_atomically(path: Path, payload: dict) -> None:
+    from sbil.files import write_json_atomic
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
-            json.dump(payload, tmp, indent=2)
-            tmp.write("\n")
+        write_json_atomic(path, payload, allow_nan=True)
     except OSError as error:
         raise ValueError(
             f"Cannot write --output {path} ({error.strerror or error}); pass a writable path."
         ) from None
-    # NamedTemporaryFile is private (0600); the result is an ordinary file for its readers.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp.name, 0o666 & ~umask)
-    os.replace(tmp.name, path)
 
 
 def collect_command(

@@ -27,7 +27,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 
 from sbil.deep.learners import Learner, LearnerConfig, TrainResult
+from sbil.files import git_commit, umask, write_bytes_atomic, write_json_atomic
 
 FORMAT = "sbil-learner"
 VERSION = 1
@@ -46,31 +46,10 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, incomplete, or not one sbil wrote."""
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates the file private (0600); give it the mode a plain open() would.
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: str | os.PathLike, payload: dict) -> None:
-    """Write ``payload`` as indented JSON to ``path``, atomically."""
-    _write_atomically(Path(path), (json.dumps(payload, indent=2) + "\n").encode())
+    """Write ``payload`` as indented JSON to ``path``, atomically (a diverged loss is kept as
+    NaN rather than losing the record)."""
+    write_json_atomic(path, payload, allow_nan=True)
 
 
 def save_learner(
@@ -93,7 +72,7 @@ def save_learner(
         state.update({f"energy.{name}": value for name, value in learner.energy_state.items()})
     buffer = io.BytesIO()
     torch.save({name: value.detach().cpu().contiguous() for name, value in state.items()}, buffer)
-    _write_atomically(folder / WEIGHTS_FILE, buffer.getvalue())
+    write_bytes_atomic(folder / WEIGHTS_FILE, buffer.getvalue())
     write_json(
         folder / CONFIG_FILE,
         {
@@ -261,29 +240,6 @@ def provenance() -> dict:
     return {"git_commit": git_commit(), "versions": dict(sorted(versions.items()))}
 
 
-def git_commit() -> str | None:
-    """``git rev-parse HEAD`` of the checkout holding this sbil package, or None when sbil is
-    not run from a git checkout (an installed wheel) or git is unavailable."""
-    package = Path(__file__).resolve().parent
-    if "site-packages" in package.parts or "dist-packages" in package.parts:
-        return None
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=package,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = done.stdout.strip()
-    if done.returncode != 0 or len(commit) != 40:
-        return None
-    return commit
-
-
 def save_run(
     out_dir: str | os.PathLike,
     result: TrainResult,
@@ -320,7 +276,7 @@ def save_run(
     }
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private (0700)
+        os.chmod(staging, 0o777 & ~umask())  # mkdtemp makes it private (0700)
         _write_run(staging, result, config, extra_results)
         _replace_folder(staging, out)
     except BaseException:
@@ -352,7 +308,7 @@ def _write_run(folder: Path, result: TrainResult, config: dict, extra: dict | No
         cross_entropy=result.cross_entropy,
         rho=result.rho,
     )
-    _write_atomically(folder / "losses.npz", buffer.getvalue())
+    write_bytes_atomic(folder / "losses.npz", buffer.getvalue())
     write_json(folder / "results.json", {"learners": per_seed, **(extra or {})})
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from sbil.deep.envs import EnvSpec, Policy, check_spaces, env_spec
 from sbil.deep.evaluation import ReturnStats
+from sbil.files import umask
 
 
 class DatasetError(ValueError):
@@ -412,11 +413,10 @@ def _give_default_permissions(folder: Path) -> None:
     ``tempfile.mkdtemp`` makes a private (0700) folder; once it becomes the dataset, others
     on a shared ``MINARI_DATASETS_PATH`` must read it like any file the user creates.
     """
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
+    mask = umask()
+    folder.chmod(0o777 & ~mask)
     for path in folder.rglob("*"):
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def datasets_root(root: str | os.PathLike | None = None) -> Path:
