@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sbil.cli import deep
+from sbil.cli import _common, deep
 from sbil.deep.data import load_demonstrations
 
 runner = CliRunner()
@@ -296,12 +296,12 @@ def test_collect_into_an_unusable_root_says_which_option(app, tmp_path):
 
 def test_progress_defaults_to_whether_stderr_is_a_terminal(monkeypatch):
     for terminal in (True, False):
-        monkeypatch.setattr(deep, "_stderr_is_terminal", lambda terminal=terminal: terminal)
-        with deep._progress_bar(None, "x") as callback:
+        monkeypatch.setattr(_common, "stderr_is_terminal", lambda terminal=terminal: terminal)
+        with _common.progress_bar(None, "x") as callback:
             assert (callback is not None) == terminal
-        with deep._progress_bar(True, "x") as callback:
+        with _common.progress_bar(True, "x") as callback:
             assert callback is not None  # an explicit flag wins
-        with deep._progress_bar(False, "x") as callback:
+        with _common.progress_bar(False, "x") as callback:
             assert callback is None
 
 
@@ -324,7 +324,7 @@ def test_commands_show_progress_by_default_on_a_terminal(app, tmp_path, monkeypa
         return run_episodes(*args, progress=progress, **kwargs)
 
     monkeypatch.setattr(sbil.deep.evaluation, "run_episodes", recording)
-    monkeypatch.setattr(deep, "_stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(_common, "stderr_is_terminal", lambda: True)
     for flags, shown in (([], True), (["--no-progress"], False)):
         extra = ["--root", str(tmp_path / str(shown))] if command[0] == "collect" else []
         seen.clear()

@@ -7,18 +7,18 @@ line and exit with status 1; heavy imports happen inside the commands.
 
 from __future__ import annotations
 
-import contextlib
-import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-# soft_wrap: long paths and messages stay on one line when piped or copied.
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+from sbil.cli._common import (
+    console,
+    err_console,
+    errors_as_messages,
+    progress_bar,
+    require,
+)
 
 EnvOption = Annotated[str, typer.Option("--env", "-e", help="Gymnasium task id, e.g. CartPole-v1.")]
 SeedOption = Annotated[int, typer.Option(help="Episode i is reset with seed SEED + i.")]
@@ -34,59 +34,6 @@ RootOption = Annotated[
     Path | None,
     typer.Option(help="Datasets folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)."),
 ]
-
-
-def _stderr_is_terminal() -> bool:
-    return sys.stderr.isatty()
-
-
-def _require(option: str, value: int, minimum: int) -> None:
-    """Check a count option before the library sees it, so the message names the option."""
-    if value < minimum:
-        raise ValueError(f"{option} must be at least {minimum}, got {value}.")
-
-
-@contextlib.contextmanager
-def _errors_as_messages() -> Iterator[None]:
-    """Turn the library's clear errors into one red line and exit status 1."""
-    try:
-        yield
-    except (ValueError, ImportError, FileNotFoundError) as error:
-        from rich.markup import escape
-
-        err_console.print(f"[bold red]Error:[/] {escape(str(error))}", highlight=False)
-        raise typer.Exit(code=1) from None
-
-
-@contextlib.contextmanager
-def _progress_bar(
-    enabled: bool | None, description: str
-) -> Iterator[Callable[[int, int], None] | None]:
-    """Yield a ``progress(done, total)`` callback drawing a rich bar, or None when disabled.
-
-    ``enabled=None`` (no flag given) shows the bar only when stderr is a terminal.
-    """
-    if enabled is None:
-        enabled = _stderr_is_terminal()
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 def _write_json_atomically(path: Path, payload: dict) -> None:
@@ -120,9 +67,9 @@ def collect_command(
     from sbil.deep.data import collect
     from sbil.deep.experts import get_expert
 
-    with _errors_as_messages(), _progress_bar(progress, f"collecting {env}") as callback:
-        _require("--episodes", episodes, 1)
-        _require("--seed", seed, 0)
+    with errors_as_messages(), progress_bar(progress, f"collecting {env}") as callback:
+        require("--episodes", episodes, 1)
+        require("--seed", seed, 0)
         policy = get_expert(env, expert, root=experts_root)
         policy_name = expert
         result = collect(
@@ -208,12 +155,12 @@ def evaluate_command(
     """Evaluate a trained learner (or an expert) over seeded episodes; print mean ± std."""
     from sbil.deep.evaluation import action_match_rate, evaluate
 
-    with _errors_as_messages():
+    with errors_as_messages():
         if (checkpoint is None) == (expert is None):
             raise ValueError("Give either a CHECKPOINT or --expert NAME (exactly one).")
-        _require("--episodes", episodes, 1)
-        _require("--seed", seed, 0)
-        _require("--n-envs", n_envs, 1)
+        require("--episodes", episodes, 1)
+        require("--seed", seed, 0)
+        require("--n-envs", n_envs, 1)
         if dataset is None and (holdout_from is not None or root is not None):
             raise ValueError("--holdout-from and --root need --dataset ID.")
         if expert is not None:
@@ -229,7 +176,7 @@ def evaluate_command(
             if warning:
                 err_console.print(f"[yellow]Warning:[/] {warning}", highlight=False)
         held_out = None if dataset is None else _held_out(dataset, root, holdout_from, env)
-        with _progress_bar(progress, f"evaluating on {env}") as callback:
+        with progress_bar(progress, f"evaluating on {env}") as callback:
             result = evaluate(policy, env, episodes, seed, n_envs=n_envs, progress=callback)
         match = None
         if held_out is not None:
@@ -358,11 +305,11 @@ def expert_eval_command(
     from sbil.deep.evaluation import evaluate
     from sbil.deep.experts import get_expert
 
-    with _errors_as_messages():
-        _require("--episodes", episodes, 1)
-        _require("--seed", seed, 0)
+    with errors_as_messages():
+        require("--episodes", episodes, 1)
+        require("--seed", seed, 0)
         policy = get_expert(env, expert, root=experts_root)
-        with _progress_bar(progress, f"evaluating {expert} on {env}") as callback:
+        with progress_bar(progress, f"evaluating {expert} on {env}") as callback:
             result = evaluate(policy, env, episodes, seed, progress=callback)
     _print_result(f"{expert} expert", result)
 
@@ -386,9 +333,9 @@ def expert_train_command(
     """Train a stable-baselines3 expert locally (needs the `experts` extra) and cache it."""
     from sbil.deep.experts import train_sb3_expert
 
-    with _errors_as_messages():
-        _require("--timesteps", timesteps, 1)
-        _require("--eval-episodes", eval_episodes, 1)
+    with errors_as_messages():
+        require("--timesteps", timesteps, 1)
+        require("--eval-episodes", eval_episodes, 1)
         trained = train_sb3_expert(
             env,
             algo=algo,

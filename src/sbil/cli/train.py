@@ -268,9 +268,9 @@ def train_command(
     ] = True,
 ) -> None:
     """Train BC / EDM / decoupled-EDM learners (one per seed) and save checkpoints."""
-    from sbil.cli.deep import _errors_as_messages, _progress_bar
+    from sbil.cli._common import errors_as_messages, progress_bar
 
-    with _errors_as_messages():
+    with errors_as_messages():
         import numpy as np
 
         from sbil.deep.checkpoint import check_run_folder, save_run
@@ -336,7 +336,7 @@ def train_command(
         rows = every_nth_step_rows(demos.episode_lengths, every_nth_step)
 
         started = time.perf_counter()
-        with _option_names(), _progress_bar(progress, f"training {algo} x{len(seed_list)}") as bar:
+        with _option_names(), progress_bar(progress, f"training {algo} x{len(seed_list)}") as bar:
             result = train(
                 demos.observations[rows],
                 demos.actions[rows],
