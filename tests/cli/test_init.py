@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import typer
 import typer.main
 from typer.testing import CliRunner
@@ -53,3 +54,22 @@ def test_sbil_help_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("missing", "argv"),
+    [
+        ("gymnasium", ["collect", "--env", "CartPole-v1", "--episodes", "1"]),
+        ("torch", ["train", "--data", "x.npz", "--out", "unused"]),
+    ],
+)
+def test_a_command_without_its_optional_dependency_says_which_extra_to_install(missing, argv):
+    # Simulate a core-only install: importing the module fails inside the command.
+    code = (
+        f"import sys; sys.modules[{missing!r}] = None; sys.argv = ['sbil', *{argv!r}]; "
+        "from sbil.cli import main; main()"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 1, out.stderr
+    assert f"needs {missing}" in out.stderr and "'deep' extra" in out.stderr
+    assert "Traceback" not in out.stderr

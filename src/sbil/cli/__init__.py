@@ -26,7 +26,32 @@ def _register() -> None:
     train.register(app)
 
 
+# Optional dependencies, by top-level module, and the extra of sbil that installs them.
+_EXTRAS = {
+    "torch": "deep",
+    "gymnasium": "deep",
+    "Box2D": "deep",
+    "minari": "deep",
+    "h5py": "deep",
+    "stable_baselines3": "experts",
+}
+
+
 def main() -> None:
     """Entry point of the ``sbil`` console script."""
     _register()
-    app()
+    try:
+        app()
+    except ModuleNotFoundError as error:
+        extra = _EXTRAS.get((error.name or "").split(".")[0])
+        if extra is None:
+            raise
+        import sys
+
+        print(
+            f"Error: this command needs {error.name}, which comes with sbil's '{extra}' extra; "
+            f'install it with `pip install torch==2.13.0 -e ".[{extra}]"` in a checkout '
+            f'(or `pip install "sbil[{extra}]"`).',
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None

@@ -29,6 +29,8 @@ def errors_as_messages() -> Iterator[None]:
     """Turn the library's clear errors into one red line and exit status 1."""
     try:
         yield
+    except ModuleNotFoundError:
+        raise  # a missing optional dependency: sbil.cli.main names the extra to install
     except (ValueError, ImportError, FileNotFoundError) as error:
         from rich.markup import escape
 
