@@ -10,7 +10,7 @@ import typer
 import typer.main
 from typer.testing import CliRunner
 
-from sbil.cli import _register, app
+from sbil.cli import _expand_tilde_after_equals, _register, app
 
 runner = CliRunner()
 
@@ -61,6 +61,7 @@ def test_sbil_help_does_not_import_torch():
     [
         ("gymnasium", ["collect", "--env", "CartPole-v1", "--episodes", "1"]),
         ("torch", ["train", "--data", "x.npz", "--out", "unused"]),
+        ("torch", ["evaluate", "."]),
     ],
 )
 def test_a_command_without_its_optional_dependency_says_which_extra_to_install(missing, argv):
@@ -73,3 +74,11 @@ def test_a_command_without_its_optional_dependency_says_which_extra_to_install(m
     assert out.returncode == 1, out.stderr
     assert f"needs {missing}" in out.stderr and "'deep' extra" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_tilde_after_equals_is_expanded_like_the_shell_would(monkeypatch):
+    monkeypatch.setenv("HOME", "/home/me")
+    assert _expand_tilde_after_equals("--out=~/runs") == "--out=/home/me/runs"
+    assert _expand_tilde_after_equals("--out=~") == "--out=/home/me"
+    for unchanged in ("--out=a~b", "~/x", "-o=~/x", "--seeds=0-4", "--out=~other/x"):
+        assert _expand_tilde_after_equals(unchanged) == unchanged

@@ -299,6 +299,23 @@ def test_collect_refuses_to_overwrite_unless_asked(tmp_path):
     assert sorted(p.name for p in (tmp_path / "ns").iterdir()) == ["cp-v0"]
 
 
+def test_collect_with_a_relative_root_or_variable(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    collect("CartPole-v1", 1, root="rel", dataset_id="a-v0")
+    assert load_demonstrations("a-v0", root="rel").n_episodes == 1
+    monkeypatch.setenv("MINARI_DATASETS_PATH", "relenv")
+    collect("CartPole-v1", 1, dataset_id="b-v0")
+    assert load_demonstrations("b-v0", root=tmp_path / "relenv").n_episodes == 1
+
+
+def test_overwrite_never_replaces_a_folder_that_is_not_one_dataset(tmp_path):
+    # "grp/a-v0/b-v0" makes grp/a-v0 a namespace folder holding another dataset.
+    collect("CartPole-v1", 1, root=tmp_path, dataset_id="grp/a-v0/b-v0")
+    with pytest.raises(DatasetError, match=r"is not a Minari dataset.*will not replace"):
+        collect("CartPole-v1", 1, root=tmp_path, dataset_id="grp/a-v0", overwrite=True)
+    assert load_demonstrations("grp/a-v0/b-v0", root=tmp_path).n_episodes == 1
+
+
 def test_failed_collection_leaves_no_dataset(tmp_path):
     calls = []
 

@@ -97,6 +97,17 @@ def test_out_dir_edge_cases(tmp_path, monkeypatch):
         rp.check_out_dir(tmp_path / "rep")
 
 
+def test_out_dir_holding_other_files_is_refused_but_an_old_report_is_replaced(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(rp.ReportPathError, match=r"not an sbil report \(notes.txt\)"):
+        rp.check_out_dir(tmp_path)
+    old_report = tmp_path / "old"
+    old_report.mkdir()
+    for name in rp.REPORT_FILES:
+        (old_report / name).write_text("earlier run")
+    assert rp.check_out_dir(old_report) == old_report
+
+
 def test_report_write_turns_os_errors_into_report_path_errors(tmp_path):
     (tmp_path / "taken").mkdir()
     with pytest.raises(rp.ReportPathError, match="existing folder"):

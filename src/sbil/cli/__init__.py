@@ -37,17 +37,29 @@ _EXTRAS = {
 }
 
 
+def _expand_tilde_after_equals(arg: str) -> str:
+    """``--opt=~/x`` -> ``--opt=/home/me/x``; every other argument unchanged."""
+    import os
+
+    option, sep, value = arg.partition("=")
+    if sep and option.startswith("--") and (value == "~" or value.startswith("~/")):
+        return f"{option}={os.path.expanduser(value)}"
+    return arg
+
+
 def main() -> None:
     """Entry point of the ``sbil`` console script."""
+    import sys
+
     _register()
+    # The shell expands `--out ~/x` but not `--out=~/x`; expand the latter the same way.
+    sys.argv[1:] = [_expand_tilde_after_equals(arg) for arg in sys.argv[1:]]
     try:
         app()
     except ModuleNotFoundError as error:
         extra = _EXTRAS.get((error.name or "").split(".")[0])
         if extra is None:
             raise
-        import sys
-
         print(
             f"Error: this command needs {error.name}, which comes with sbil's '{extra}' extra; "
             f'install it with `pip install torch==2.13.0 -e ".[{extra}]"` in a checkout '

@@ -20,10 +20,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+from sbil.cli._common import console
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -264,8 +262,13 @@ def train_command(
         typer.Option("--overwrite", help="Replace a non-empty --out folder with this run."),
     ] = False,
     progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Show a progress bar (on stderr).")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Show a progress bar on stderr (default: when stderr is a terminal).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train BC / EDM / decoupled-EDM learners (one per seed) and save checkpoints."""
     from sbil.cli._common import errors_as_messages, progress_bar
@@ -382,9 +385,14 @@ def train_command(
     )
     match = extra["held_out_action_match"]
     if match is None:
+        hint = (
+            f"pass --episodes K below {available} to hold some out"
+            if available > 1
+            else "the data holds a single trajectory"
+        )
         console.print(
-            "  No held-out episodes (all were trained on; pass --episodes K below "
-            f"{available} to hold some out): action-match rate not measured.",
+            f"  No held-out episodes (all were trained on; {hint}): action-match rate not "
+            "measured.",
             highlight=False,
         )
     for index, seed in enumerate(result.seeds):

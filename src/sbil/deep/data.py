@@ -419,14 +419,26 @@ def _give_default_permissions(folder: Path) -> None:
         path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
 
 
+def _is_minari_dataset(folder: Path) -> bool:
+    """Whether ``folder`` is one Minari dataset (only ``data/`` with its metadata), i.e. safe
+    for ``--overwrite`` to replace; a namespace folder holding other datasets is not."""
+    return (
+        folder.is_dir()
+        and {p.name for p in folder.iterdir()} == {"data"}
+        and (folder / "data" / "metadata.json").is_file()
+    )
+
+
 def datasets_root(root: str | os.PathLike | None = None) -> Path:
     """The Minari datasets folder: ``root``, else ``$MINARI_DATASETS_PATH``, else
     ``~/.minari/datasets`` (Minari's own rule)."""
+    # Absolute: Minari's storage writes below the folder it is given by a path it joins twice,
+    # so a relative root would land in the wrong place.
     if root is not None:
-        return Path(root)
+        return Path(root).expanduser().absolute()
     env = os.environ.get("MINARI_DATASETS_PATH")
     if env:
-        return Path(env)
+        return Path(env).expanduser().absolute()
     return Path.home() / ".minari" / "datasets"
 
 
@@ -643,6 +655,11 @@ def collect(
         raise DatasetError(
             f"Dataset {dataset_id!r} already exists at {final}; pick another --dataset-id "
             "(e.g. bump the -v version) or pass --overwrite."
+        )
+    if final.exists() and not _is_minari_dataset(final):
+        raise DatasetError(
+            f"{final} is not a Minari dataset (it holds {sorted(p.name for p in final.iterdir())}"
+            "), so --overwrite will not replace it; pick another --dataset-id or --root."
         )
     _make_writable_folder(final.parent, root)  # fail before playing any episode
 

@@ -166,8 +166,9 @@ def check_out_dir(out: str | os.PathLike[str]) -> Path:
     """Validate (and create) the report folder, raising ReportPathError with a fix.
 
     Checks up front what would otherwise fail only after the computation: an empty path, a
-    path that is an existing file, a folder that cannot be created or written, and an output
-    name (e.g. ``REPORT.md``) taken by a folder. A leading ``~`` is expanded.
+    path that is an existing file, a folder that cannot be created or written, a folder that
+    holds anything but an earlier report (which a new run replaces), and an output name (e.g.
+    ``REPORT.md``) taken by a folder. A leading ``~`` is expanded.
 
     Returns:
         The folder's path.
@@ -188,6 +189,13 @@ def check_out_dir(out: str | os.PathLike[str]) -> Path:
         ) from exc
     if not os.access(out, os.W_OK | os.X_OK):
         raise ReportPathError(f"report folder {out} is not writable; pass a writable path.")
+    others = sorted(p.name for p in out.iterdir() if p.name not in REPORT_FILES)
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        raise ReportPathError(
+            f"--out {out} already holds files that are not an sbil report ({shown}); the report "
+            "would be mixed with them. Pass a new or empty folder, e.g. --out report."
+        )
     for name in REPORT_FILES:
         if (out / name).is_dir():
             raise ReportPathError(
