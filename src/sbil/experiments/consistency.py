@@ -30,7 +30,7 @@ from sbil.experiments.io import git_commit
 from sbil.experiments.stats import iqm, stratified_bootstrap_ci, wilson_interval
 from sbil.tabular.claims import theorem1_mdp, total_variation
 from sbil.tabular.demos import sample_visitation
-from sbil.tabular.estimators import NO_FINITE_MINIMISER, FitResult, fit_bc, fit_edm
+from sbil.tabular.estimators import NO_FINITE_MINIMISER, fit_bc, fit_edm
 from sbil.tabular.mdp import TabularMDP, random_mdp
 from sbil.tabular.oracle import fit_occupancy_matching
 from sbil.tabular.policies import (
@@ -206,11 +206,8 @@ def random_problems(
     return problems
 
 
-def _policy_tv(
-    features: np.ndarray, theta: np.ndarray, d_e: np.ndarray, pi_e: np.ndarray
-) -> np.ndarray:
-    """``sum_s d_E(s) TV(pi_theta(.|s), pi_E(.|s))`` batched over leading dims of theta."""
-    pi = policy_probs(features, theta)
+def _policy_tv(pi: np.ndarray, d_e: np.ndarray, pi_e: np.ndarray) -> np.ndarray:
+    """``sum_s d_E(s) TV(pi(.|s), pi_E(.|s))`` for policies ``pi[..., s, a]``."""
     return (d_e.sum(-1) * total_variation(pi, pi_e, axis=-1)).sum(-1)
 
 
@@ -227,12 +224,8 @@ def _fit(
     fit = (fit_bc if method == "bc" else fit_edm)(features, d, raise_on_failure=False)
     theta = np.asarray(fit.theta, dtype=np.float64)
     converged = np.asarray(fit.converged, dtype=bool).reshape(theta.shape[:-1])
-    status = _status(fit, converged)
+    status = np.asarray(fit.status, dtype=str).reshape(converged.shape)
     return theta, converged, status
-
-
-def _status(fit: FitResult, converged: np.ndarray) -> np.ndarray:
-    return np.asarray(fit.status, dtype=str).reshape(converged.shape)
 
 
 def _study_group(
@@ -281,7 +274,7 @@ def _study_group(
         ok = ok.reshape(shape)
         err = np.where(ok, np.linalg.norm(theta - theta_e, axis=-1), np.inf)
         safe_theta = np.where(ok[..., None], theta, 0.0)
-        ptv = np.where(ok, _policy_tv(features, safe_theta, d_e, pi_e), np.nan)
+        ptv = np.where(ok, _policy_tv(policy_probs(features, safe_theta), d_e, pi_e), np.nan)
         blocks.append(
             {
                 "problem": np.full(ok.size, problems[0].name),
@@ -328,7 +321,7 @@ def _limit_block(
             continue
         err[b] = float(np.linalg.norm(theta[b] - p.theta_expert))
         pi = policy_probs(p.features, theta[b])
-        ptv[b] = float(_policy_tv(p.features, theta[b], p.d_expert, pi_e[b]))
+        ptv[b] = float(_policy_tv(pi, p.d_expert, pi_e[b]))
         d_pi = state_action_visitation(p.mdp, pi)
         vtv[b] = float(total_variation(d_pi, p.d_expert, axis=(-2, -1)))
         kl[b] = _kl(p.d_expert, d_pi)
@@ -367,7 +360,8 @@ def _oracle_finite_block(
     d_e = np.stack([p.d_expert for p in problems])
     pi_e = policy_probs(features, theta_e)
     err = np.where(ok, np.linalg.norm(theta - theta_e, axis=-1), np.inf)
-    ptv = np.where(ok, _policy_tv(features, np.where(ok[..., None], theta, 0.0), d_e, pi_e), np.nan)
+    pi = policy_probs(features, np.where(ok[..., None], theta, 0.0))
+    ptv = np.where(ok, _policy_tv(pi, d_e, pi_e), np.nan)
     shape = ok.shape
     return {
         "problem": np.full(ok.size, problems[0].name),
@@ -496,9 +490,7 @@ def tabular_comparison(config: ConsistencyConfig) -> pd.DataFrame:
         theta, ok, _ = _fit(method, features, d_e)
         pis[method] = policy_probs(features, np.where(ok[:, None], theta, 0.0))
         out[f"converged_{method}"] = ok
-        out[f"policy_tv_{method}"] = np.where(
-            ok, (d_e.sum(-1) * total_variation(pis[method], pi_e, axis=-1)).sum(-1), np.nan
-        )
+        out[f"policy_tv_{method}"] = np.where(ok, _policy_tv(pis[method], d_e, pi_e), np.nan)
     both = out["converged_bc"] & out["converged_edm"]
     diff = np.abs(pis["bc"] - pis["edm"]).max(axis=(-2, -1))
     out["max_policy_diff"] = np.where(both, diff, np.nan)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from sbil.experiments.consistency import ConsistencyResult, inconsistency_summary, limits
 from sbil.experiments.landing import LandingResult
-from sbil.tabular.claims import Claim
+from sbil.tabular.claims import NOTE_CLAIM_IDS, Claim
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
@@ -300,9 +300,8 @@ def render_report(
         The report text.
     """
     cfg = study.config
-    note_ids = {"example1", "example2", "example3", "theorem1"}
-    note = [c for c in claims if c.id in note_ids]
-    beyond = [c for c in claims if c.id not in note_ids]
+    note = [c for c in claims if c.id in NOTE_CLAIM_IDS]
+    beyond = [c for c in claims if c.id not in NOTE_CLAIM_IDS]
     lines = [
         "# sbil report: does EDM learn the expert?",
         "",

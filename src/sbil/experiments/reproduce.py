@@ -47,10 +47,9 @@ from sbil.experiments.landing import (
     edm_landing,
     edm_state_model_s1,
 )
+from sbil.tabular.claims import NOTE_CLAIM_IDS as NOTE_CLAIM_IDS
 from sbil.tabular.claims import Claim, all_note_claims
 
-#: Identifiers of the note's claims, in report order.
-NOTE_CLAIM_IDS = ("example1", "example2", "example3", "theorem1")
 #: Identifiers of the results beyond the note.
 BEYOND_CLAIM_IDS = (
     "edm_consistent_set",
@@ -643,10 +642,11 @@ def run_reproduce(config: ReproduceConfig, progress: Progress | None = None) -> 
     claims = tuple(note_claims + beyond)
     say("figures")
     files = []
+    limit_rows = limits(study)
     figures = {
         "landing.png": plot_landing(landing),
-        "consistency.png": plot_consistency(summary, limits(study)),
-        "limits.png": plot_limits(limits(study)),
+        "consistency.png": plot_consistency(summary, limit_rows),
+        "limits.png": plot_limits(limit_rows),
     }
     for name, fig in figures.items():
         with report_write(out / name) as path:

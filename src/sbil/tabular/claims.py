@@ -422,6 +422,10 @@ def theorem1(
     )
 
 
+#: Identifiers of the note's claims, in report order.
+NOTE_CLAIM_IDS = ("example1", "example2", "example3", "theorem1")
+
+
 def all_note_claims() -> list[Claim]:
     """The four claims of the note, in order: example1, example2, example3, theorem1."""
     return [example1(), example2(), example3(), theorem1()]

@@ -13,6 +13,7 @@ form; the tests compare them with finite differences.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -65,10 +66,17 @@ class _PerState:
         self.features = features
         f = logits(features, theta)
         self.f = f
-        log_pi = log_softmax(f)
-        self.l = (f - log_pi)[..., 0]  # logsumexp_a f(s)
-        self.pi = np.exp(log_pi)
-        self.m = np.einsum("...sa,...sak->...sk", self.pi, features)
+        self.log_pi = log_softmax(f)
+        self.l = (f - self.log_pi)[..., 0]  # logsumexp_a f(s)
+
+    # pi and m are computed on first use: the line search's value-only calls need neither.
+    @cached_property
+    def pi(self) -> np.ndarray:
+        return np.exp(self.log_pi)
+
+    @cached_property
+    def m(self) -> np.ndarray:
+        return np.einsum("...sa,...sak->...sk", self.pi, self.features)
 
     def weighted_covariance(self, c: np.ndarray) -> np.ndarray:
         """``sum_s c(s) C(s)`` with ``C(s) = Cov_pi(.|s)[Phi(s, .)]``, shape ``[..., k, l]``."""

@@ -133,7 +133,7 @@ def occupancy_kl(
         return np.inf, np.full(theta.shape, np.nan)
     kl = float(np.sum(d_expert[support] * (np.log(d_expert[support]) - log_d_theta[support])))
     w = np.divide(d_e_state, fwd.d_state, out=np.zeros_like(d_e_state), where=d_e_state > 0)
-    grad = bc_objective(theta, features, d_expert).grad + _state_term_gradient(
+    grad = bc_objective(theta, features, d_expert, order=1).grad + _state_term_gradient(
         mdp, features, fwd, w
     )
     return kl, grad
