@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -12,6 +14,18 @@ from rich.console import Console
 # soft_wrap: long paths and messages stay on one line when piped or copied.
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
+
+ProgressOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--progress/--no-progress",
+        help="Show a progress bar on stderr (default: when stderr is a terminal).",
+        show_default=False,
+    ),
+]
+ExpertsDirOption = Annotated[
+    Path | None, typer.Option("--experts-dir", help="Cache of trained experts.")
+]
 
 
 def stderr_is_terminal() -> bool:

@@ -13,6 +13,8 @@ from typing import Annotated
 import typer
 
 from sbil.cli._common import (
+    ExpertsDirOption,
+    ProgressOption,
     console,
     err_console,
     errors_as_messages,
@@ -22,14 +24,6 @@ from sbil.cli._common import (
 
 EnvOption = Annotated[str, typer.Option("--env", "-e", help="Gymnasium task id, e.g. CartPole-v1.")]
 SeedOption = Annotated[int, typer.Option(help="Episode i is reset with seed SEED + i.")]
-ProgressOption = Annotated[
-    bool | None,
-    typer.Option(
-        "--progress/--no-progress",
-        help="Show a progress bar on stderr (default: when stderr is a terminal).",
-        show_default=False,
-    ),
-]
 RootOption = Annotated[
     Path | None,
     typer.Option(help="Datasets folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)."),
@@ -58,24 +52,20 @@ def collect_command(
     ] = None,
     root: RootOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset.")] = False,
-    experts_root: Annotated[
-        Path | None, typer.Option("--experts-dir", help="Cache of trained experts.")
-    ] = None,
+    experts_root: ExpertsDirOption = None,
     progress: ProgressOption = None,
 ) -> None:
     """Record expert episodes into a new local Minari dataset."""
     from sbil.deep.data import collect
-    from sbil.deep.experts import get_expert
 
     with errors_as_messages(), progress_bar(progress, f"collecting {env}") as callback:
         require("--episodes", episodes, 1)
         require("--seed", seed, 0)
-        policy = get_expert(env, expert, root=experts_root)
-        policy_name = expert
         result = collect(
             env,
             episodes,
-            expert=_Named(policy, policy_name),
+            expert=expert,
+            experts_root=experts_root,
             seed=seed,
             dataset_id=dataset_id,
             root=root,
@@ -87,16 +77,6 @@ def collect_command(
         f"steps) to {result.path}\nExpert {expert} return: {_mean_std(result.mean, result.std)}",
         highlight=False,
     )
-
-
-class _Named:
-    """A policy with the name that collect() records in the dataset metadata."""
-
-    def __init__(self, policy, name: str) -> None:
-        self.policy, self.name = policy, name
-
-    def __call__(self, obs):
-        return self.policy(obs)
 
 
 def _mean_std(mean: float, std: float) -> str:
@@ -127,9 +107,7 @@ def evaluate_command(
         typer.Option(help="Evaluate this expert (e.g. scripted) instead of a checkpoint."),
     ] = None,
     n_envs: Annotated[int, typer.Option(help="Environments stepped together.")] = 16,
-    experts_root: Annotated[
-        Path | None, typer.Option("--experts-dir", help="Cache of trained experts.")
-    ] = None,
+    experts_root: ExpertsDirOption = None,
     dataset: Annotated[
         str | None,
         typer.Option(
@@ -263,9 +241,7 @@ def _checkpoint_env(policy) -> str:
 
 
 def expert_list_command(
-    experts_root: Annotated[
-        Path | None, typer.Option("--experts-dir", help="Cache of trained experts.")
-    ] = None,
+    experts_root: ExpertsDirOption = None,
 ) -> None:
     """List the available experts: scripted ones and trained ones cached on disk."""
     from rich.table import Table
@@ -292,9 +268,7 @@ def expert_eval_command(
     expert: Annotated[str, typer.Option(help="Expert name (see `sbil expert list`).")] = "scripted",
     episodes: Annotated[int, typer.Option(help="Number of evaluation episodes.")] = 100,
     seed: SeedOption = 0,
-    experts_root: Annotated[
-        Path | None, typer.Option("--experts-dir", help="Cache of trained experts.")
-    ] = None,
+    experts_root: ExpertsDirOption = None,
     progress: ProgressOption = None,
 ) -> None:
     """Evaluate an expert over seeded episodes; print mean ± std of its return."""

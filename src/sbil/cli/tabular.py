@@ -45,12 +45,11 @@ def _single_threaded_blas() -> None:
 
 def _fail(message: str) -> NoReturn:
     """Print one error line to stderr and exit with status 2 (bad usage)."""
-    from rich.console import Console
     from rich.markup import escape
 
-    Console(stderr=True).print(
-        f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True
-    )
+    from sbil.cli._common import err_console
+
+    err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code=2)
 
 

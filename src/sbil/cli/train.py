@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from sbil.cli._common import console
+from sbil.cli._common import ProgressOption, console
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -261,17 +261,10 @@ def train_command(
         bool,
         typer.Option("--overwrite", help="Replace a non-empty --out folder with this run."),
     ] = False,
-    progress: Annotated[
-        bool | None,
-        typer.Option(
-            "--progress/--no-progress",
-            help="Show a progress bar on stderr (default: when stderr is a terminal).",
-            show_default=False,
-        ),
-    ] = None,
+    progress: ProgressOption = None,
 ) -> None:
     """Train BC / EDM / decoupled-EDM learners (one per seed) and save checkpoints."""
-    from sbil.cli._common import errors_as_messages, progress_bar
+    from sbil.cli._common import errors_as_messages, progress_bar, require
 
     with errors_as_messages():
         import numpy as np
@@ -296,8 +289,8 @@ def train_command(
             ("--eval-seed", eval_seed, 0),
             ("--n-actions", n_actions, 2),
         ):
-            if value is not None and value < low:
-                raise ValueError(f"{option} must be at least {low}, got {value}.")
+            if value is not None:
+                require(option, value, low)
         if eval_episodes > 0 and env is None and data is not None:
             raise ValueError("--eval-episodes needs a task to play: pass --env.")
         with _option_names():

@@ -288,8 +288,8 @@ def save_run(
 def _write_run(folder: Path, result: TrainResult, config: dict, extra: dict | None) -> None:
     write_json(folder / "config.json", config)
     per_seed = []
+    tail = slice(max(0, result.loss.shape[1] - 100), None)
     for index, seed in enumerate(result.seeds):
-        tail = slice(max(0, result.loss.shape[1] - 100), None)
         summary = {
             "seed": seed,
             "checkpoint": f"seed-{seed}",

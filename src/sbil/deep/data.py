@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -547,14 +548,7 @@ def load_demonstrations(
     demos = from_arrays(obs_list, act_list, episode_returns=returns, n_actions=n_actions)
     if target is not None and (env_id is not None or target in gym.registry):
         demos.check_env(target)
-    return Demonstrations(
-        observations=demos.observations,
-        actions=demos.actions,
-        episode_lengths=demos.episode_lengths,
-        episode_returns=demos.episode_returns,
-        env_id=target,
-        n_actions=n_actions,
-    )
+    return dataclasses.replace(demos, env_id=target)
 
 
 def _describe(error: Exception) -> str:
@@ -615,6 +609,7 @@ def collect(
     overwrite: bool = False,
     n_envs: int = 16,
     progress=None,
+    experts_root: str | os.PathLike | None = None,
 ) -> CollectResult:
     """Record ``n_episodes`` expert episodes into a new local Minari dataset.
 
@@ -633,6 +628,7 @@ def collect(
         overwrite: replace an existing dataset with this id.
         n_envs: sub-environments used to play the episodes.
         progress: optional ``progress(done, n_episodes)`` callback.
+        experts_root: where trained experts are cached, for a named ``expert``.
 
     Raises:
         DatasetError: for a malformed id, or an existing dataset without ``overwrite``.
@@ -648,7 +644,7 @@ def collect(
 
     env_spec(env_id)
     expert_name = expert if isinstance(expert, str) else getattr(expert, "name", "custom")
-    policy = get_expert(env_id, expert) if isinstance(expert, str) else expert
+    policy = get_expert(env_id, expert, root=experts_root) if isinstance(expert, str) else expert
     dataset_id = dataset_id or default_dataset_id(env_id, expert_name)
     final = _dataset_path(dataset_id, root)
     if final.exists() and not overwrite:

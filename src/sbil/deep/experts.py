@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from sbil.deep.envs import BUILTIN_ENVS, Policy, env_spec
+from sbil.files import write_atomic, write_json_atomic
 
 SCRIPTED = "scripted"
 SB3_ALGOS: tuple[str, ...] = ("ppo", "dqn")
@@ -283,14 +283,10 @@ def train_sb3_expert(
         n_eval_episodes=n_eval_episodes,
         eval_seed=eval_seed,
     )
-    model_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=model_path.parent) as tmp:
-        tmp_model = Path(tmp) / model_path.name
-        model.save(tmp_model)
-        tmp_record = Path(tmp) / record_path.name
-        tmp_record.write_text(json.dumps(asdict(record), indent=2) + "\n")
-        os.replace(tmp_model, model_path)
-        os.replace(tmp_record, record_path)
+    # The model first, then its record: a record always describes a complete model. SB3 adds
+    # ".zip" only to a suffix-less path, so the temporary ".tmp" file is saved as named.
+    write_atomic(model_path, model.save)
+    write_json_atomic(record_path, asdict(record))
     return record
 
 
