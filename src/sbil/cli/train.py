@@ -1,31 +1,28 @@
-"""Training command: ``sbil train``.
+"""Training command: ``sbil train``: parses options into a run description and prints.
 
-Loads expert demonstrations (a local Minari dataset, or an ``.npz`` of arrays), trains one
-learner per seed together (:func:`sbil.deep.learners.train`) and writes the run with
-:func:`sbil.deep.checkpoint.save_run`: ``config.json``, ``seed-<s>/`` checkpoints (load them
-with ``sbil evaluate OUT/seed-<s>``), ``losses.npz`` and ``results.json``.
-
-Every option is checked, and ``--out`` probed, before the data is loaded or training starts.
-With ``--episodes K`` the data's remaining episodes are held out and each learner's
-action-match rate on them is reported.
+The work is :func:`sbil.experiments.runs.run_training`: it claims ``--out`` (refusing a folder
+another process writes), loads the demonstrations, picks each seed's trajectories
+(``--windows``), trains the learners together with mid-training checkpoints (``--resume``
+continues a killed run), saves one checkpoint per seed, measures the action match on held-out
+episodes and, with ``--eval-episodes``, the return. Every option is checked before the data is
+loaded or training starts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from sbil.cli._common import ProgressOption, console
+from sbil.cli._common import ProgressOption, console, err_console
 
 
 def _parse_seeds(text: str) -> list[int]:
-    """ "0,1,2" or "0-4" (inclusive) -> list of seeds."""
+    """ "0,1,2" or "0-4" (inclusive) -> list of seeds (checked in linear time)."""
     seeds: list[int] = []
     for part in text.split(","):
         part = part.strip()
@@ -33,15 +30,22 @@ def _parse_seeds(text: str) -> list[int]:
             continue
         low, dash, high = part.partition("-")
         try:
-            seeds.extend(range(int(low), int(high) + 1) if dash else [int(part)])
+            first, last = (int(low), int(high)) if dash else (int(part), int(part))
         except ValueError:
             raise ValueError(
                 "--seeds must be comma-separated integers or ranges like 0,1,2 or 0-9, "
                 f"got {text!r}."
             ) from None
+        if last - first + 1 + len(seeds) > 10_000:
+            raise ValueError(
+                f"--seeds {text!r} names more than 10,000 seeds; a run trains all its seeds as "
+                "one model, so split them over several runs (or use `sbil sweep`)."
+            )
+        seeds.extend(range(first, last + 1))
     if not seeds:
         raise ValueError(f"--seeds must name at least one seed, got {text!r}.")
-    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    seen: set[int] = set()
+    repeated = sorted({seed for seed in seeds if seed in seen or seen.add(seed)})
     if repeated:
         raise ValueError(
             f"--seeds {text!r} names seed(s) {repeated} more than once; equal seeds train "
@@ -66,6 +70,9 @@ _OPTION_NAMES = {
     "num_threads": "--threads",
     "n_actions": "--n-actions",
     "algo": "--algo",
+    "every_nth_step": "--every-nth-step",
+    "eval_episodes": "--eval-episodes",
+    "checkpoint_every": "--checkpoint-every",
 }
 
 
@@ -98,91 +105,6 @@ def _parse_noise(text: str, step_size: float) -> float:
         raise ValueError(
             f"--sgld-noise must be a number or 'langevin' (= sqrt(2 * step)), got {text!r}."
         ) from None
-
-
-def _load_npz(path: Path, env_id: str | None):
-    import numpy as np
-
-    from sbil.deep.data import from_arrays
-
-    if not path.is_file():
-        raise ValueError(f"--data {path} does not exist.")
-    expected = (
-        "an .npz written by np.savez with numeric arrays 'observations' [N, obs_dim] and "
-        "'actions' [N] (optionally 'episode_lengths' [E])"
-    )
-    try:
-        loaded = np.load(path)  # allow_pickle=False: never runs code from the file
-    except OSError as error:
-        raise ValueError(f"Cannot read --data {path} ({error.strerror or error}).") from None
-    except Exception:  # a damaged or foreign file can fail in many ways inside numpy/zipfile
-        raise ValueError(f"--data {path} is not {expected}; re-create it.") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise ValueError(f"--data {path} holds a single array; it must be {expected}.")
-    arrays = {}
-    with loaded:
-        missing = {"observations", "actions"} - set(loaded.files)
-        if missing:
-            raise ValueError(f"--data {path} lacks {sorted(missing)}; it must be {expected}.")
-        for name in ("observations", "actions", "episode_lengths"):
-            if name not in loaded.files:
-                continue
-            try:
-                arrays[name] = loaded[name]
-            except ValueError:  # object arrays (need pickle) or a corrupt member
-                raise ValueError(
-                    f"--data {path}: array {name!r} is not a plain numeric array (sbil never "
-                    f"loads pickled objects); it must be {expected}."
-                ) from None
-            except Exception:  # damaged member: BadZipFile, zlib.error, EOFError, ...
-                raise ValueError(f"--data {path} is damaged; re-create it.") from None
-    return from_arrays(
-        arrays["observations"],
-        arrays["actions"],
-        episode_lengths=arrays.get("episode_lengths"),
-        env_id=env_id,
-    )
-
-
-def _n_actions(demos, env_id: str | None, option: int | None) -> int:
-    """The number of actions: from --n-actions, the dataset's action space or the task."""
-    declared = demos.n_actions
-    task = demos.check_env(env_id).n_actions if env_id else None
-    sources = [
-        (value, where)
-        for value, where in (
-            (option, f"--n-actions {option}"),
-            (declared, f"the dataset's action space ({declared} actions)"),
-            (task, f"{env_id} ({task} actions)"),
-        )
-        if value is not None
-    ]
-    if not sources:
-        raise ValueError(
-            "The number of actions is unknown: the data does not declare it and no task is "
-            "given; pass --env ID or --n-actions N."
-        )
-    if len({value for value, _ in sources}) > 1:
-        raise ValueError(
-            f"The number of actions disagrees: {' vs '.join(where for _, where in sources)}; "
-            "fix --n-actions or --env."
-        )
-    value = int(sources[0][0])
-    if value < 2:
-        raise ValueError(f"--n-actions must be at least 2, got {value}.")
-    if demos.actions.max() >= value:
-        raise ValueError(
-            f"The data has action {int(demos.actions.max())} but the task has {value} actions "
-            f"(0..{value - 1}); fix --n-actions or --env."
-        )
-    return value
-
-
-def _split(demos, k: int):
-    """``(first k episodes, the remaining episodes or None when k takes them all)``."""
-    if k == demos.n_episodes:
-        return demos, None
-    return demos.split(k)
 
 
 def train_command(
@@ -222,8 +144,21 @@ def train_command(
     episodes: Annotated[
         int | None,
         typer.Option(
-            help="Train on the first K trajectories (default: all); the action-match rate on "
-            "the remaining ones is reported."
+            help="K: trajectories each seed trains on (default: all that are not held out)."
+        ),
+    ] = None,
+    windows: Annotated[
+        str,
+        typer.Option(
+            help="Which K trajectories seed r trains on: first (0..K-1 for every seed), "
+            "sliding (r..r+K-1, as the EDM reference's repetitions) or random (a seeded draw)."
+        ),
+    ] = "first",
+    holdout: Annotated[
+        int | None,
+        typer.Option(
+            help="Reserve the data's last H episodes: never trained on, they measure the action "
+            "match (default: the episodes no seed trains on)."
         ),
     ] = None,
     every_nth_step: Annotated[
@@ -257,161 +192,136 @@ def train_command(
         int, typer.Option(help="After training, evaluate each learner over this many episodes.")
     ] = 0,
     eval_seed: Annotated[int, typer.Option(help="Eval episode i has seed EVAL_SEED + i.")] = 0,
+    checkpoint_every: Annotated[
+        int, typer.Option(help="Save the training state every N updates (for --resume).")
+    ] = 1000,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--no-resume",
+            help="Continue the interrupted run in --out (with --out alone, its saved settings).",
+        ),
+    ] = False,
     overwrite: Annotated[
         bool,
-        typer.Option("--overwrite", help="Replace a non-empty --out folder with this run."),
+        typer.Option(
+            "--overwrite/--no-overwrite", help="Replace an earlier run in --out with this one."
+        ),
     ] = False,
     progress: ProgressOption = None,
 ) -> None:
     """Train BC / EDM / decoupled-EDM learners (one per seed) and save checkpoints."""
-    from sbil.cli._common import errors_as_messages, progress_bar, require
+    from sbil.cli._common import errors_as_messages, progress_bar
 
     with errors_as_messages():
-        import numpy as np
+        from sbil.deep.learners import LearnerConfig, TrainingDiverged, TrainingInterrupted
+        from sbil.experiments.runs import RunSpec, load_spec, run_training
 
-        from sbil.deep.checkpoint import check_run_folder, save_run
-        from sbil.deep.data import load_demonstrations
-        from sbil.deep.learners import LearnerConfig, every_nth_step_rows, resolve_device, train
-
-        # Everything that can be checked without the data is checked before loading it.
-        if (dataset is None) == (data is None):
-            raise ValueError("Give exactly one of --dataset ID (Minari) or --data FILE.npz.")
-        seed_list = _parse_seeds(seeds)
-        try:
-            hidden_sizes = tuple(int(h) for h in hidden.split(","))
-        except ValueError:
-            raise ValueError(f"--hidden must be integers like 64,64, got {hidden!r}.") from None
-        for option, value, low in (
-            ("--episodes", episodes, 1),
-            ("--every-nth-step", every_nth_step, 1),
-            ("--threads", threads, 1),
-            ("--eval-episodes", eval_episodes, 0),
-            ("--eval-seed", eval_seed, 0),
-            ("--n-actions", n_actions, 2),
-        ):
-            if value is not None:
-                require(option, value, low)
-        if eval_episodes > 0 and env is None and data is not None:
-            raise ValueError("--eval-episodes needs a task to play: pass --env.")
-        with _option_names():
-            config = LearnerConfig(
-                algo=algo,
-                hidden_sizes=hidden_sizes,
-                learning_rate=lr,
-                batch_size=batch_size,
-                n_updates=updates,
-                sgld_steps=sgld_steps,
-                sgld_step_size=sgld_step_size,
-                sgld_noise=_parse_noise(sgld_noise, sgld_step_size),
-                sgld_buffer_size=sgld_buffer_size,
-                sgld_reinit_prob=sgld_reinit_prob,
-                normalize_observations=normalize,
-                entropy_coef=entropy_coef,
-                l2_coef=l2_coef,
-            )
-            resolve_device(device)
-        check_run_folder(out, overwrite=overwrite)
-
-        if dataset is not None:
-            demos = load_demonstrations(dataset, root=root, env_id=env)
+        if resume and overwrite:
+            raise ValueError("Give at most one of --resume and --overwrite.")
+        if resume and (out / "config.json").is_file() and dataset is None and data is None:
+            spec = load_spec(out)  # the run's own description: nothing else is needed
         else:
-            demos = _load_npz(data, env)
-        env_id = env or demos.env_id
-        if eval_episodes > 0 and env_id is None:
-            raise ValueError("--eval-episodes needs a task to play: pass --env.")
-        n_actions = _n_actions(demos, env_id, n_actions)
-        available = demos.n_episodes
-        held_out = None
-        if episodes is not None:
-            if episodes > available:
-                raise ValueError(
-                    f"--episodes {episodes} asks for more trajectories than the data has "
-                    f"({available}); collect more or lower --episodes."
+            try:
+                hidden_sizes = tuple(int(h) for h in hidden.split(","))
+            except ValueError:
+                raise ValueError(f"--hidden must be integers like 64,64, got {hidden!r}.") from None
+            with _option_names():
+                config = LearnerConfig(
+                    algo=algo,
+                    hidden_sizes=hidden_sizes,
+                    learning_rate=lr,
+                    batch_size=batch_size,
+                    n_updates=updates,
+                    sgld_steps=sgld_steps,
+                    sgld_step_size=sgld_step_size,
+                    sgld_noise=_parse_noise(sgld_noise, sgld_step_size),
+                    sgld_buffer_size=sgld_buffer_size,
+                    sgld_reinit_prob=sgld_reinit_prob,
+                    normalize_observations=normalize,
+                    entropy_coef=entropy_coef,
+                    l2_coef=l2_coef,
                 )
-            demos, held_out = _split(demos, episodes)
-        rows = every_nth_step_rows(demos.episode_lengths, every_nth_step)
-
-        started = time.perf_counter()
-        with _option_names(), progress_bar(progress, f"training {algo} x{len(seed_list)}") as bar:
-            result = train(
-                demos.observations[rows],
-                demos.actions[rows],
-                config,
-                seeds=seed_list,
-                n_actions=n_actions,
-                env_id=env_id,
-                device=device,
-                num_threads=threads,
-                progress=bar,
+                spec = RunSpec(
+                    learner=config,
+                    seeds=tuple(_parse_seeds(seeds)),
+                    dataset=dataset,
+                    root=None if root is None else str(root),
+                    data=None if data is None else str(data),
+                    env_id=env,
+                    n_actions=n_actions,
+                    episodes=episodes,
+                    windows=windows,
+                    holdout=holdout,
+                    every_nth_step=every_nth_step,
+                    eval_episodes=eval_episodes,
+                    eval_seed=eval_seed,
+                    device=device,
+                    threads=threads,
+                    checkpoint_every=checkpoint_every,
+                )
+            if spec.eval_episodes > 0 and spec.env_id is None and spec.data is not None:
+                raise ValueError("--eval-episodes needs a task to play: pass --env.")
+        algo = spec.learner.algo
+        label = f"training {algo} x{len(spec.seeds)}"
+        try:
+            with _option_names(), progress_bar(progress, label) as bar:
+                outcome = run_training(spec, out, overwrite=overwrite, resume=resume, progress=bar)
+        except TrainingDiverged as error:
+            raise ValueError(_as_options(str(error))) from None
+        except TrainingInterrupted as error:
+            err_console.print(
+                f"Interrupted: {error} Continue it with `sbil train --resume --out {out}`.",
+                highlight=False,
+                markup=False,
             )
-        seconds = time.perf_counter() - started
-        run_config = {
-            "command": "sbil train",
-            "dataset": dataset,
-            "root": None if root is None else str(root),
-            "data": None if data is None else str(data),
-            "env_id": env_id,
-            "n_actions": n_actions,
-            "episodes": demos.n_episodes,
-            "held_out_episodes": 0 if held_out is None else held_out.n_episodes,
-            "every_nth_step": every_nth_step,
-            "n_pairs": len(rows),
-            "device": device,
-            "threads": threads,
-        }
-        extra: dict = {"train_seconds": seconds, "updates_per_second": updates / seconds}
-        extra["held_out_action_match"] = _held_out_match(result, held_out)
-        if eval_episodes > 0:
-            from sbil.deep.evaluation import evaluate
+            raise typer.Exit(code=130) from None
 
-            returns = {}
-            for index, seed in enumerate(result.seeds):
-                evaluation = evaluate(result.learner(index), env_id, eval_episodes, eval_seed)
-                returns[str(seed)] = evaluation.to_dict()
-            extra["evaluation"] = returns
-        save_run(out, result, run_config=run_config, extra_results=extra, overwrite=overwrite)
+    _print_outcome(outcome, out)
 
+
+def _print_outcome(outcome, out: Path) -> None:
+    spec = outcome.spec
+    n_episodes = spec.episodes or "all"
+    verb = "Resumed and trained" if outcome.resumed else "Trained"
     console.print(
-        f"Trained {len(seed_list)} {algo} learner(s) on {len(rows)} pairs from "
-        f"{demos.n_episodes} trajectories ({updates} updates, {seconds:.1f} s) -> {out}",
+        f"{verb} {len(spec.seeds)} {spec.learner.algo} learner(s), {n_episodes} trajectories each "
+        f"({spec.windows} windows, every {spec.every_nth_step} step(s)), "
+        f"{spec.learner.n_updates} updates in {outcome.train_seconds:.1f} s -> {out}",
         highlight=False,
     )
-    match = extra["held_out_action_match"]
-    if match is None:
-        hint = (
-            f"pass --episodes K below {available} to hold some out"
-            if available > 1
-            else "the data holds a single trajectory"
-        )
+    if outcome.held_out_episodes == 0:
         console.print(
-            f"  No held-out episodes (all were trained on; {hint}): action-match rate not "
-            "measured.",
+            "  No held-out episodes (every episode was trained on by some seed): action match "
+            "not measured; pass --holdout H or a smaller --episodes to keep some out.",
             highlight=False,
         )
-    for index, seed in enumerate(result.seeds):
-        line = f"  seed {seed}: final loss {float(np.mean(result.loss[index, -100:])):.4f}"
-        if match is not None:
+    else:
+        console.print(
+            f"  Action match on {outcome.held_out_episodes} held-out episodes "
+            f"({outcome.held_out_states} states) that no learner trained on.",
+            highlight=False,
+        )
+    for s in outcome.seeds:
+        if s.status != "done":
+            console.print(f"  seed {s.seed}: FAILED, {s.error}", markup=False, highlight=False)
+            continue
+        line = f"  seed {s.seed}: final loss {s.final_loss:.4f}"
+        if s.final_rho is not None:
+            line += f" (CE {s.final_cross_entropy:.4f} + rho + rho^2, rho {s.final_rho:.3f}"
+            if s.final_loss < 0:
+                line += "; negative because rho + rho^2 < 0 for -1 < rho < 0"
+            line += ")"
+        if s.action_match is not None:
+            line += f", held-out action match {s.action_match:.3f}"
+        if s.returns:
+            import numpy as np
+
             line += (
-                f", held-out action match {match['rates'][str(seed)]:.3f} "
-                f"({match['episodes']} episodes, {match['states']} states)"
+                f", return {np.mean(s.returns):.2f} ± {np.std(s.returns):.2f} "
+                f"({len(s.returns)} episodes)"
             )
-        if eval_episodes > 0:
-            ev = extra["evaluation"][str(seed)]
-            line += f", return {ev['mean']:.2f} ± {ev['std']:.2f} ({eval_episodes} episodes)"
-        console.print(f"{line} -> {out / f'seed-{seed}'}", markup=False, highlight=False)
-
-
-def _held_out_match(result, held_out) -> dict | None:
-    """Each learner's action-match rate on the held-out episodes (all their steps), or None."""
-    if held_out is None:
-        return None
-    from sbil.deep.evaluation import action_match_rate
-
-    rates = {
-        str(seed): action_match_rate(result.learner(index), held_out)
-        for index, seed in enumerate(result.seeds)
-    }
-    return {"episodes": held_out.n_episodes, "states": len(held_out.actions), "rates": rates}
+        console.print(f"{line} -> {out / f'seed-{s.seed}'}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,147 @@
+"""``sbil sweep``: run (or resume) a grid of runs, and ``sbil sweep report DIR``.
+
+Thin: parses options into a :class:`sbil.experiments.sweep.SweepSpec`, calls
+:func:`sbil.experiments.sweep.run_sweep` and prints one line per event, with a time stamp, so a
+log shows progress with or without a terminal.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sbil.cli._common import console, err_console
+
+sweep_app = typer.Typer(
+    help="Run a grid of learners (tasks x algos x k x seeds), resumable; then `sbil sweep "
+    "report DIR`.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+
+def _csv(text: str | None, cast=str) -> list | None:
+    if text is None:
+        return None
+    try:
+        return [cast(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated values, got {text!r}") from None
+
+
+def _log(line: str) -> None:
+    err_console.print(f"{time.strftime('%H:%M:%S')} {line}", markup=False, highlight=False)
+
+
+@sweep_app.callback()
+def sweep_command(
+    ctx: typer.Context,
+    preset: Annotated[
+        str | None, typer.Option(help="edm-paper (the EDM paper's comparison) or quick.")
+    ] = None,
+    spec: Annotated[
+        Path | None, typer.Option("--spec", help="A TOML sweep file (keys: docs/sweeps.md).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Sweep folder (default sweeps/<preset>); the same folder resumes."),
+    ] = None,
+    envs: Annotated[str | None, typer.Option(help="Override: tasks, comma-separated.")] = None,
+    algos: Annotated[str | None, typer.Option(help="Override: bc,edm,edm-decoupled.")] = None,
+    ks: Annotated[str | None, typer.Option(help="Override: trajectories, e.g. 1,3,7.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Override: seeds, e.g. 0-9.")] = None,
+    updates: Annotated[int | None, typer.Option(help="Override: Adam updates.")] = None,
+    eval_episodes: Annotated[
+        int | None, typer.Option(help="Override: evaluation episodes per learner.")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Groups trained at once (processes).")] = 1,
+    backend: Annotated[str, typer.Option(help="local (process pool) or ray.")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="With --backend ray: an existing cluster's address.")
+    ] = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option("--retry-failed/--no-retry-failed", help="Run failed cells again."),
+    ] = False,
+) -> None:
+    """Run or resume a sweep; re-running the same command skips finished cells."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from sbil.cli._common import errors_as_messages
+
+    with errors_as_messages():
+        from sbil.cli.train import _parse_seeds
+        from sbil.experiments.sweep import (
+            SweepSpec,
+            load_spec_file,
+            run_sweep,
+        )
+        from sbil.experiments.sweep import (
+            preset as make_preset,
+        )
+
+        if (preset is None) == (spec is None):
+            raise ValueError("Give exactly one of --preset NAME (edm-paper, quick) or --spec FILE.")
+        overrides: dict = {}
+        for key, value in (
+            ("envs", _csv(envs)),
+            ("algos", _csv(algos)),
+            ("ks", _csv(ks, int)),
+            ("seeds", None if seeds is None else _parse_seeds(seeds)),
+            ("eval_episodes", eval_episodes),
+        ):
+            if value is not None:
+                overrides[key] = value
+        if preset is not None:
+            sweep_spec = make_preset(preset, **overrides)
+        else:
+            base = load_spec_file(spec)
+            sweep_spec = SweepSpec.from_dict({**base.to_dict(), **overrides})
+        if updates is not None:
+            sweep_spec = SweepSpec.from_dict(
+                {**sweep_spec.to_dict(), "options": {**sweep_spec.options, "n_updates": updates}}
+            )
+        folder = out if out is not None else Path("sweeps") / (sweep_spec.preset or "sweep")
+        summary = run_sweep(
+            sweep_spec,
+            folder,
+            workers=workers,
+            backend=backend,
+            address=address,
+            retry_failed=retry_failed,
+            log=_log,
+        )
+    console.print(
+        f"Sweep {folder}: {summary.n_cells} cells, {summary.done} done and {summary.failed} "
+        f"failed now, {summary.skipped} finished before ({summary.seconds:.0f} s). "
+        f"Report: sbil sweep report {folder}",
+        highlight=False,
+        markup=False,
+    )
+
+
+@sweep_app.command("report")
+def report_command(
+    sweep_dir: Annotated[Path, typer.Argument(help="The sweep folder.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Report folder (default SWEEP_DIR/report).")
+    ] = None,
+) -> None:
+    """Write the sweep's report: Markdown, figures, tidy CSV and aggregate JSON."""
+    from sbil.cli._common import errors_as_messages
+
+    with errors_as_messages():
+        from sbil.experiments.sweep_report import write_sweep_report
+
+        if not (sweep_dir / "sweep.json").is_file():
+            raise ValueError(f"{sweep_dir} is not a sweep folder (no sweep.json).")
+        path = write_sweep_report(sweep_dir, out)
+    console.print(f"Wrote {path}", highlight=False, markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``sbil sweep`` to ``app``."""
+    app.add_typer(sweep_app, name="sweep")

@@ -1,0 +1,732 @@
+"""One training run from one description: what ``sbil train`` and every sweep cell call.
+
+A :class:`RunSpec` says everything a run needs (data source, task, learner config, how many
+trajectories ``k`` each seed trains on and which ones, seeds, held-out episodes, evaluation
+settings); :func:`run_training` turns it into a run folder::
+
+    OUT/config.json      {"spec": RunSpec.to_dict(), "resolved": {...}, "provenance": {...}}
+    OUT/seed-<s>/        one checkpoint per seed (learner.json + weights.pt)
+    OUT/losses.npz       loss, cross-entropy and rho of every update, [K, n_updates]
+    OUT/results.json     per seed: training figures, held-out action match, returns;
+                         written last, so its presence marks a complete run
+    OUT/.state/          mid-training state while the run is unfinished (for --resume)
+    OUT/.lock            held by the process writing the run
+
+``config.json`` stores the spec, so a run can be re-created, or resumed, from it alone
+(:func:`load_spec`). Which trajectories seed ``r`` trains on (:func:`training_episodes`):
+
+* ``"first"``: episodes ``0..k-1`` for every seed (the same data; the spread across seeds is
+  initialisation and minibatch noise only);
+* ``"sliding"``: episodes ``r, r+1, ..., r+k-1`` (modulo the pool), as the EDM reference's
+  repetitions do, so the spread across seeds includes data variance;
+* ``"random"``: ``k`` distinct episodes drawn with a generator seeded by ``(r, k)``.
+
+The last ``holdout`` episodes of the dataset are never trained on; each learner's action-match
+rate is measured on them (every step). By default (``holdout=None``) they are the episodes that
+no seed of the run trains on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sbil.files import write_bytes_atomic, write_json_atomic
+from sbil.progress import ProgressCallback
+
+WINDOWS: tuple[str, ...] = ("first", "sliding", "random")
+CONFIG_FILE, RESULTS_FILE, LOSSES_FILE = "config.json", "results.json", "losses.npz"
+STATE_DIR, LOCK_FILE = ".state", ".lock"
+_RUN_NAMES = {CONFIG_FILE, RESULTS_FILE, LOSSES_FILE, STATE_DIR, LOCK_FILE}
+
+
+class RunError(ValueError):
+    """A run description, data source or run folder that cannot be used as asked."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one training run needs; ``config.json`` stores exactly this.
+
+    Exactly one of ``dataset`` (a local Minari dataset) and ``data`` (an ``.npz`` file) is set.
+    """
+
+    learner: Any
+    """The learners' hyperparameters (:class:`sbil.deep.learners.LearnerConfig`)."""
+    seeds: tuple[int, ...]
+    """One learner per seed; all train together as one stacked model."""
+    dataset: str | None = None
+    """Local Minari dataset id, e.g. ``sbil/cartpole/scripted-v0``."""
+    root: str | None = None
+    """Minari datasets folder (absolute); None: ``$MINARI_DATASETS_PATH`` or ``~/.minari``,
+    resolved and recorded when the run starts."""
+    data: str | None = None
+    """Instead of ``dataset``: an ``.npz`` with ``observations``, ``actions`` (optional
+    ``episode_lengths``)."""
+    env_id: str | None = None
+    """The task (default: the dataset's)."""
+    n_actions: int | None = None
+    """Number of discrete actions (default: the dataset's action space or the task's)."""
+    episodes: int | None = None
+    """``k``: trajectories each seed trains on (None: all that are not held out)."""
+    windows: str = "first"
+    """Which ``k`` trajectories each seed trains on: first, sliding or random."""
+    holdout: int | None = None
+    """The last ``holdout`` episodes are never trained on and measure the action match;
+    None: the episodes that no seed trains on."""
+    every_nth_step: int = 1
+    """Keep steps ``0, n, 2n, ...`` of each trajectory (the EDM reference keeps every 20th)."""
+    eval_episodes: int = 0
+    """Evaluate each learner over this many seeded episodes after training (0: none)."""
+    eval_seed: int = 0
+    """Evaluation episode ``i`` starts from ``reset(seed=eval_seed + i)``."""
+    device: str = "cpu"
+    """Torch device: cpu or cuda."""
+    threads: int = 1
+    """Torch intra-op threads while training (1 is fastest for these small networks)."""
+    checkpoint_every: int = 1000
+    """Write the training state every this many updates (for resume)."""
+
+    def __post_init__(self) -> None:
+        from sbil.deep.learners import LearnerConfig, check_seeds
+
+        if isinstance(self.learner, dict):
+            object.__setattr__(self, "learner", LearnerConfig.from_dict(self.learner))
+        if not isinstance(self.learner, LearnerConfig):
+            raise RunError(f"learner must be a LearnerConfig, got {type(self.learner).__name__}.")
+        object.__setattr__(self, "seeds", check_seeds(self.seeds))
+        if (self.dataset is None) == (self.data is None):
+            raise RunError("Give exactly one of --dataset ID (Minari) or --data FILE.npz.")
+        if self.windows not in WINDOWS:
+            raise RunError(f"--windows must be one of {', '.join(WINDOWS)}, got {self.windows!r}.")
+        for name, low in (
+            ("episodes", 1),
+            ("holdout", 0),
+            ("every_nth_step", 1),
+            ("eval_episodes", 0),
+            ("eval_seed", 0),
+            ("threads", 1),
+            ("checkpoint_every", 1),
+            ("n_actions", 2),
+        ):
+            value = getattr(self, name)
+            if value is None and name in ("episodes", "holdout", "n_actions"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise RunError(
+                    f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}."
+                )
+        if self.eval_seed + self.eval_episodes > 2**32:
+            raise RunError(
+                f"--eval-seed {self.eval_seed} + --eval-episodes {self.eval_episodes} exceeds "
+                "2**32, the largest episode seed; use a smaller --eval-seed."
+            )
+        if self.root is not None:
+            object.__setattr__(self, "root", str(Path(self.root).expanduser().absolute()))
+        if self.data is not None:
+            object.__setattr__(self, "data", str(Path(self.data).expanduser().absolute()))
+
+    def to_dict(self) -> dict:
+        """JSON-ready fields (the learner config nested)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["learner"] = self.learner.to_dict()
+        out["seeds"] = list(self.seeds)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunSpec:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        if not isinstance(data, dict):
+            raise RunError("A run description must be a JSON object.")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise RunError(f"Unknown run description keys {unknown}; known keys: {sorted(known)}.")
+        return cls(**{**data, "seeds": tuple(data.get("seeds", ()))})
+
+    def digest(self) -> str:
+        """sha256 of the description (what identifies a run, its seeds included)."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --- data: which episodes each seed trains on -----------------------------------------------
+
+
+def training_episodes(windows: str, *, k: int, seed: int, pool: int) -> np.ndarray:
+    """The episode indices seed ``seed`` trains on, ``[k]`` int64, sorted for ``random``.
+
+    Args:
+        windows: ``"first"``, ``"sliding"`` or ``"random"`` (see the module doc).
+        k: trajectories per seed, ``1 <= k <= pool``.
+        seed: the learner's seed.
+        pool: episodes ``0..pool-1`` may be trained on.
+    """
+    if not 1 <= k <= pool:
+        raise RunError(
+            f"--episodes {k} asks for more trajectories than the {pool} available for training "
+            "(the held-out ones excluded); collect more episodes or lower --episodes/--holdout."
+        )
+    if windows == "first":
+        return np.arange(k, dtype=np.int64)
+    if windows == "sliding":
+        return (seed + np.arange(k, dtype=np.int64)) % pool
+    if windows == "random":
+        rng = np.random.default_rng([seed, k, 0x5B11])
+        return np.sort(rng.choice(pool, size=k, replace=False)).astype(np.int64)
+    raise RunError(f"--windows must be one of {', '.join(WINDOWS)}, got {windows!r}.")
+
+
+def every_nth_step(demos, n: int):
+    """Steps ``0, n, 2n, ...`` of every episode of ``demos`` (the EDM reference keeps every
+    20th, ``BaseStudent._fill_buffer``); ``n = 1`` returns ``demos`` itself."""
+    if n == 1:
+        return demos
+    rows = np.concatenate(
+        [
+            start + np.arange(0, length, n)
+            for start, length in zip(demos.episode_starts, demos.episode_lengths, strict=True)
+        ]
+    )
+    lengths = (demos.episode_lengths + n - 1) // n
+    return dataclasses.replace(
+        demos,
+        observations=demos.observations[rows],
+        actions=demos.actions[rows],
+        episode_lengths=lengths.astype(np.int64),
+    )
+
+
+def load_npz_demonstrations(path: str | os.PathLike, env_id: str | None):
+    """Demonstrations from an ``.npz`` of ``observations``, ``actions`` (and optionally
+    ``episode_lengths``), never unpickling anything; every failure is one :class:`RunError`."""
+    from sbil.deep.data import from_arrays
+
+    path = Path(path)
+    expected = (
+        "an .npz written by np.savez with numeric arrays 'observations' [N, obs_dim] and "
+        "'actions' [N] (optionally 'episode_lengths' [E])"
+    )
+    if path.is_dir():
+        raise RunError(f"--data {path} is a folder; give the .npz file, which is {expected}.")
+    if not path.is_file():
+        raise RunError(f"--data {path} does not exist.")
+    try:
+        loaded = np.load(path)  # allow_pickle=False: never runs code from the file
+    except OSError as error:
+        raise RunError(f"Cannot read --data {path} ({error.strerror or error}).") from None
+    except Exception:  # a damaged or foreign file can fail in many ways inside numpy/zipfile
+        raise RunError(f"--data {path} is not {expected}; re-create it.") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise RunError(f"--data {path} holds a single array; it must be {expected}.")
+    arrays = {}
+    with loaded:
+        missing = {"observations", "actions"} - set(loaded.files)
+        if missing:
+            raise RunError(f"--data {path} lacks {sorted(missing)}; it must be {expected}.")
+        for name in ("observations", "actions", "episode_lengths"):
+            if name not in loaded.files:
+                continue
+            try:
+                arrays[name] = loaded[name]
+            except ValueError:  # object arrays (need pickle) or a corrupt member
+                raise RunError(
+                    f"--data {path}: array {name!r} is not a plain numeric array (sbil never "
+                    f"loads pickled objects); it must be {expected}."
+                ) from None
+            except Exception:  # damaged member: BadZipFile, zlib.error, EOFError, ...
+                raise RunError(f"--data {path} is damaged; re-create it.") from None
+    return from_arrays(
+        arrays["observations"],
+        arrays["actions"],
+        episode_lengths=arrays.get("episode_lengths"),
+        env_id=env_id,
+    )
+
+
+def resolve_n_actions(demos, env_id: str | None, option: int | None) -> int:
+    """The number of actions: from ``option``, the dataset's action space or the task; any
+    disagreement between them is an error (never guessed from the largest action)."""
+    declared = demos.n_actions
+    task = demos.check_env(env_id).n_actions if env_id else None
+    sources = [
+        (value, where)
+        for value, where in (
+            (option, f"--n-actions {option}"),
+            (declared, f"the dataset's action space ({declared} actions)"),
+            (task, f"{env_id} ({task} actions)"),
+        )
+        if value is not None
+    ]
+    if not sources:
+        raise RunError(
+            "The number of actions is unknown: the data does not declare it and no task is "
+            "given; pass --env ID or --n-actions N."
+        )
+    if len({value for value, _ in sources}) > 1:
+        raise RunError(
+            f"The number of actions disagrees: {' vs '.join(where for _, where in sources)}; "
+            "fix --n-actions or --env."
+        )
+    value = int(sources[0][0])
+    if demos.actions.max() >= value:
+        raise RunError(
+            f"The data has action {int(demos.actions.max())} but the task has {value} actions "
+            f"(0..{value - 1}); fix --n-actions or --env."
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The demonstrations of a run, resolved from its spec."""
+
+    env_id: str | None
+    n_actions: int
+    train_episodes: dict[int, list[int]]
+    """Per seed, the dataset episodes it trains on."""
+    held_out: list[int]
+    """Dataset episodes no seed trains on, used for the action match."""
+    per_seed: list = field(repr=False)
+    """One (thinned) Demonstrations per seed, in seed order."""
+    held_out_demos: Any = field(repr=False)
+    """The held-out episodes (every step), or None."""
+    root: str | None = None
+
+
+def load_run_data(spec: RunSpec) -> RunData:
+    """Load the spec's demonstrations and select each seed's trajectories."""
+    from sbil.deep.data import datasets_root, load_demonstrations
+
+    root = spec.root
+    if spec.dataset is not None:
+        root = str(datasets_root(spec.root).absolute())
+        demos = load_demonstrations(spec.dataset, root=root, env_id=spec.env_id)
+    else:
+        demos = load_npz_demonstrations(spec.data, spec.env_id)
+    env_id = spec.env_id or demos.env_id
+    n_actions = resolve_n_actions(demos, env_id, spec.n_actions)
+    total = demos.n_episodes
+    k = spec.episodes
+    if spec.holdout is not None:
+        if spec.holdout >= total:
+            raise RunError(
+                f"--holdout {spec.holdout} leaves no episode to train on (the data has {total}); "
+                "lower --holdout or collect more episodes."
+            )
+        pool = total - spec.holdout
+    else:
+        pool = total
+    if k is None:
+        k = pool
+    chosen = {s: training_episodes(spec.windows, k=k, seed=s, pool=pool) for s in spec.seeds}
+    if spec.holdout is not None:
+        held_out = list(range(pool, total))
+    else:
+        used = np.unique(np.concatenate(list(chosen.values())))
+        held_out = sorted(set(range(total)) - set(used.tolist()))
+    per_seed = [every_nth_step(demos.select(chosen[s]), spec.every_nth_step) for s in spec.seeds]
+    return RunData(
+        env_id=env_id,
+        n_actions=n_actions,
+        train_episodes={s: chosen[s].tolist() for s in spec.seeds},
+        held_out=held_out,
+        per_seed=per_seed,
+        held_out_demos=demos.select(held_out) if held_out else None,
+        root=root,
+    )
+
+
+# --- the run folder: claimed, written, resumed ------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lock_owner(lock: Path) -> tuple[str, int] | None:
+    try:
+        host, pid = lock.read_text().split()[:2]
+        return host, int(pid)
+    except (OSError, ValueError):
+        return None
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds only what :func:`run_training` writes (safe to replace)."""
+    return (folder / CONFIG_FILE).is_file() and all(
+        entry.name in _RUN_NAMES or (entry.is_dir() and entry.name.startswith("seed-"))
+        for entry in folder.iterdir()
+    )
+
+
+def is_complete(folder: str | os.PathLike) -> bool:
+    """Whether a run folder holds a finished run (its ``results.json``)."""
+    return (Path(folder) / RESULTS_FILE).is_file()
+
+
+def load_spec(folder: str | os.PathLike) -> RunSpec:
+    """The :class:`RunSpec` stored in a run folder's ``config.json``."""
+    path = Path(folder) / CONFIG_FILE
+    try:
+        doc = json.loads(path.read_text())
+        return RunSpec.from_dict(doc["spec"])
+    except FileNotFoundError:
+        raise RunError(f"{folder} is not an sbil run: it has no {CONFIG_FILE}.") from None
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise RunError(f"Cannot read the run description {path} ({error}).") from None
+
+
+class RunFolder:
+    """A run folder claimed by this process (``.lock`` holds host and pid) until released."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def claim(cls, out: str | os.PathLike, *, overwrite: bool, resume: bool) -> RunFolder:
+        """Claim ``out`` for a run, before any data is loaded or any update trained.
+
+        New or empty folders are claimed; an interrupted run only with ``resume``; a finished
+        or interrupted run is replaced only with ``overwrite``; anything else is refused, as is
+        a folder another live process is writing.
+        """
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise RunError(f"--out {out} is a file; give a folder for the run.")
+        if out.absolute() in (Path.cwd(), *Path.cwd().parents):
+            raise RunError(
+                f"--out {out} is the current folder or one of its parents; give a new subfolder."
+            )
+        lock = out / LOCK_FILE
+        owner = _lock_owner(lock) if lock.exists() else None
+        if owner is not None:
+            host, pid = owner
+            if host != socket.gethostname() or _pid_alive(pid):
+                raise RunError(
+                    f"--out {out} is being written by another sbil process (pid {pid} on {host}); "
+                    "wait for it or give another folder (if no such process runs, delete "
+                    f"{lock})."
+                )
+        if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()):
+            if not is_run_folder(out):
+                raise RunError(
+                    f"--out {out} holds files that are not an sbil training run; give a new "
+                    "folder (--overwrite only replaces an earlier run)."
+                )
+            if overwrite:
+                _remove_run(out)
+            elif not resume:
+                state = "a finished run" if is_complete(out) else "an interrupted run"
+                raise RunError(
+                    f"--out {out} already holds {state}; pass --resume to continue it, "
+                    "--overwrite to replace it, or give a new folder."
+                )
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            if owner is not None:  # stale lock of a dead process
+                lock.unlink(missing_ok=True)
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            raise RunError(
+                f"--out {out} was just claimed by another sbil process; give another folder."
+            ) from None
+        except OSError as error:
+            raise RunError(
+                f"Cannot write the run folder {out} ({error.strerror or error}); give a writable "
+                "--out."
+            ) from None
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{socket.gethostname()} {os.getpid()}\n")
+        return cls(out)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path / STATE_DIR
+
+    def release(self) -> None:
+        (self.path / LOCK_FILE).unlink(missing_ok=True)
+
+
+def _remove_run(folder: Path) -> None:
+    """Delete an earlier run's files (only names a run writes)."""
+    for entry in folder.iterdir():
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeedOutcome:
+    """What one learner of a run produced (``status`` "done" or "failed")."""
+
+    seed: int
+    status: str
+    error: str | None
+    train_episodes: list[int]
+    n_pairs: int
+    final_loss: float | None
+    final_cross_entropy: float | None
+    final_rho: float | None
+    action_match: float | None
+    returns: list[float] | None
+    checkpoint: str | None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """A finished run: its folder, its per-seed outcomes and timings."""
+
+    folder: Path
+    spec: RunSpec
+    env_id: str | None
+    held_out_episodes: int
+    held_out_states: int
+    seeds: list[SeedOutcome]
+    train_seconds: float
+    eval_seconds: float
+    resumed: bool
+
+    @property
+    def n_pairs(self) -> int:
+        return sum(s.n_pairs for s in self.seeds)
+
+
+def _tail_mean(values: np.ndarray) -> float | None:
+    values = values[-100:]
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else None
+
+
+def run_training(
+    spec: RunSpec,
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    stop_on_divergence: bool = True,
+    progress: ProgressCallback | None = None,
+    eval_progress: ProgressCallback | None = None,
+) -> RunOutcome:
+    """Train, save and evaluate the run described by ``spec`` into ``out``.
+
+    With ``resume`` an interrupted run in ``out`` (same spec) continues from its last saved
+    training state, and a finished one is returned as it is. A diverged learner is never saved
+    as finished: with ``stop_on_divergence`` the run stops with
+    :class:`~sbil.deep.learners.TrainingDiverged`; otherwise that seed's outcome is "failed"
+    and the others finish.
+
+    Raises:
+        RunError: for a bad spec, data source or folder.
+        TrainingDiverged, TrainingInterrupted: see :func:`sbil.deep.training.train`.
+    """
+    from sbil.deep.learners import resolve_device
+
+    if not isinstance(spec, RunSpec):
+        raise RunError(f"spec must be a RunSpec, got {type(spec).__name__}.")
+    resolve_device(spec.device)
+    folder = RunFolder.claim(out, overwrite=overwrite, resume=resume)
+    try:
+        return _run(spec, folder, stop_on_divergence, progress, eval_progress)
+    finally:
+        folder.release()
+
+
+def _run(spec, folder: RunFolder, stop_on_divergence, progress, eval_progress) -> RunOutcome:
+    from sbil.deep.checkpoint import save_learner
+    from sbil.deep.checkpoint import provenance
+
+    path = folder.path
+    resumed = (path / CONFIG_FILE).is_file()
+    if resumed:
+        stored = load_spec(path)
+        if stored.digest() != spec.digest():
+            raise RunError(
+                f"--out {path} holds a run with a different description; resume it with its own "
+                f"settings (`sbil train --resume --out {path}` alone reads them), or use "
+                "--overwrite."
+            )
+        if is_complete(path):
+            return load_outcome(path)
+    data = load_run_data(spec)
+    resolved = {
+        "env_id": data.env_id,
+        "n_actions": data.n_actions,
+        "root": data.root,
+        "train_episodes": {str(s): e for s, e in data.train_episodes.items()},
+        "held_out_episodes": data.held_out,
+        "n_pairs": {str(s): d.n_steps for s, d in zip(spec.seeds, data.per_seed, strict=True)},
+    }
+    if not resumed:
+        write_json_atomic(
+            path / CONFIG_FILE,
+            {"spec": spec.to_dict(), "resolved": resolved, "provenance": provenance()},
+        )
+
+    from sbil.deep.learners import train
+
+    started = time.perf_counter()
+    result = train(
+        data.per_seed,
+        spec.learner,
+        seeds=spec.seeds,
+        n_actions=data.n_actions,
+        env_id=data.env_id,
+        device=spec.device,
+        num_threads=spec.threads,
+        progress=progress,
+        state_dir=folder.state_dir,
+        checkpoint_every=spec.checkpoint_every,
+        stop_on_divergence=stop_on_divergence,
+    )
+    train_seconds = time.perf_counter() - started
+
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        seeds=np.asarray(result.seeds),
+        loss=result.loss,
+        cross_entropy=result.cross_entropy,
+        rho=result.rho,
+    )
+    write_bytes_atomic(path / LOSSES_FILE, buffer.getvalue())
+
+    started = time.perf_counter()
+    outcomes = []
+    for index, seed in enumerate(result.seeds):
+        episodes = data.train_episodes[seed]
+        common = {
+            "seed": seed,
+            "train_episodes": episodes,
+            "n_pairs": int(result.n_pairs[index]),
+            "final_loss": _tail_mean(result.loss[index]),
+            "final_cross_entropy": _tail_mean(result.cross_entropy[index]),
+            "final_rho": _tail_mean(result.rho[index]),
+        }
+        if seed in result.diverged:
+            update, value = result.diverged[seed]
+            error = (
+                f"diverged: the loss became {value} at update {update}; the learner was not saved"
+            )
+            outcomes.append(
+                SeedOutcome(
+                    status="failed",
+                    error=error,
+                    action_match=None,
+                    returns=None,
+                    checkpoint=None,
+                    **common,
+                )
+            )
+            continue
+        learner = result.learner(index)
+        metadata = {
+            "run": str(path),
+            "dataset": spec.dataset,
+            "root": data.root,
+            "data": spec.data,
+            "train_episodes": episodes,
+            "held_out_episodes": data.held_out,
+            "every_nth_step": spec.every_nth_step,
+        }
+        save_learner(path / f"seed-{seed}", learner, metadata=metadata)
+        match = None
+        if data.held_out_demos is not None:
+            from sbil.deep.evaluation import action_match_rate
+
+            match = action_match_rate(learner, data.held_out_demos)
+        returns = None
+        if spec.eval_episodes > 0:
+            if data.env_id is None:
+                raise RunError("--eval-episodes needs a task to play: pass --env.")
+            from sbil.deep.evaluation import evaluate
+
+            evaluation = evaluate(
+                learner, data.env_id, spec.eval_episodes, spec.eval_seed, progress=eval_progress
+            )
+            returns = [float(r) for r in evaluation.returns]
+        outcomes.append(
+            SeedOutcome(
+                status="done",
+                error=None,
+                action_match=match,
+                returns=returns,
+                checkpoint=f"seed-{seed}",
+                **common,
+            )
+        )
+    eval_seconds = time.perf_counter() - started
+    held = data.held_out_demos
+    results = {
+        "env_id": data.env_id,
+        "held_out_episodes": 0 if held is None else held.n_episodes,
+        "held_out_states": 0 if held is None else int(held.n_steps),
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "updates_per_second": spec.learner.n_updates / max(train_seconds, 1e-9),
+        "learners": [o.to_dict() for o in outcomes],
+    }
+    write_json_atomic(path / RESULTS_FILE, results, allow_nan=True)
+    shutil.rmtree(folder.state_dir, ignore_errors=True)
+    return _outcome(path, spec, results, resumed)
+
+
+def _outcome(path: Path, spec: RunSpec, results: dict, resumed: bool) -> RunOutcome:
+    return RunOutcome(
+        folder=path,
+        spec=spec,
+        env_id=results["env_id"],
+        held_out_episodes=results["held_out_episodes"],
+        held_out_states=results["held_out_states"],
+        seeds=[SeedOutcome(**s) for s in results["learners"]],
+        train_seconds=results["train_seconds"],
+        eval_seconds=results["eval_seconds"],
+        resumed=resumed,
+    )
+
+
+def load_outcome(folder: str | os.PathLike) -> RunOutcome:
+    """The outcome of a finished run, read from its folder."""
+    path = Path(folder)
+    try:
+        results = json.loads((path / RESULTS_FILE).read_text())
+    except FileNotFoundError:
+        raise RunError(f"The run in {path} is not finished (no {RESULTS_FILE}).") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise RunError(f"Cannot read {path / RESULTS_FILE} ({error}).") from None
+    return _outcome(path, load_spec(path), results, resumed=True)
+
+
+def seed_list(seeds: Sequence[int]) -> tuple[int, ...]:
+    """Seeds as validated by the learners (distinct, non-negative)."""
+    from sbil.deep.learners import check_seeds
+
+    return check_seeds(seeds)

@@ -1,0 +1,675 @@
+"""``sbil sweep``: a grid of runs (tasks x learners x k x options x seeds), resumable, on a local
+process pool or on Ray, with one tidy row per cell.
+
+A cell is one learner: (task, algorithm, ``k`` trajectories, learner options, seed). Cells that
+differ only in seed form a *group* and train as one stacked model (one run folder, made by
+:func:`sbil.experiments.runs.run_training`). The sweep folder ``DIR`` holds::
+
+    DIR/sweep.json         the sweep's description (SweepSpec.to_dict())
+    DIR/datasets/          the demonstrations, collected locally (Minari)
+    DIR/references.json    per task: random-policy and expert returns (normalised score 0 and 1)
+    DIR/runs/<group>/      one run folder per group (checkpoints, losses, results)
+    DIR/rows/<cell>.json   one tidy row per cell (see docs/sweeps.md), written atomically
+
+Re-running the same command skips finished cells (and recorded failures, unless
+``retry_failed``) and resumes interrupted groups from their last training checkpoint; a cell
+that fails is recorded with its error and does not stop the others. Results do not depend on
+the backend or the number of workers: every random number comes from the cell's seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sbil.files import write_json_atomic
+
+SCHEMA = 1
+BACKENDS: tuple[str, ...] = ("local", "ray")
+_ALGOS = ("bc", "edm", "edm-decoupled")
+
+
+class SweepError(ValueError):
+    """A sweep description, folder or backend that cannot be used as asked."""
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A grid of runs. Field docstrings are the spec file's keys (TOML)."""
+
+    envs: tuple[str, ...]
+    """Gymnasium tasks with discrete actions, e.g. ["CartPole-v1", "Acrobot-v1"]."""
+    ks: tuple[int, ...]
+    """Numbers of expert trajectories each learner trains on."""
+    seeds: tuple[int, ...]
+    """Seeds; seed r's trajectories depend on ``windows``."""
+    algos: tuple[str, ...] = _ALGOS
+    """Learners: bc, edm, edm-decoupled."""
+    windows: str = "sliding"
+    """first | sliding | random: which k trajectories seed r trains on."""
+    holdout: int = 10
+    """The dataset's last episodes, never trained on, that measure the action match."""
+    every_nth_step: int = 20
+    """Keep every n-th step of each trajectory (20 in the EDM reference)."""
+    eval_episodes: int = 300
+    """Seeded evaluation episodes per learner."""
+    eval_seed: int = 0
+    """Evaluation episode i starts from reset(seed=eval_seed + i)."""
+    options: dict = field(default_factory=dict)
+    """Learner options for every cell (LearnerConfig fields, e.g. n_updates = 10000)."""
+    grid: dict = field(default_factory=dict)
+    """Learner options to sweep over: name -> list of values (a product with the rest)."""
+    expert: str = "scripted"
+    """The expert that records the demonstrations (sbil expert list)."""
+    collect_seed: int = 10_000
+    """Demonstration episode i starts from reset(seed=collect_seed + i)."""
+    dataset_episodes: int | None = None
+    """Episodes to record per task (default: max(ks) + len(seeds) - 1 + holdout)."""
+    checkpoint_every: int = 1000
+    """Training state saved every this many updates (for resume)."""
+    preset: str | None = None
+    """The preset this spec came from, if any."""
+
+    def __post_init__(self) -> None:
+        from sbil.deep.learners import LearnerConfig, check_seeds
+
+        for name in ("envs", "ks", "seeds", "algos"):
+            value = getattr(self, name)
+            if isinstance(value, (str, int)):
+                value = (value,)
+            object.__setattr__(self, name, tuple(value))
+            if not getattr(self, name):
+                raise SweepError(f"{name} must name at least one value.")
+        object.__setattr__(self, "seeds", check_seeds(self.seeds))
+        for k in self.ks:
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise SweepError(f"ks must be positive integers, got {k!r}.")
+        for algo in self.algos:
+            if algo not in _ALGOS:
+                raise SweepError(f"algos must be among {', '.join(_ALGOS)}, got {algo!r}.")
+        if len(set(self.algos)) != len(self.algos) or len(set(self.ks)) != len(self.ks):
+            raise SweepError("algos and ks must not repeat a value.")
+        for name in ("options", "grid"):
+            if not isinstance(getattr(self, name), dict):
+                raise SweepError(f"{name} must be a table of learner options.")
+        known = {f.name for f in dataclasses.fields(LearnerConfig)} - {"algo"}
+        for name in (*self.options, *self.grid):
+            if name not in known:
+                raise SweepError(
+                    f"Unknown learner option {name!r}; options are {', '.join(sorted(known))}."
+                )
+        for name, values in self.grid.items():
+            if not isinstance(values, list) or not values:
+                raise SweepError(f"grid.{name} must be a non-empty list of values.")
+        for combo in self.option_sets():
+            for algo in self.algos:
+                try:
+                    LearnerConfig(algo=algo, **combo)
+                except (TypeError, ValueError) as error:
+                    raise SweepError(f"Learner options {combo}: {error}") from None
+        for name, low in (
+            ("holdout", 0),
+            ("every_nth_step", 1),
+            ("eval_episodes", 1),
+            ("eval_seed", 0),
+            ("collect_seed", 0),
+            ("checkpoint_every", 1),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise SweepError(f"{name} must be an integer >= {low}, got {value!r}.")
+        if self.windows not in ("first", "sliding", "random"):
+            raise SweepError(f"windows must be first, sliding or random, got {self.windows!r}.")
+        if (
+            self.dataset_episodes is not None
+            and self.dataset_episodes < max(self.ks) + self.holdout
+        ):
+            raise SweepError(
+                f"dataset_episodes {self.dataset_episodes} is less than max(ks) + holdout "
+                f"= {max(self.ks) + self.holdout}."
+            )
+
+    @property
+    def n_dataset_episodes(self) -> int:
+        """Episodes recorded per task."""
+        if self.dataset_episodes is not None:
+            return self.dataset_episodes
+        return max(self.ks) + len(self.seeds) - 1 + self.holdout
+
+    def option_sets(self) -> list[dict]:
+        """Every combination of ``grid`` values, each merged over ``options``."""
+        names = sorted(self.grid)
+        combos = itertools.product(*(self.grid[n] for n in names))
+        return [{**self.options, **dict(zip(names, values, strict=True))} for values in combos]
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        for name in ("envs", "ks", "seeds", "algos"):
+            out[name] = list(out[name])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SweepSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SweepError(f"Unknown sweep keys {unknown}; known keys: {sorted(known)}.")
+        return cls(**data)
+
+
+def _seeds(first: int, count: int) -> tuple[int, ...]:
+    return tuple(range(first, first + count))
+
+
+#: Presets. ``edm-paper``: the EDM paper's control-task comparison at its published settings
+#: (docs/sweeps.md says what the paper ran that this does not). ``quick``: the same shape, tiny.
+PRESETS: dict[str, dict[str, Any]] = {
+    "edm-paper": {
+        "envs": ["CartPole-v1", "Acrobot-v1", "LunarLander-v3", "MountainCar-v0"],
+        "ks": [1, 3, 7, 10, 15],
+        "algos": list(_ALGOS),
+        "seeds": list(_seeds(0, 10)),
+        "windows": "sliding",
+        "holdout": 10,
+        "every_nth_step": 20,
+        "eval_episodes": 300,
+        "options": {"n_updates": 10_000},
+    },
+    "quick": {
+        "envs": ["CartPole-v1", "Acrobot-v1", "LunarLander-v3", "MountainCar-v0"],
+        "ks": [1, 3],
+        "algos": list(_ALGOS),
+        "seeds": list(_seeds(0, 3)),
+        "windows": "sliding",
+        "holdout": 2,
+        "every_nth_step": 20,
+        "eval_episodes": 10,
+        "options": {"n_updates": 300, "sgld_buffer_size": 1000},
+        "checkpoint_every": 100,
+    },
+}
+
+
+def preset(name: str, **overrides: Any) -> SweepSpec:
+    """The preset ``name`` (``edm-paper`` or ``quick``), with any field overridden."""
+    if name not in PRESETS:
+        raise SweepError(f"Unknown preset {name!r}; presets are {', '.join(PRESETS)}.")
+    return SweepSpec.from_dict({**PRESETS[name], **overrides, "preset": name})
+
+
+def load_spec_file(path: str | os.PathLike) -> SweepSpec:
+    """A :class:`SweepSpec` from a TOML file (keys as the fields; ``preset = "quick"`` starts
+    from a preset and overrides its fields)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SweepError(f"The sweep file {path} does not exist.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SweepError(f"Cannot read the sweep file {path} ({error}).") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SweepError(f"The sweep file {path} is not valid TOML ({error}).") from None
+    name = data.pop("preset", None)
+    if name is not None:
+        return preset(name, **data)
+    try:
+        return SweepSpec.from_dict(data)
+    except TypeError as error:
+        raise SweepError(f"The sweep file {path} is incomplete ({error}).") from None
+
+
+# --- groups and cells ---------------------------------------------------------------------------
+
+
+def _short_hash(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Group:
+    """Cells that differ only in seed: one run folder, one stacked model."""
+
+    group_id: str
+    env_id: str
+    algo: str
+    k: int
+    options: dict
+    run: dict
+    """The run's RunSpec.to_dict() (dataset paths relative to the sweep folder resolved)."""
+
+    def cell_id(self, seed: int) -> str:
+        return f"{self.group_id}__s{seed}"
+
+    def config_hash(self, seed: int) -> str:
+        payload = {**self.run, "seeds": [seed]}
+        payload.pop("root", None)  # the sweep folder may move; the data is the same
+        return _short_hash(payload)
+
+
+def dataset_id(env_id: str, expert: str) -> str:
+    from sbil.deep.data import default_dataset_id
+
+    return default_dataset_id(env_id, expert)
+
+
+def groups(spec: SweepSpec, sweep_dir: Path) -> list[Group]:
+    """The sweep's groups, the most expensive first (so a pool's last tasks are short)."""
+    from sbil.deep.learners import LearnerConfig
+    from sbil.experiments.runs import RunSpec
+
+    out = []
+    root = str((sweep_dir / "datasets").absolute())
+    for env_id, algo, k, options in itertools.product(
+        spec.envs, spec.algos, spec.ks, spec.option_sets()
+    ):
+        run = RunSpec(
+            learner=LearnerConfig(algo=algo, **options),
+            seeds=spec.seeds,
+            dataset=dataset_id(env_id, spec.expert),
+            root=root,
+            env_id=env_id,
+            episodes=k,
+            windows=spec.windows,
+            holdout=spec.holdout,
+            every_nth_step=spec.every_nth_step,
+            eval_episodes=spec.eval_episodes,
+            eval_seed=spec.eval_seed,
+            checkpoint_every=spec.checkpoint_every,
+        ).to_dict()
+        digest = _short_hash({**run, "root": None})[:8]
+        group_id = f"{env_id}__{algo}__k{k}__{digest}"
+        out.append(Group(group_id, env_id, algo, k, options, run))
+    cost = {"bc": 1, "edm": 4, "edm-decoupled": 5}
+    heavy = {"LunarLander-v3": 3, "CartPole-v1": 2}
+    return sorted(out, key=lambda g: -(cost[g.algo] + heavy.get(g.env_id, 1)))
+
+
+# --- one group: what a worker runs ---------------------------------------------------------------
+
+
+def run_group(sweep_dir: str, group: Group) -> list[dict]:
+    """Train and evaluate one group (resuming its run folder) and return its tidy rows.
+
+    Never raises for a failing cell: its rows carry ``status: "failed"`` and the error.
+    """
+    from sbil.deep.checkpoint import provenance
+    from sbil.experiments.runs import RunSpec, is_run_folder, run_training
+
+    sweep = Path(sweep_dir)
+    folder = sweep / "runs" / group.group_id
+    started = time.perf_counter()
+    info = provenance()
+    try:
+        spec = RunSpec.from_dict(group.run)
+        resume = folder.is_dir() and is_run_folder(folder)
+        outcome = run_training(spec, folder, resume=resume, stop_on_divergence=False)
+    except KeyboardInterrupt:
+        raise
+    except Exception as error:  # recorded in the rows; the sweep goes on
+        message = " ".join(f"{type(error).__name__}: {error}".split())
+        return [
+            _row(group, seed, info, folder, sweep, status="failed", error=message)
+            for seed in group.run["seeds"]
+        ]
+    wall = time.perf_counter() - started
+    k = len(outcome.seeds)
+    rows = []
+    for s in outcome.seeds:
+        rows.append(
+            _row(
+                group,
+                s.seed,
+                info,
+                folder,
+                sweep,
+                status=s.status,
+                error=s.error,
+                train_episodes=s.train_episodes,
+                n_pairs=s.n_pairs,
+                returns=s.returns or [],
+                action_match=s.action_match,
+                action_match_episodes=outcome.held_out_episodes,
+                # a stacked group's time is shared by its seeds
+                train_seconds=outcome.train_seconds / k,
+                eval_seconds=outcome.eval_seconds / k,
+                wall_seconds=wall / k,
+            )
+        )
+    return rows
+
+
+def _row(group: Group, seed: int, info: dict, folder: Path, sweep: Path, **fields) -> dict:
+    returns = fields.pop("returns", [])
+    options = {**group.options, "every_nth_step": group.run["every_nth_step"]}
+    row = {
+        "schema": SCHEMA,
+        "cell_id": group.cell_id(seed),
+        "config_hash": group.config_hash(seed),
+        "env_id": group.env_id,
+        "algo": group.algo,
+        "k": group.k,
+        "seed": seed,
+        "windows": group.run["windows"],
+        "train_episodes": [],
+        "options": options,
+        "n_pairs": None,
+        "status": "failed",
+        "error": None,
+        "returns": returns,
+        "return_mean": float(np.mean(returns)) if returns else None,
+        "eval_episodes": group.run["eval_episodes"],
+        "eval_seed": group.run["eval_seed"],
+        "action_match": None,
+        "action_match_episodes": 0,
+        "train_seconds": None,
+        "eval_seconds": None,
+        "wall_seconds": None,
+        "git_commit": info.get("git_commit"),
+        "sbil_version": (info.get("versions") or {}).get("sbil"),
+        "run_dir": str(folder.relative_to(sweep)),
+    }
+    row.update(fields)
+    return row
+
+
+# --- the sweep ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """What a call of :func:`run_sweep` did."""
+
+    sweep_dir: Path
+    n_cells: int
+    done: int
+    failed: int
+    skipped: int
+    ran_groups: int
+    seconds: float
+
+
+def _random_policy(n_actions: int, seed: int):
+    rng = np.random.default_rng(seed)
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        return rng.integers(0, n_actions, size=len(obs), dtype=np.int64)
+
+    return policy
+
+
+def _claim(sweep_dir: Path) -> Path:
+    from sbil.experiments.runs import _lock_owner, _pid_alive
+
+    lock = sweep_dir / ".lock"
+    owner = _lock_owner(lock) if lock.exists() else None
+    if owner is not None:
+        host, pid = owner
+        if host != socket.gethostname() or _pid_alive(pid):
+            raise SweepError(
+                f"{sweep_dir} is being run by another sbil process (pid {pid} on {host}); wait "
+                f"for it (if no such process runs, delete {lock})."
+            )
+        lock.unlink(missing_ok=True)
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        raise SweepError(f"{sweep_dir} was just claimed by another sbil process.") from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"{socket.gethostname()} {os.getpid()}\n")
+    return lock
+
+
+def prepare(spec: SweepSpec, sweep_dir: Path, log: Callable[[str], None]) -> None:
+    """Write sweep.json (or check it), collect missing datasets, measure missing references."""
+    from sbil.deep.data import collect, load_demonstrations
+    from sbil.deep.envs import env_spec
+    from sbil.deep.evaluation import evaluate
+    from sbil.deep.experts import get_expert
+
+    spec_file = sweep_dir / "sweep.json"
+    if spec_file.is_file():
+        stored = json.loads(spec_file.read_text())
+        if stored.get("spec") != spec.to_dict():
+            raise SweepError(
+                f"{sweep_dir} holds a different sweep (its sweep.json); re-run it with the same "
+                "preset/spec, or give a new folder."
+            )
+    else:
+        write_json_atomic(spec_file, {"schema": SCHEMA, "spec": spec.to_dict()})
+    root = sweep_dir / "datasets"
+    references_file = sweep_dir / "references.json"
+    references = json.loads(references_file.read_text()) if references_file.is_file() else {}
+    for env_id in spec.envs:
+        name = dataset_id(env_id, spec.expert)
+        if not (root / name / "data").is_dir():
+            log(f"recording {spec.n_dataset_episodes} {spec.expert} episodes of {env_id}")
+            collect(
+                env_id,
+                spec.n_dataset_episodes,
+                expert=spec.expert,
+                seed=spec.collect_seed,
+                root=root,
+            )
+        demos = load_demonstrations(name, root=root)
+        if demos.n_episodes < spec.n_dataset_episodes:
+            raise SweepError(
+                f"The dataset {name} in {root} has {demos.n_episodes} episodes, fewer than the "
+                f"{spec.n_dataset_episodes} this sweep needs; delete it to record it again."
+            )
+        if env_id not in references:
+            log(f"measuring random and expert returns on {env_id} ({spec.eval_episodes} episodes)")
+            n = spec.eval_episodes
+            random = evaluate(
+                _random_policy(env_spec(env_id).n_actions, spec.eval_seed),
+                env_id,
+                n,
+                spec.eval_seed,
+                vectorize=False,
+            )
+            expert = evaluate(get_expert(env_id, spec.expert), env_id, n, spec.eval_seed)
+            references[env_id] = {
+                "random": {
+                    "mean": random.mean,
+                    "returns": random.returns.tolist(),
+                    "episodes": n,
+                    "seed": spec.eval_seed,
+                },
+                "expert": {
+                    "mean": expert.mean,
+                    "returns": expert.returns.tolist(),
+                    "episodes": n,
+                    "seed": spec.eval_seed,
+                    "name": spec.expert,
+                },
+            }
+            write_json_atomic(references_file, references)
+
+
+def _finished_cells(sweep_dir: Path, retry_failed: bool) -> dict[str, str]:
+    """cell_id -> config_hash of rows that count as finished."""
+    finished = {}
+    for path in (sweep_dir / "rows").glob("*.json"):
+        try:
+            row = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # a damaged row is redone
+        if row.get("status") == "done" or (row.get("status") == "failed" and not retry_failed):
+            finished[row["cell_id"]] = row.get("config_hash")
+    return finished
+
+
+def run_sweep(
+    spec: SweepSpec,
+    sweep_dir: str | os.PathLike,
+    *,
+    workers: int = 1,
+    backend: str = "local",
+    address: str | None = None,
+    retry_failed: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> SweepSummary:
+    """Run (or resume) the sweep into ``sweep_dir``; see the module doc.
+
+    Args:
+        spec: the grid.
+        sweep_dir: the sweep folder (created if needed; the same folder resumes).
+        workers: groups trained at once (processes, or Ray tasks of one CPU each).
+        backend: ``"local"`` (a process pool; 1 worker runs in this process) or ``"ray"``.
+        address: with ``backend="ray"``, an existing cluster's address (default: a local
+            Ray started with ``workers`` CPUs). The sweep folder must be on a file system
+            every node sees.
+        retry_failed: run cells recorded as failed again.
+        log: called with one line per event (datasets, references, each finished group).
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise SweepError(f"--workers must be a positive integer, got {workers!r}.")
+    if backend not in BACKENDS:
+        raise SweepError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
+    if address is not None and backend != "ray":
+        raise SweepError("--address is for --backend ray.")
+    log = log or (lambda line: None)
+    sweep = Path(sweep_dir)
+    if sweep.exists() and not sweep.is_dir():
+        raise SweepError(f"{sweep} is a file; give a folder for the sweep.")
+    if sweep.is_dir() and any(sweep.iterdir()) and not (sweep / "sweep.json").is_file():
+        raise SweepError(f"{sweep} holds files that are not an sbil sweep; give a new folder.")
+    try:
+        (sweep / "rows").mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SweepError(f"Cannot create the sweep folder {sweep} ({error.strerror}).") from None
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ModuleNotFoundError:
+            raise SweepError(
+                "--backend ray needs Ray: pip install 'sbil[ray]' (or pip install ray)."
+            ) from None
+    lock = _claim(sweep)
+    started = time.perf_counter()
+    try:
+        prepare(spec, sweep, log)
+        all_groups = groups(spec, sweep)
+        finished = _finished_cells(sweep, retry_failed)
+        todo = [
+            g
+            for g in all_groups
+            if any(finished.get(g.cell_id(s)) != g.config_hash(s) for s in spec.seeds)
+        ]
+        n_cells = len(all_groups) * len(spec.seeds)
+        skipped = n_cells - len(todo) * len(spec.seeds)
+        log(
+            f"{n_cells} cells in {len(all_groups)} groups; {skipped} already finished, "
+            f"{len(todo)} groups to run on {workers} {backend} worker(s)"
+        )
+        counts = {"done": 0, "failed": 0}
+        position = [0]
+
+        def record(group: Group, rows: list[dict], seconds: float) -> None:
+            for row in rows:
+                write_json_atomic(sweep / "rows" / f"{row['cell_id']}.json", row, allow_nan=True)
+                counts[row["status"]] = counts.get(row["status"], 0) + 1
+            position[0] += 1
+            means = [r["return_mean"] for r in rows if r["return_mean"] is not None]
+            failed = [r for r in rows if r["status"] != "done"]
+            line = (
+                f"[{position[0]}/{len(todo)}] {group.env_id} {group.algo} k={group.k}: "
+                f"{len(rows) - len(failed)} done"
+            )
+            if means:
+                line += f", mean return {np.mean(means):.1f}"
+            if failed:
+                line += f", {len(failed)} failed ({failed[0]['error']})"
+            log(f"{line} ({seconds:.0f} s)")
+
+        if backend == "ray":
+            _run_ray(todo, sweep, workers, address, record)
+        else:
+            _run_local(todo, sweep, workers, record)
+    finally:
+        lock.unlink(missing_ok=True)
+    return SweepSummary(
+        sweep_dir=sweep,
+        n_cells=n_cells,
+        done=counts["done"],
+        failed=counts["failed"],
+        skipped=skipped,
+        ran_groups=len(todo),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _run_local(todo: Sequence[Group], sweep: Path, workers: int, record) -> None:
+    if workers == 1:
+        for group in todo:
+            started = time.perf_counter()
+            record(group, run_group(str(sweep), group), time.perf_counter() - started)
+        return
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    context = multiprocessing.get_context("spawn")  # no torch state forked into workers
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending = {}
+        queue = list(todo)
+        try:
+            while queue or pending:
+                while queue and len(pending) < workers:
+                    group = queue.pop(0)
+                    pending[pool.submit(run_group, str(sweep), group)] = (
+                        group,
+                        time.perf_counter(),
+                    )
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    group, started = pending.pop(future)
+                    record(group, future.result(), time.perf_counter() - started)
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def _run_ray(todo: Sequence[Group], sweep: Path, workers: int, address: str | None, record) -> None:
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address is None:
+            ray.init(
+                num_cpus=workers,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+        else:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(run_group)
+        pending = {}
+        queue = list(todo)
+        while queue or pending:
+            while queue and len(pending) < workers:
+                group = queue.pop(0)
+                pending[remote.remote(str(sweep.absolute()), group)] = (group, time.perf_counter())
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                group, started = pending.pop(ref)
+                record(group, ray.get(ref), time.perf_counter() - started)
+    finally:
+        if started_here:
+            ray.shutdown()
