@@ -1,0 +1,1325 @@
+"""The report of a sweep folder: statistics over its tidy rows, figures, and the EDM verdict.
+
+A sweep folder (see the lead's ``sbil.experiments.sweep``) holds ``sweep.json`` (the grid),
+``references.json`` (per environment the random policy's and the expert's measured returns)
+and ``rows/*.json`` (one tidy row per cell: env x algo x k x option-set x seed). This module
+reads them, computes every figure the report quotes (:func:`summarise_sweep`), judges the EDM
+paper's claim from those figures (:func:`judge_edm_claim`, the one home of that verdict and its
+words), and renders Markdown and PNG figures that only show what the summary holds
+(:func:`write_sweep_report`).
+
+Statistics follow rliable (:mod:`sbil.experiments.stats`): a run's score is its mean return over
+the evaluation episodes, normalised per environment so that the random policy scores 0 and the
+expert 1; aggregates are interquartile means (IQM) of ``scores[seed, task]`` with 95% stratified
+bootstrap percentile intervals, where a task is an environment (at one k) or an (environment, k)
+pair (over all k). Probabilities of improvement P(X > Y) are Mann-Whitney statistics averaged
+over tasks; they depend only on ranks within a task, so they need no normalisation.
+
+Example:
+    >>> from sbil.experiments.sweep_report import write_sweep_report
+    >>> write_sweep_report("runs/sweep-quick")  # doctest: +SKIP
+    PosixPath('runs/sweep-quick/report/REPORT.md')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from sbil.experiments.io import save_figure_atomic, write_csv_atomic
+from sbil.experiments.stats import (
+    Interval,
+    normalised_score,
+    performance_profile,
+    probability_of_improvement_ci,
+    stratified_bootstrap_ci,
+)
+from sbil.files import write_json_atomic, write_text_atomic
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "COMPARISONS",
+    "judge_edm_claim",
+    "load_references",
+    "load_rows",
+    "load_spec",
+    "summarise_sweep",
+    "write_sweep_report",
+]
+
+SUMMARY_SCHEMA = 1
+CONFIDENCE = 0.95
+ALGO_ORDER = ("bc", "edm", "edm-decoupled")
+ALGO_NAMES = {"bc": "BC", "edm": "EDM", "edm-decoupled": "decoupled EDM"}
+COMPARISONS: tuple[tuple[str, str], ...] = (("edm", "bc"), ("edm-decoupled", "edm"))
+"""The (X, Y) algorithm pairs whose probability of improvement P(X > Y) the report gives."""
+
+_REQUIRED_ROW_KEYS = ("env_id", "algo", "k", "seed", "status")
+_ROW_DEFAULTS: dict[str, Any] = {
+    "schema": None,
+    "cell_id": None,
+    "config_hash": None,
+    "windows": None,
+    "train_episodes": [],
+    "options": {},
+    "n_pairs": None,
+    "error": None,
+    "returns": [],
+    "return_mean": None,
+    "eval_episodes": None,
+    "eval_seed": None,
+    "action_match": None,
+    "action_match_episodes": 0,
+    "train_seconds": None,
+    "eval_seconds": None,
+    "wall_seconds": None,
+    "git_commit": None,
+    "sbil_version": None,
+    "run_dir": None,
+}
+_COLOURS = ("tab:blue", "tab:red", "tab:orange", "tab:green", "tab:purple", "tab:brown")
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_spec(sweep_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The sweep's ``sweep.json`` (the grid it was asked to run)."""
+    path = Path(sweep_dir) / "sweep.json"
+    if not Path(sweep_dir).is_dir():
+        raise ValueError(f"no sweep folder at {sweep_dir}; pass the folder `sbil sweep` wrote.")
+    if not path.is_file():
+        raise ValueError(
+            f"{sweep_dir} has no sweep.json, so it is not a sweep folder; pass the folder "
+            "`sbil sweep` wrote."
+        )
+    spec = _read_json(path)
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path} must hold a JSON object; it holds {type(spec).__name__}.")
+    return spec
+
+
+def load_references(sweep_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The sweep's ``references.json`` (random and expert returns per env); {} when absent."""
+    path = Path(sweep_dir) / "references.json"
+    if not path.is_file():
+        return {}
+    refs = _read_json(path)
+    if not isinstance(refs, dict):
+        raise ValueError(f"{path} must hold a JSON object keyed by env id.")
+    return refs
+
+
+def load_rows(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """Every row of a sweep folder, one per cell, failed ones kept with their status and error.
+
+    Args:
+        sweep_dir: the sweep folder (its ``rows/*.json`` are read).
+
+    Returns:
+        One row per file with the schema's fields (absent optional fields filled with None),
+        plus ``variant``: the algorithm's name, followed by the learner options that differ
+        between that algorithm's rows when the sweep varies them (e.g. ``edm (lr=0.001)``), and
+        ``normalised_score``: ``return_mean`` normalised by ``references.json`` (NaN where the
+        cell failed or the env has no usable reference). Sorted by env, algorithm, k, seed.
+    """
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise ValueError(f"no sweep folder at {sweep_dir}; pass the folder `sbil sweep` wrote.")
+    records = []
+    for path in sorted((sweep_dir / "rows").glob("*.json")):
+        row = _read_json(path)
+        if not isinstance(row, dict):
+            raise ValueError(f"{path} must hold one JSON object (a sweep row).")
+        missing = [key for key in _REQUIRED_ROW_KEYS if key not in row]
+        if missing:
+            raise ValueError(
+                f"{path} lacks {', '.join(missing)}; it is not a sweep row (delete it, or "
+                "re-run the sweep to rewrite it)."
+            )
+        for key in ("k", "seed"):
+            if not isinstance(row[key], int) or isinstance(row[key], bool):
+                raise ValueError(f"{path} has {key} = {row[key]!r}; it must be an integer.")
+        if row["status"] not in ("done", "failed"):
+            raise ValueError(f"{path} has status {row['status']!r}; expected 'done' or 'failed'.")
+        records.append({**_ROW_DEFAULTS, **row, "row_file": path.name})
+    columns = [*_REQUIRED_ROW_KEYS, *_ROW_DEFAULTS, "row_file", "variant", "normalised_score"]
+    if not records:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    frame = pd.DataFrame.from_records(records)
+    frame["k"] = frame["k"].astype(int)
+    frame["seed"] = frame["seed"].astype(int)
+    frame["return_mean"] = pd.to_numeric(frame["return_mean"], errors="coerce").astype(float)
+    frame["action_match"] = pd.to_numeric(frame["action_match"], errors="coerce").astype(float)
+    frame["variant"] = _variant_labels(frame)
+    anchors = _anchors(load_references(sweep_dir))
+    frame["normalised_score"] = [
+        float(normalised_score(r, random_return=anchors[e][0], expert_return=anchors[e][1]))
+        if s == "done" and e in anchors and np.isfinite(r)
+        else math.nan
+        for e, r, s in zip(frame["env_id"], frame["return_mean"], frame["status"], strict=True)
+    ]
+    order = {a: i for i, a in enumerate(ALGO_ORDER)}
+    frame["_algo_order"] = frame["algo"].map(lambda a: order.get(a, len(order)))
+    frame = frame.sort_values(["env_id", "_algo_order", "variant", "k", "seed", "row_file"])
+    return frame.drop(columns="_algo_order").reset_index(drop=True)[
+        [*columns, *[c for c in frame.columns if c not in columns and c != "_algo_order"]]
+    ]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read {path} as JSON ({err}); delete or rewrite it.") from None
+
+
+def _variant_labels(frame: pd.DataFrame) -> list[str]:
+    """Algorithm name plus the options that vary between that algorithm's rows."""
+    labels = []
+    varying: dict[str, list[str]] = {}
+    for algo, group in frame.groupby("algo", sort=False):
+        keys = sorted({k for opts in group["options"] for k in (opts or {})})
+        varying[algo] = [
+            k
+            for k in keys
+            if len({json.dumps((o or {}).get(k), sort_keys=True) for o in group["options"]}) > 1
+        ]
+    for algo, opts in zip(frame["algo"], frame["options"], strict=True):
+        shown = [f"{k}={_option_text((opts or {}).get(k))}" for k in varying[algo]]
+        labels.append(f"{algo} ({', '.join(shown)})" if shown else str(algo))
+    return labels
+
+
+def _option_text(value: Any) -> str:
+    return (
+        "default" if value is None else json.dumps(value) if not isinstance(value, str) else value
+    )
+
+
+def _anchors(references: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+    """(random mean, expert mean) of each env whose references allow a normalised score."""
+    out = {}
+    for env, ref in references.items():
+        if _reference_problem(ref) is None:
+            out[env] = (float(ref["random"]["mean"]), float(ref["expert"]["mean"]))
+    return out
+
+
+def _reference_problem(ref: Any) -> str | None:
+    """Why an env's references give no normalised score, or None when they do."""
+    try:
+        random_mean = float(ref["random"]["mean"])
+        expert_mean = float(ref["expert"]["mean"])
+    except (KeyError, TypeError, ValueError):
+        return "references.json lacks its random or expert mean"
+    if not (np.isfinite(random_mean) and np.isfinite(expert_mean)):
+        return "a reference mean is not finite"
+    if expert_mean == random_mean:
+        return "the expert's mean return equals the random policy's"
+    return None
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def summarise_sweep(
+    sweep_dir: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    n_resamples: int = 2000,
+    rows: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Every figure the report quotes, as one JSON-ready dictionary.
+
+    Args:
+        sweep_dir: the sweep folder.
+        seed: root seed of the bootstrap; each interval derives its own seed from it and the
+            interval's name, so adding a cell to a sweep leaves the other intervals unchanged.
+        n_resamples: bootstrap resamples per interval.
+        rows: the rows, if already loaded with :func:`load_rows`.
+
+    Returns:
+        A dictionary with keys ``protocol``, ``bootstrap``, ``counts``, ``references``, ``cells``
+        (per env x variant x k: IQM over seeds of return, normalised score and action match,
+        with intervals), ``aggregate`` (per variant, IQM normalised score over envs at each k
+        and over all (env, k)), ``improvement`` (P(X > Y) for :data:`COMPARISONS`), ``profiles``,
+        ``failed``, ``missing``, ``duplicates``, ``excluded`` and ``claim``
+        (:func:`judge_edm_claim`).
+    """
+    sweep_dir = Path(sweep_dir)
+    spec = load_spec(sweep_dir)
+    references = load_references(sweep_dir)
+    frame = load_rows(sweep_dir) if rows is None else rows
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be at least 1; got {n_resamples}.")
+    boot = _Bootstrap(seed=seed, n_resamples=n_resamples)
+    done, duplicates, excluded = _finished(frame)
+    variants = _ordered_variants(frame)
+    keys = ["env_id", "variant", "k", "seed"]
+
+    summary: dict[str, Any] = {
+        "schema": SUMMARY_SCHEMA,
+        "protocol": _protocol(spec, frame),
+        "bootstrap": {
+            "n_resamples": n_resamples,
+            "confidence": CONFIDENCE,
+            "seed": seed,
+            "method": "stratified bootstrap (runs resampled within each task), percentile "
+            "interval with linear interpolation (rliable 1.2.0)",
+        },
+        "variants": variants,
+        "references": _reference_summary(spec, references),
+        "cells": _cell_summaries(done, variants, boot),
+        "aggregate": _aggregates(done, variants, boot),
+        "improvement": _improvements(done, variants, boot),
+        "profiles": _profiles(done, variants, boot),
+        "failed": _records(frame[frame["status"] == "failed"], ["cell_id", *keys, "algo", "error"]),
+        "missing": _missing_cells(spec, frame),
+        "duplicates": duplicates,
+        "excluded": excluded,
+    }
+    summary["counts"] = {
+        "rows": len(frame),
+        "done": int((frame["status"] == "done").sum()),
+        "failed": len(summary["failed"]),
+        "missing": sum(len(m["seeds"]) for m in summary["missing"]),
+        "expected": _expected_count(spec, frame),
+    }
+    summary["claim"] = judge_edm_claim(
+        frame, counts=summary["counts"], seed=seed, n_resamples=n_resamples
+    )
+    return summary
+
+
+_CELL_KEYS = ["env_id", "variant", "k", "seed"]
+
+
+def _finished(
+    frame: pd.DataFrame,
+) -> tuple[pd.DataFrame, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The finished rows the statistics use, the duplicate rows and the unusable ones."""
+    duplicated = frame.duplicated(_CELL_KEYS, keep="first")
+    duplicates = _records(frame[duplicated], ["cell_id", "row_file", *_CELL_KEYS])
+    done = frame[(frame["status"] == "done") & ~duplicated]
+    bad = ~np.isfinite(done["return_mean"].to_numpy(dtype=float))
+    excluded = [
+        {**r, "reason": "status done but no finite return_mean"}
+        for r in _records(done[bad], ["cell_id", *_CELL_KEYS])
+    ]
+    return done[~bad].copy(), duplicates, excluded
+
+
+class _Bootstrap:
+    """Bootstrap settings with a seed per named interval (stable under added cells)."""
+
+    def __init__(self, *, seed: int, n_resamples: int) -> None:
+        self.seed = int(seed)
+        self.n_resamples = n_resamples
+
+    def seed_for(self, *name: Any) -> int:
+        text = json.dumps([self.seed, *map(str, name)])
+        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+    def iqm(self, matrix: np.ndarray, *name: Any) -> Interval:
+        return stratified_bootstrap_ci(
+            matrix,
+            n_resamples=self.n_resamples,
+            confidence=CONFIDENCE,
+            seed=self.seed_for("iqm", *name),
+            quantiles="linear",
+        )
+
+    def improvement(self, x: np.ndarray, y: np.ndarray, *name: Any) -> Interval:
+        return probability_of_improvement_ci(
+            x,
+            y,
+            n_resamples=self.n_resamples,
+            confidence=CONFIDENCE,
+            seed=self.seed_for("poi", *name),
+        )
+
+
+def _ordered_variants(frame: pd.DataFrame) -> list[dict[str, str]]:
+    seen: dict[str, str] = {}
+    for variant, algo in zip(frame["variant"], frame["algo"], strict=True):
+        seen.setdefault(variant, algo)
+    return [{"variant": v, "algo": a, "name": _display(v, a)} for v, a in seen.items()]
+
+
+def _display(variant: str, algo: str) -> str:
+    return ALGO_NAMES.get(algo, algo) + variant[len(algo) :]
+
+
+def _records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
+    return [
+        {c: _plain(row[c]) for c in columns if c in frame.columns}
+        for row in frame.to_dict("records")
+    ]
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready scalars: numpy numbers to Python, NaN to None."""
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
+def _protocol(spec: Mapping[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
+    def distinct(column: str) -> list[Any]:
+        values = frame[column].dropna().tolist() if column in frame else []
+        return sorted({str(v) for v in values})
+
+    options_by_algo: dict[str, dict[str, Any]] = {}
+    for algo, group in frame.groupby("algo", sort=False):
+        merged: dict[str, set[str]] = {}
+        for opts in group["options"]:
+            for key, value in (opts or {}).items():
+                merged.setdefault(key, set()).add(json.dumps(value, sort_keys=True))
+        options_by_algo[str(algo)] = {
+            key: json.loads(next(iter(vals))) if len(vals) == 1 else "varies"
+            for key, vals in sorted(merged.items())
+        }
+    return {
+        "spec": dict(spec),
+        "row_options_by_algo": options_by_algo,
+        "git_commits": distinct("git_commit"),
+        "sbil_versions": distinct("sbil_version"),
+        "windows_in_rows": distinct("windows"),
+    }
+
+
+def _reference_summary(spec: Mapping[str, Any], references: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for env in [*spec.get("envs", []), *[e for e in references if e not in spec.get("envs", [])]]:
+        ref = references.get(env)
+        if ref is None:
+            out[env] = {"usable": False, "problem": "no entry in references.json"}
+            continue
+        problem = _reference_problem(ref)
+        entry: dict[str, Any] = {"usable": problem is None, "problem": problem}
+        for side in ("random", "expert"):
+            part = ref.get(side) if isinstance(ref, dict) else None
+            if isinstance(part, dict):
+                entry[side] = {
+                    k: _plain(part.get(k))
+                    for k in ("mean", "episodes", "seed", "name")
+                    if k in part
+                }
+        out[env] = entry
+    return out
+
+
+def _cell_summaries(
+    done: pd.DataFrame, variants: Sequence[Mapping[str, str]], boot: _Bootstrap
+) -> list[dict[str, Any]]:
+    cells = []
+    order = [v["variant"] for v in variants]
+    for (env, variant, k), group in sorted(
+        done.groupby(["env_id", "variant", "k"]),
+        key=lambda item: (item[0][0], order.index(item[0][1]), item[0][2]),
+    ):
+        cell: dict[str, Any] = {
+            "env_id": env,
+            "variant": variant,
+            "algo": str(group["algo"].iloc[0]),
+            "k": int(k),
+            "seeds": sorted(int(s) for s in group["seed"]),
+        }
+        for column, name in (
+            ("return_mean", "return"),
+            ("normalised_score", "normalised"),
+            ("action_match", "action_match"),
+        ):
+            values = group[column].to_numpy(dtype=float)
+            values = values[np.isfinite(values)]
+            cell[name] = (
+                _interval(boot.iqm(values, name, env, variant, k), n=len(values))
+                if len(values)
+                else None
+            )
+        matched = group["action_match_episodes"].dropna()
+        cell["action_match_episodes"] = sorted({int(n) for n in matched})
+        cells.append(cell)
+    return cells
+
+
+def _interval(ci: Interval, **extra: Any) -> dict[str, Any]:
+    return {"iqm": ci.estimate, "low": ci.low, "high": ci.high, **extra}
+
+
+def _score_matrix(
+    runs: pd.DataFrame, value: str, tasks: Sequence[tuple[str, int]]
+) -> tuple[np.ndarray, list[int], int]:
+    """``scores[seed, task]`` over the seeds present on every task, and how many runs it drops.
+
+    rliable's statistics take a rectangular matrix; a seed that is missing (or failed) on one
+    of the tasks is left out of all of them, and the count of runs so dropped is reported.
+    """
+    values = {
+        ((e, int(k)), int(s)): float(v)
+        for e, k, s, v in zip(runs["env_id"], runs["k"], runs["seed"], runs[value], strict=True)
+        if np.isfinite(v)
+    }
+    task_set = set(tasks)
+    per_task = [{s for (t, s) in values if t == task} for task in tasks]
+    seeds = sorted(set.intersection(*per_task)) if per_task else []
+    n_runs = sum(1 for (t, _) in values if t in task_set)
+    matrix = np.array([[values[(t, s)] for t in tasks] for s in seeds], dtype=float)
+    return matrix.reshape(len(seeds), len(tasks)), seeds, n_runs - len(seeds) * len(tasks)
+
+
+def _tasks(runs: pd.DataFrame, value: str, ks: Iterable[int] | None) -> list[tuple[str, int]]:
+    """The (env, k) tasks on which ``runs`` have at least one finite ``value``."""
+    ok = runs[np.isfinite(runs[value].to_numpy(dtype=float))]
+    if ks is not None:
+        ok = ok[ok["k"].isin(list(ks))]
+    return sorted({(str(e), int(k)) for e, k in zip(ok["env_id"], ok["k"], strict=True)})
+
+
+def _scopes(done: pd.DataFrame) -> list[tuple[str, int | None, list[int]]]:
+    """("k", k, [k]) for every k present, then ("all", None, all ks)."""
+    ks = sorted({int(k) for k in done["k"]})
+    return [("k", k, [k]) for k in ks] + ([("all", None, ks)] if ks else [])
+
+
+def _aggregates(
+    done: pd.DataFrame, variants: Sequence[Mapping[str, str]], boot: _Bootstrap
+) -> list[dict[str, Any]]:
+    out = []
+    for scope, k, ks in _scopes(done):
+        for v in variants:
+            runs = done[done["variant"] == v["variant"]]
+            tasks = _tasks(runs, "normalised_score", ks)
+            if not tasks:
+                continue
+            matrix, seeds, dropped = _score_matrix(runs, "normalised_score", tasks)
+            entry: dict[str, Any] = {
+                "variant": v["variant"],
+                "scope": scope,
+                "k": k,
+                "envs": sorted({e for e, _ in tasks}),
+                "n_tasks": len(tasks),
+                "seeds": seeds,
+                "runs_dropped": dropped,
+            }
+            if matrix.size:
+                ci = boot.iqm(matrix, "aggregate", v["variant"], scope, k)
+                entry.update(iqm=ci.estimate, low=ci.low, high=ci.high)
+            else:
+                entry.update(iqm=None, low=None, high=None)
+            out.append(entry)
+    return out
+
+
+def _pairs(
+    variants: Sequence[Mapping[str, str]], x_algo: str, y_algo: str
+) -> list[tuple[str, str]]:
+    xs = [v["variant"] for v in variants if v["algo"] == x_algo]
+    ys = [v["variant"] for v in variants if v["algo"] == y_algo]
+    return [(x, y) for x in xs for y in ys]
+
+
+def _improvement(
+    done: pd.DataFrame, x: str, y: str, ks: Sequence[int], boot: _Bootstrap, *name: Any
+) -> dict[str, Any] | None:
+    """P(x > y) over the (env, k) tasks with k in ``ks`` on which both have runs."""
+    runs_x, runs_y = done[done["variant"] == x], done[done["variant"] == y]
+    shared = sorted(set(_tasks(runs_x, "return_mean", ks)) & set(_tasks(runs_y, "return_mean", ks)))
+    if not shared:
+        return None
+    # Ranks within a task are all P(X > Y) uses, so raw returns give the normalised answer.
+    mx, seeds_x, drop_x = _score_matrix(runs_x, "return_mean", shared)
+    my, seeds_y, drop_y = _score_matrix(runs_y, "return_mean", shared)
+    entry: dict[str, Any] = {
+        "x": x,
+        "y": y,
+        "ks": sorted(set(ks) & {k for _, k in shared}),
+        "envs": sorted({e for e, _ in shared}),
+        "n_tasks": len(shared),
+        "n_x": len(seeds_x),
+        "n_y": len(seeds_y),
+        "runs_dropped": drop_x + drop_y,
+    }
+    if mx.size and my.size:
+        ci = boot.improvement(mx, my, x, y, *name)
+        entry.update(p=ci.estimate, low=ci.low, high=ci.high)
+    else:
+        entry.update(p=None, low=None, high=None)
+    return entry
+
+
+def _improvements(
+    done: pd.DataFrame, variants: Sequence[Mapping[str, str]], boot: _Bootstrap
+) -> list[dict[str, Any]]:
+    out = []
+    for x_algo, y_algo in COMPARISONS:
+        for x, y in _pairs(variants, x_algo, y_algo):
+            for scope, k, ks in _scopes(done):
+                entry = _improvement(done, x, y, ks, boot, scope, k)
+                if entry is not None:
+                    out.append({"scope": scope, "k": k, **entry})
+    return out
+
+
+def _profiles(
+    done: pd.DataFrame, variants: Sequence[Mapping[str, str]], boot: _Bootstrap
+) -> dict[str, Any]:
+    scores = done["normalised_score"].to_numpy(dtype=float)
+    scores = scores[np.isfinite(scores)]
+    if not scores.size:
+        return {"taus": [], "curves": []}
+    taus = np.linspace(min(0.0, float(scores.min())), max(1.0, float(scores.max())), 101)
+    curves = []
+    for scope, k, ks in _scopes(done):
+        for v in variants:
+            runs = done[done["variant"] == v["variant"]]
+            tasks = _tasks(runs, "normalised_score", ks)
+            if not tasks:
+                continue
+            matrix, seeds, _ = _score_matrix(runs, "normalised_score", tasks)
+            if not matrix.size:
+                continue
+            profile = performance_profile(
+                matrix,
+                taus,
+                n_resamples=boot.n_resamples,
+                confidence=CONFIDENCE,
+                seed=boot.seed_for("profile", v["variant"], scope, k),
+            )
+            curves.append(
+                {
+                    "variant": v["variant"],
+                    "scope": scope,
+                    "k": k,
+                    "n_tasks": len(tasks),
+                    "n_seeds": len(seeds),
+                    "fraction": profile.fraction.tolist(),
+                    "low": profile.low.tolist(),
+                    "high": profile.high.tolist(),
+                }
+            )
+    return {"taus": taus.tolist(), "curves": curves}
+
+
+def _expected_grid(spec: Mapping[str, Any], frame: pd.DataFrame) -> list[tuple[str, str, int]]:
+    """(env, variant, k) combinations the grid asks for: spec envs x variants x spec ks.
+
+    A variant stands for one option-set of an algorithm; an algorithm of the spec with no row
+    yet counts as one variant named after it.
+    """
+    variants_of: dict[str, list[str]] = {}
+    for variant, algo in zip(frame["variant"], frame["algo"], strict=True):
+        variants_of.setdefault(algo, [])
+        if variant not in variants_of[algo]:
+            variants_of[algo].append(variant)
+    grid = []
+    for env in spec.get("envs", []):
+        for algo in spec.get("algos", []):
+            for variant in variants_of.get(algo, [algo]):
+                for k in spec.get("ks", []):
+                    grid.append((str(env), variant, int(k)))
+    return grid
+
+
+def _expected_count(spec: Mapping[str, Any], frame: pd.DataFrame) -> int:
+    return len(_expected_grid(spec, frame)) * len(spec.get("seeds", []))
+
+
+def _missing_cells(spec: Mapping[str, Any], frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Cells of the spec's grid with no row, grouped by (env, variant, k)."""
+    present = {
+        (str(e), v, int(k), int(s))
+        for e, v, k, s in zip(
+            frame["env_id"], frame["variant"], frame["k"], frame["seed"], strict=True
+        )
+    }
+    seeds = [int(s) for s in spec.get("seeds", [])]
+    out = []
+    for env, variant, k in _expected_grid(spec, frame):
+        absent = [s for s in seeds if (env, variant, k, s) not in present]
+        if absent:
+            out.append({"env_id": env, "variant": variant, "k": k, "seeds": absent})
+    return out
+
+
+# ----------------------------------------------------------------------------- the claim
+
+
+def judge_edm_claim(
+    rows: pd.DataFrame,
+    *,
+    counts: Mapping[str, int] | None = None,
+    seed: int = 0,
+    n_resamples: int = 2000,
+) -> dict[str, Any]:
+    """Whether this run supports the EDM paper's claim, judged and worded in one place.
+
+    The claim (Jarrett et al., 2020): EDM is ahead of BC when few expert trajectories are
+    available. "Few" is taken as the smaller half of the k values on which both EDM and BC have
+    runs (at least the smallest one); the test statistic is P(EDM > BC) over the (env, k) tasks
+    at those k, with its 95% stratified bootstrap interval. Verdict: "holds" if the whole
+    interval lies above 0.5, "contradicted" if it lies below, "not resolved" otherwise, and
+    "not testable" without runs of both.
+
+    Args:
+        rows: the sweep's rows, from :func:`load_rows` (failed ones are ignored here).
+        counts: the summary's counts, to say when the sweep is partial.
+        seed: root seed of the bootstrap (as :func:`summarise_sweep`'s).
+        n_resamples: bootstrap resamples per interval.
+
+    Returns:
+        ``{"verdicts": [one per (EDM variant, BC variant) pair with runs on a common task:
+        {"verdict", "ks", "ks_in_sweep", "p", "low", "high", "per_k", "normalised", ...}],
+        "text": the paragraph}``.
+    """
+    boot = _Bootstrap(seed=seed, n_resamples=n_resamples)
+    variants = _ordered_variants(rows)
+    done, _, _ = _finished(rows)
+    counts = counts or {}
+    pairs = _pairs(variants, "edm", "bc")
+    verdicts = []
+    for x, y in pairs:
+        ks_both = sorted(
+            {k for _, k in _tasks(done[done["variant"] == x], "return_mean", None)}
+            & {k for _, k in _tasks(done[done["variant"] == y], "return_mean", None)}
+        )
+        if not ks_both:
+            continue
+        small = ks_both[: max(1, len(ks_both) // 2)]
+        entry = _improvement(done, x, y, small, boot, "claim", *small)
+        if entry is None or entry["p"] is None:
+            continue
+        per_k = [_improvement(done, x, y, [k], boot, "k", k) for k in small]
+        entry["verdict"] = (
+            "holds"
+            if entry["low"] > 0.5
+            else "contradicted"
+            if entry["high"] < 0.5
+            else "not resolved"
+        )
+        entry["ks_in_sweep"] = ks_both
+        entry["per_k"] = [p for p in per_k if p is not None and p["p"] is not None]
+        entry["normalised"] = {v: _small_k_iqm(done, v, small, boot) for v in (x, y)}
+        verdicts.append(entry)
+    return {"verdicts": verdicts, "text": _claim_text(verdicts, variants, counts)}
+
+
+def _small_k_iqm(
+    done: pd.DataFrame, variant: str, ks: Sequence[int], boot: _Bootstrap
+) -> dict[str, Any] | None:
+    runs = done[done["variant"] == variant]
+    tasks = _tasks(runs, "normalised_score", ks)
+    if not tasks:
+        return None
+    matrix, _, _ = _score_matrix(runs, "normalised_score", tasks)
+    if not matrix.size:
+        return None
+    return _interval(boot.iqm(matrix, "claim-iqm", variant, *ks), n_tasks=len(tasks))
+
+
+def _claim_text(
+    verdicts: Sequence[Mapping[str, Any]],
+    variants: Sequence[Mapping[str, str]],
+    counts: Mapping[str, int],
+) -> str:
+    names = {v["variant"]: v["name"] for v in variants}
+    intro = (
+        "The EDM paper (Jarrett et al., 2020) reports EDM ahead of BC when few expert "
+        "trajectories are available."
+    )
+    if not verdicts:
+        have = {v["algo"] for v in variants}
+        lacking = " and ".join(ALGO_NAMES[a] for a in ("edm", "bc") if a not in have)
+        why = (
+            f"this sweep has no finished {lacking} runs"
+            if lacking
+            else "EDM and BC have no finished runs on a common (environment, k)"
+        )
+        return f"{intro} **Not testable here**: {why}, so this run says nothing about the claim."
+    parts = [intro]
+    for v in verdicts:
+        x, y = names[v["x"]], names[v["y"]]
+        ks = ", ".join(str(k) for k in v["ks"])
+        few = (
+            f"the smaller half of this sweep's k values (k ∈ {{{ks}}} of "
+            f"{{{', '.join(str(k) for k in v['ks_in_sweep'])}}})"
+            if len(v["ks_in_sweep"]) > 1
+            else f"the only k in this sweep (k = {ks}), so 'few' is whatever this sweep ran"
+        )
+        parts.append(
+            f"Taking 'few' as {few}, over {v['n_tasks']} (environment, k) task"
+            f"{'s' if v['n_tasks'] != 1 else ''} ({', '.join(v['envs'])}) with "
+            f"{v['n_x']} {x} and {v['n_y']} {y} run{'s' if v['n_y'] != 1 else ''} per task, "
+            f"the probability that {_a(x)} {x} run scores above {_a(y)} {y} run on the same "
+            "task is "
+            f"P({x} > {y}) = {_f(v['p'], 2)} (95% CI {_f(v['low'], 2)}–{_f(v['high'], 2)})."
+        )
+        if v["verdict"] == "holds":
+            parts.append(
+                f"The claim **holds** in this run: the whole interval lies above 0.5, so {x} "
+                f"is more likely than not to beat {y} at these k."
+            )
+        elif v["verdict"] == "contradicted":
+            parts.append(
+                f"The claim is **contradicted** in this run: the whole interval lies below 0.5, "
+                f"so {y} is more likely than not to beat {x} at these k."
+            )
+        else:
+            lean = (
+                f"the point estimate leans towards {x}"
+                if v["p"] > 0.5
+                else f"the point estimate leans towards {y}"
+                if v["p"] < 0.5
+                else "the point estimate is exactly 0.5"
+            )
+            parts.append(
+                "This run does **not resolve** the claim: the interval contains 0.5, so the "
+                f"data are consistent with neither method being ahead ({lean})."
+            )
+        if len(v["per_k"]) > 1:
+            parts.append(
+                "Per k: "
+                + "; ".join(
+                    f"k = {p['ks'][0]}: {_f(p['p'], 2)} ({_f(p['low'], 2)}–{_f(p['high'], 2)})"
+                    for p in v["per_k"]
+                )
+                + "."
+            )
+        norm = v["normalised"]
+        if norm.get(v["x"]) and norm.get(v["y"]):
+            a, b = norm[v["x"]], norm[v["y"]]
+            parts.append(
+                f"The IQM normalised score at these k is {_f(a['iqm'], 2)} "
+                f"({_f(a['low'], 2)}–{_f(a['high'], 2)}) for {x} and {_f(b['iqm'], 2)} "
+                f"({_f(b['low'], 2)}–{_f(b['high'], 2)}) for {y} (random policy 0, expert 1)."
+            )
+        seeds = min(v["n_x"], v["n_y"])
+        if seeds < 5:
+            parts.append(
+                f"With {seeds} run{'s' if seeds != 1 else ''} per task, the interval is wide "
+                "and the bootstrap itself is rough; read this as a smoke test, not evidence."
+            )
+    if counts.get("missing") or counts.get("failed"):
+        parts.append(
+            f"The sweep is partial ({counts.get('missing', 0)} cells missing, "
+            f"{counts.get('failed', 0)} failed), so this covers only the cells present."
+        )
+    return " ".join(parts)
+
+
+def _a(name: str) -> str:
+    """The indefinite article before a method's name as it is read ("an EDM", "a BC")."""
+    return "an" if name[:1] in "AEIOU" else "a"
+
+
+def _f(x: float | None, digits: int = 3) -> str:
+    if x is None or not np.isfinite(x):
+        return "—"
+    return f"{x:.{digits}f}"
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def write_sweep_report(
+    sweep_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    seed: int = 0,
+    n_resamples: int = 2000,
+) -> Path:
+    """Write the sweep's Markdown report, its figures, a tidy CSV and the figures' JSON.
+
+    Files (beside the report): ``REPORT.md``, ``rows.csv`` (one row per cell, without the
+    per-episode returns), ``aggregates.json`` (every number the report quotes, from
+    :func:`summarise_sweep`), ``return-vs-k-<env>.png`` per env and
+    ``performance-profiles.png``. Each file is written atomically, the report last, so a
+    crash leaves the previous report whole and never one that links a missing figure.
+
+    Args:
+        sweep_dir: the sweep folder.
+        out: the Markdown file to write (default ``sweep_dir/report/REPORT.md``); a path
+            without the ``.md`` suffix is taken as the folder to hold ``REPORT.md``.
+        seed: root seed of the bootstrap intervals.
+        n_resamples: bootstrap resamples per interval.
+
+    Returns:
+        The path of the Markdown report.
+    """
+    sweep_dir = Path(sweep_dir)
+    rows = load_rows(sweep_dir)
+    summary = summarise_sweep(sweep_dir, seed=seed, n_resamples=n_resamples, rows=rows)
+    report = Path(out) if out is not None else sweep_dir / "report" / "REPORT.md"
+    if report.suffix.lower() != ".md":
+        report = report / "REPORT.md"
+    folder = report.parent
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder} exists and is not a folder; choose another --out.")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    figures = {}
+    for env in _envs(summary):
+        name = f"return-vs-k-{_safe(env)}.png"
+        _save(_plot_env(summary, env), folder / name)
+        figures[env] = name
+    profile_name = None
+    if summary["profiles"]["curves"]:
+        profile_name = "performance-profiles.png"
+        _save(_plot_profiles(summary), folder / profile_name)
+    write_csv_atomic(_tidy(rows), folder / "rows.csv")
+    write_json_atomic(folder / "aggregates.json", summary)
+    text = render_sweep_report(
+        summary, figures=figures, profile_figure=profile_name, sweep_dir=sweep_dir
+    )
+    return write_text_atomic(report, text)
+
+
+def _save(figure: Figure, path: Path) -> None:
+    save_figure_atomic(figure, path, dpi=120)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def _envs(summary: Mapping[str, Any]) -> list[str]:
+    spec_envs = [str(e) for e in summary["protocol"]["spec"].get("envs", [])]
+    seen = {c["env_id"] for c in summary["cells"]}
+    return [e for e in spec_envs if e in seen] + sorted(seen - set(spec_envs))
+
+
+def _tidy(rows: pd.DataFrame) -> pd.DataFrame:
+    tidy = rows.drop(columns=["returns"], errors="ignore").copy()
+    for column in ("options", "train_episodes"):
+        if column in tidy:
+            tidy[column] = [json.dumps(v, sort_keys=True) for v in tidy[column]]
+    return tidy
+
+
+def render_sweep_report(
+    summary: Mapping[str, Any],
+    *,
+    figures: Mapping[str, str],
+    profile_figure: str | None,
+    sweep_dir: str | os.PathLike[str] | None = None,
+) -> str:
+    """The Markdown text of the report; it renders ``summary`` and computes nothing new.
+
+    Args:
+        summary: from :func:`summarise_sweep`.
+        figures: per env, the file name of its return-against-k figure.
+        profile_figure: file name of the performance-profile figure, if drawn.
+        sweep_dir: shown in the heading.
+
+    Returns:
+        The report.
+    """
+    names = {v["variant"]: v["name"] for v in summary["variants"]}
+    counts = summary["counts"]
+    spec = summary["protocol"]["spec"]
+    partial = counts["missing"] or counts["failed"]
+    title = (
+        f"# Sweep report{': ' + str(spec.get('preset')) + ' preset' if spec.get('preset') else ''}"
+    )
+    lines = [
+        title,
+        "",
+        f"Sweep folder: `{sweep_dir}`. " if sweep_dir is not None else "",
+        f"{counts['done']} finished cells, {counts['failed']} failed, {counts['missing']} "
+        f"missing of {counts['expected']} in the grid"
+        + (
+            " — **this sweep is partial**; every figure covers only the cells present."
+            if partial
+            else "."
+        ),
+        "",
+        "## The EDM paper's claim in this run",
+        "",
+        summary["claim"]["text"],
+        "",
+    ]
+    lines += _protocol_section(summary)
+    lines += _references_section(summary)
+    lines += _per_env_section(summary, figures, names)
+    lines += _aggregate_section(summary, names)
+    lines += _improvement_section(summary, names)
+    lines += _profile_section(summary, profile_figure)
+    lines += _action_match_section(summary, names)
+    lines += _problems_section(summary, names)
+    lines += [
+        "## Files",
+        "",
+        "`rows.csv`: one tidy row per cell (the per-episode returns are in the sweep's "
+        "`rows/*.json`). `aggregates.json`: every number above, with more digits.",
+        "",
+    ]
+    return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(_cell_text(c) for c in r) + " |" for r in rows]
+    return [*out, ""]
+
+
+def _cell_text(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _ci(entry: Mapping[str, Any] | None, digits: int, key: str = "iqm") -> str:
+    if not entry or entry.get(key) is None:
+        return "—"
+    return f"{_f(entry[key], digits)} [{_f(entry['low'], digits)}, {_f(entry['high'], digits)}]"
+
+
+def _json_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _protocol_section(summary: Mapping[str, Any]) -> list[str]:
+    spec = summary["protocol"]["spec"]
+    boot = summary["bootstrap"]
+    rows = [[key, f"`{_json_text(spec[key])}`"] for key in spec if key != "options"]
+    for key, value in (spec.get("options") or {}).items():
+        rows.append([f"options.{key}", f"`{_json_text(value)}`"])
+    for algo, opts in summary["protocol"]["row_options_by_algo"].items():
+        if opts:
+            shown = ", ".join(f"{k}={_json_text(v)}" for k, v in opts.items())
+            rows.append([f"learner options in {algo} rows", f"`{shown}`"])
+    commits = summary["protocol"]["git_commits"]
+    rows.append(["git commit(s) of the rows", ", ".join(f"`{c}`" for c in commits) or "—"])
+    versions = summary["protocol"]["sbil_versions"]
+    rows.append(["sbil version(s)", ", ".join(versions) or "—"])
+    return [
+        "## Protocol",
+        "",
+        "From `sweep.json` and the rows. A run's score is its mean undiscounted return over the "
+        "evaluation episodes; the normalised score puts the random policy at 0 and the expert at "
+        "1. Intervals are 95% stratified bootstrap percentile intervals "
+        f"({boot['n_resamples']} resamples, seed {boot['seed']}; runs resampled within each "
+        "task, as rliable does); point estimates are interquartile means (IQM).",
+        "",
+        *_table(["setting", "value"], rows),
+    ]
+
+
+def _references_section(summary: Mapping[str, Any]) -> list[str]:
+    rows = []
+    for env, ref in summary["references"].items():
+        rnd, exp = ref.get("random", {}), ref.get("expert", {})
+        rows.append(
+            [
+                env,
+                f"{_f(rnd.get('mean'), 1)} ({rnd.get('episodes', '—')} ep.)" if rnd else "—",
+                f"{_f(exp.get('mean'), 1)} ({exp.get('episodes', '—')} ep.)" if exp else "—",
+                str(exp.get("name", "—")) if exp else "—",
+                "yes" if ref["usable"] else f"no: {ref['problem']}",
+            ]
+        )
+    if not rows:
+        return []
+    return [
+        "## Normalisation references",
+        "",
+        *_table(["env", "random policy return", "expert return", "expert", "usable"], rows),
+    ]
+
+
+def _per_env_section(
+    summary: Mapping[str, Any], figures: Mapping[str, str], names: Mapping[str, str]
+) -> list[str]:
+    lines = ["## Return and normalised score against k", ""]
+    if not summary["cells"]:
+        return [*lines, "No finished cells yet.", ""]
+    for env in _envs(summary):
+        cells = [c for c in summary["cells"] if c["env_id"] == env]
+        lines += [f"### {env}", ""]
+        if env in figures:
+            lines += [f"![return against k on {env}]({figures[env]})", ""]
+        lines += _table(
+            ["algorithm", "k", "seeds", "IQM return [95% CI]", "IQM normalised [95% CI]"],
+            [
+                [
+                    names[c["variant"]],
+                    str(c["k"]),
+                    str(len(c["seeds"])),
+                    _ci(c["return"], 1),
+                    _ci(c["normalised"], 3),
+                ]
+                for c in cells
+            ],
+        )
+    return lines
+
+
+def _aggregate_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
+    entries = summary["aggregate"]
+    lines = ["## Aggregate normalised score", ""]
+    if not entries:
+        return [
+            *lines,
+            "No finished cell has a normalised score (no finished cells, or no usable references).",
+            "",
+        ]
+    scopes = _scope_labels(entries)
+    variants = [v for v in names if any(e["variant"] == v for e in entries)]
+    rows = []
+    for variant in variants:
+        row = [names[variant]]
+        for key in scopes:
+            e = next((x for x in entries if x["variant"] == variant and _key(x) == key), None)
+            row.append(f"{_ci(e, 3)} ({e['n_tasks']}×{len(e['seeds'])})" if e else "—")
+        rows.append(row)
+    dropped = sum(e["runs_dropped"] for e in entries)
+    note = (
+        f" {dropped} run-entries were left out because their seed is missing on another task "
+        "of the same aggregate (the matrices must be rectangular)."
+        if dropped
+        else ""
+    )
+    return [
+        *lines,
+        "IQM of the normalised score over seeds and environments (tasks) at each k, and over "
+        "all (environment, k) tasks, with 95% stratified bootstrap intervals; "
+        f"(tasks×seeds) in brackets.{note}",
+        "",
+        *_table(["algorithm", *scopes.values()], rows),
+    ]
+
+
+def _key(entry: Mapping[str, Any]) -> tuple[str, int | None]:
+    return (entry["scope"], entry["k"])
+
+
+def _scope_labels(entries: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int | None], str]:
+    keys = sorted({_key(e) for e in entries}, key=lambda k: (k[0] == "all", k[1] or 0))
+    return {k: ("all k" if k[0] == "all" else f"k = {k[1]}") for k in keys}
+
+
+def _improvement_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
+    entries = summary["improvement"]
+    lines = ["## Probability of improvement", ""]
+    if not entries:
+        pairs = ", ".join(f"{ALGO_NAMES[x]} vs {ALGO_NAMES[y]}" for x, y in COMPARISONS)
+        return [*lines, f"Not computable: no finished runs of both sides of {pairs}.", ""]
+    rows = [
+        [
+            f"P({names[e['x']]} > {names[e['y']]})",
+            "all k" if e["scope"] == "all" else f"k = {e['k']}",
+            _ci(e, 3, key="p"),
+            str(e["n_tasks"]),
+            f"{e['n_x']} / {e['n_y']}",
+        ]
+        for e in entries
+    ]
+    return [
+        *lines,
+        "P(X > Y): the probability that a run of X scores above a run of Y on the same task "
+        "(ties count one half), averaged over the tasks (environments at one k, or all "
+        "(environment, k) pairs); 0.5 means no difference. 95% intervals resample each "
+        "algorithm's runs independently within each task (rliable).",
+        "",
+        *_table(["comparison", "tasks at", "P [95% CI]", "tasks", "runs per task (X / Y)"], rows),
+    ]
+
+
+def _profile_section(summary: Mapping[str, Any], figure: str | None) -> list[str]:
+    if figure is None:
+        return []
+    return [
+        "## Performance profiles",
+        "",
+        "Fraction of runs (pooled over the tasks) whose normalised score exceeds tau, with "
+        "pointwise 95% stratified bootstrap bands; a curve above another is better everywhere.",
+        "",
+        f"![performance profiles]({figure})",
+        "",
+    ]
+
+
+def _action_match_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
+    cells = [c for c in summary["cells"] if c["action_match"] is not None]
+    lines = ["## Action match on held-out episodes", ""]
+    if not cells:
+        return [
+            *lines,
+            "Not measured: no finished cell reports an action-match rate (the datasets had no "
+            "held-out episodes).",
+            "",
+        ]
+    variants = [v for v in names if any(c["variant"] == v for c in cells)]
+    by_key = {(c["env_id"], c["k"], c["variant"]): c for c in cells}
+    rows = []
+    for env, k in sorted(
+        {(c["env_id"], c["k"]) for c in cells}, key=lambda ek: (_envs(summary).index(ek[0]), ek[1])
+    ):
+        row = [env, str(k)]
+        for variant in variants:
+            c = by_key.get((env, k, variant))
+            row.append(f"{_ci(c['action_match'], 3)} ({c['action_match']['n']})" if c else "—")
+        rows.append(row)
+    episodes = sorted({n for c in cells for n in c["action_match_episodes"]})
+    return [
+        *lines,
+        "Fraction of the expert's actions the learner picks on dataset episodes it never "
+        "trained on (held-out episodes per run: "
+        f"{', '.join(str(n) for n in episodes) or '—'}); IQM over seeds [95% CI] (seeds).",
+        "",
+        *_table(["env", "k", *[names[v] for v in variants]], rows),
+    ]
+
+
+def _problems_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
+    lines = ["## Failed and missing cells", ""]
+    failed, missing = summary["failed"], summary["missing"]
+    if not failed and not missing and not summary["duplicates"] and not summary["excluded"]:
+        return [*lines, "None: every cell of the grid has a finished row.", ""]
+    if failed:
+        lines += [f"{len(failed)} failed cell{'s' if len(failed) != 1 else ''}:", ""]
+        lines += _table(
+            ["cell", "env", "algorithm", "k", "seed", "error"],
+            [
+                [
+                    f"`{f.get('cell_id')}`",
+                    f["env_id"],
+                    names.get(f["variant"], f["variant"]),
+                    str(f["k"]),
+                    str(f["seed"]),
+                    f.get("error") or "(no error recorded)",
+                ]
+                for f in failed
+            ],
+        )
+    if missing:
+        n = sum(len(m["seeds"]) for m in missing)
+        lines += [f"{n} cell{'s' if n != 1 else ''} of the grid have no row yet:", ""]
+        lines += _table(
+            ["env", "algorithm", "k", "missing seeds"],
+            [
+                [
+                    m["env_id"],
+                    names.get(m["variant"], ALGO_NAMES.get(m["variant"], m["variant"])),
+                    str(m["k"]),
+                    ", ".join(str(s) for s in m["seeds"]),
+                ]
+                for m in missing
+            ],
+        )
+    if summary["duplicates"]:
+        lines += [
+            "Rows repeating an (env, algorithm, k, seed) already seen were ignored: "
+            + ", ".join(f"`{d.get('row_file')}`" for d in summary["duplicates"])
+            + ".",
+            "",
+        ]
+    if summary["excluded"]:
+        lines += [
+            "Finished rows without a finite mean return were left out: "
+            + ", ".join(f"`{d.get('cell_id')}`" for d in summary["excluded"])
+            + ".",
+            "",
+        ]
+    return lines
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _colour_map(summary: Mapping[str, Any]) -> dict[str, str]:
+    return {v["variant"]: _COLOURS[i % len(_COLOURS)] for i, v in enumerate(summary["variants"])}
+
+
+def _plot_env(summary: Mapping[str, Any], env: str) -> Figure:
+    from matplotlib.figure import Figure
+
+    names = {v["variant"]: v["name"] for v in summary["variants"]}
+    colours = _colour_map(summary)
+    cells = [c for c in summary["cells"] if c["env_id"] == env]
+    has_norm = any(c["normalised"] is not None for c in cells)
+    fig = Figure(figsize=(10.4 if has_norm else 5.2, 4.0), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, 2 if has_norm else 1))
+    panels = [("return", "IQM return")] + (
+        [("normalised", "IQM normalised score")] if has_norm else []
+    )
+    n_variants = max(1, len(names))
+    ks = sorted({c["k"] for c in cells})
+    spread = (max(ks) - min(ks)) if len(ks) > 1 else 1.0
+    ref = summary["references"].get(env, {})
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        for i, variant in enumerate(names):
+            pts = [c for c in cells if c["variant"] == variant and c[key] is not None]
+            if not pts:
+                continue
+            # Small horizontal offsets keep overlapping intervals readable.
+            dx = (i - (n_variants - 1) / 2) * 0.012 * spread
+            x = np.array([c["k"] for c in pts], dtype=float) + dx
+            y = np.array([c[key]["iqm"] for c in pts])
+            lo = np.array([c[key]["low"] for c in pts])
+            hi = np.array([c[key]["high"] for c in pts])
+            ax.errorbar(
+                x,
+                y,
+                yerr=np.vstack([y - lo, hi - y]),
+                color=colours[variant],
+                marker="o",
+                capsize=3,
+                label=names[variant],
+            )
+        if key == "return" and ref.get("usable"):
+            ax.axhline(ref["expert"]["mean"], color="k", ls=":", lw=1, label="expert")
+            ax.axhline(ref["random"]["mean"], color="grey", ls="--", lw=1, label="random policy")
+        if key == "normalised":
+            ax.axhline(1.0, color="k", ls=":", lw=1)
+            ax.axhline(0.0, color="grey", ls="--", lw=1)
+        ax.set_xticks(ks)
+        ax.set_xlabel("k (expert trajectories)")
+        ax.set_ylabel(f"{label} (95% CI over seeds)")
+        ax.set_title(f"{env}: {label.split(' ', 1)[1]} against k")
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def _plot_profiles(summary: Mapping[str, Any]) -> Figure:
+    from matplotlib.figure import Figure
+
+    names = {v["variant"]: v["name"] for v in summary["variants"]}
+    colours = _colour_map(summary)
+    taus = np.asarray(summary["profiles"]["taus"])
+    curves = summary["profiles"]["curves"]
+    scopes = _scope_labels(curves)
+    # "all k" first, then each k.
+    order = sorted(scopes, key=lambda k: (k[0] != "all", k[1] or 0))
+    ncols = min(3, len(order))
+    nrows = math.ceil(len(order) / ncols)
+    fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).reshape(-1)
+    for ax, key in zip(axes, order, strict=False):
+        for c in curves:
+            if _key(c) != key:
+                continue
+            colour = colours[c["variant"]]
+            ax.plot(taus, c["fraction"], color=colour, label=names[c["variant"]])
+            ax.fill_between(taus, c["low"], c["high"], color=colour, alpha=0.2, lw=0)
+        ax.axvline(1.0, color="k", ls=":", lw=0.8)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel(r"normalised score $\tau$")
+        ax.set_ylabel(r"fraction of runs with score $> \tau$")
+        ax.set_title(scopes[key] if key[0] == "k" else "all (environment, k) tasks")
+        ax.legend(fontsize=8)
+    for ax in axes[len(order) :]:
+        ax.set_visible(False)
+    return fig

@@ -1,0 +1,352 @@
+"""Tests for sbil.experiments.sweep_report on synthetic sweep folders built from the schema."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sbil.experiments.stats import iqm, probability_of_improvement
+from sbil.experiments.sweep_report import (
+    judge_edm_claim,
+    load_rows,
+    summarise_sweep,
+    write_sweep_report,
+)
+
+REFS = {
+    "CartPole-v1": (20.0, 500.0),
+    "Acrobot-v1": (-500.0, -80.0),
+}
+
+
+def _row(env, algo, k, seed, *, ret=None, status="done", error=None, options=None, match=0.9):
+    tag = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
+    cell_id = f"{env}__{algo}__k{k}__s{seed}__{tag}"
+    done = status == "done"
+    returns = [ret, ret] if done else []
+    return {
+        "schema": 1,
+        "cell_id": cell_id,
+        "config_hash": "0" * 64,
+        "env_id": env,
+        "algo": algo,
+        "k": k,
+        "seed": seed,
+        "windows": "sliding",
+        "train_episodes": list(range(seed, seed + k)),
+        "options": {"every_nth_step": 20, **(options or {})},
+        "n_pairs": 10 * k,
+        "status": status,
+        "error": error,
+        "returns": returns,
+        "return_mean": ret if done else None,
+        "eval_episodes": 2,
+        "eval_seed": 1000,
+        "action_match": match if done else None,
+        "action_match_episodes": 3 if done else 0,
+        "train_seconds": 1.0,
+        "eval_seconds": 0.5,
+        "wall_seconds": 1.6,
+        "git_commit": "abc1234",
+        "sbil_version": "0.1.0",
+        "run_dir": f"runs/{cell_id}",
+    }
+
+
+def _sweep(tmp_path: Path, rows, *, envs=None, algos=None, ks=None, seeds=None, refs=REFS):
+    envs = envs if envs is not None else sorted({r["env_id"] for r in rows})
+    algos = algos if algos is not None else sorted({r["algo"] for r in rows})
+    ks = ks if ks is not None else sorted({r["k"] for r in rows})
+    seeds = seeds if seeds is not None else sorted({r["seed"] for r in rows})
+    folder = tmp_path / "sweep"
+    (folder / "rows").mkdir(parents=True)
+    spec = {
+        "schema": 1,
+        "preset": None,
+        "envs": envs,
+        "algos": algos,
+        "ks": ks,
+        "seeds": seeds,
+        "windows": "sliding",
+        "options": {"n_updates": 50},
+        "eval_episodes": 2,
+        "eval_seed": 1000,
+        "datasets": {e: f"sbil/{e}/expert-v0" for e in envs},
+    }
+    (folder / "sweep.json").write_text(json.dumps(spec))
+    if refs is not None:
+        references = {
+            env: {
+                "random": {"mean": lo, "returns": [lo], "episodes": 1, "seed": 0},
+                "expert": {"mean": hi, "returns": [hi], "episodes": 1, "seed": 0, "name": "x"},
+            }
+            for env, (lo, hi) in refs.items()
+        }
+        (folder / "references.json").write_text(json.dumps(references))
+    for row in rows:
+        (folder / "rows" / f"{row['cell_id']}.json").write_text(json.dumps(row))
+    return folder
+
+
+def _grid(returns_of, envs=("CartPole-v1",), algos=("bc", "edm"), ks=(1, 3), seeds=(0, 1, 2)):
+    return [
+        _row(env, algo, k, s, ret=returns_of(env, algo, k, s))
+        for env in envs
+        for algo in algos
+        for k in ks
+        for s in seeds
+    ]
+
+
+def _edm_ahead(env, algo, k, seed):
+    lo, hi = REFS[env]
+    base = 0.8 if algo == "edm" else 0.2  # normalised: EDM well ahead everywhere
+    return lo + (base + 0.01 * seed + 0.001 * k) * (hi - lo)
+
+
+def test_load_rows_keeps_failed_rows_and_normalises(tmp_path):
+    rows = [
+        _row("CartPole-v1", "bc", 1, 0, ret=260.0),
+        _row("CartPole-v1", "bc", 1, 1, status="failed", error="loss became NaN at update 3"),
+        _row("Acrobot-v1", "edm", 1, 0, ret=-80.0),
+    ]
+    frame = load_rows(_sweep(tmp_path, rows))
+    assert len(frame) == 3
+    assert list(frame["env_id"]) == ["Acrobot-v1", "CartPole-v1", "CartPole-v1"]
+    failed = frame[frame["status"] == "failed"].iloc[0]
+    assert failed["error"] == "loss became NaN at update 3"
+    assert np.isnan(failed["normalised_score"]) and np.isnan(failed["return_mean"])
+    assert frame["normalised_score"].iloc[0] == pytest.approx(1.0)
+    assert frame["normalised_score"].iloc[1] == pytest.approx(0.5)
+    assert set(frame["variant"]) == {"bc", "edm"}
+
+
+def test_load_rows_names_bad_files(tmp_path):
+    folder = _sweep(tmp_path, [_row("CartPole-v1", "bc", 1, 0, ret=1.0)])
+    (folder / "rows" / "broken.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"broken\.json"):
+        load_rows(folder)
+    (folder / "rows" / "broken.json").write_text(json.dumps({"env_id": "x"}))
+    with pytest.raises(ValueError, match="lacks algo, k, seed, status"):
+        load_rows(folder)
+    with pytest.raises(ValueError, match="no sweep folder"):
+        load_rows(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match=r"no sweep\.json"):
+        summarise_sweep(tmp_path)
+
+
+def test_varying_options_become_variants(tmp_path):
+    rows = [
+        _row("CartPole-v1", "edm", 1, s, ret=100.0, options={"lr": lr})
+        for s in (0, 1)
+        for lr in (0.001, 0.01)
+    ] + [_row("CartPole-v1", "bc", 1, s, ret=100.0) for s in (0, 1)]
+    frame = load_rows(_sweep(tmp_path, rows))
+    assert sorted(set(frame["variant"])) == ["bc", "edm (lr=0.001)", "edm (lr=0.01)"]
+
+
+def test_summary_figures_match_the_statistics_by_hand(tmp_path):
+    rows = _grid(_edm_ahead, envs=("CartPole-v1", "Acrobot-v1"))
+    summary = summarise_sweep(_sweep(tmp_path, rows), n_resamples=200)
+    assert summary["counts"] == {"rows": 24, "done": 24, "failed": 0, "missing": 0, "expected": 24}
+    # Per cell: IQM over seeds of the returns.
+    cell = next(
+        c
+        for c in summary["cells"]
+        if (c["env_id"], c["variant"], c["k"]) == ("CartPole-v1", "edm", 3)
+    )
+    expected = [_edm_ahead("CartPole-v1", "edm", 3, s) for s in (0, 1, 2)]
+    assert cell["return"]["iqm"] == pytest.approx(iqm(np.array(expected)))
+    assert cell["return"]["low"] <= cell["return"]["iqm"] <= cell["return"]["high"]
+    # Aggregate at k = 1: the IQM of the 3 x 2 normalised matrix.
+    agg = next(
+        a
+        for a in summary["aggregate"]
+        if a["variant"] == "bc" and a["scope"] == "k" and a["k"] == 1
+    )
+    matrix = np.array([[0.2 + 0.01 * s + 0.001] * 2 for s in (0, 1, 2)])
+    assert agg["iqm"] == pytest.approx(iqm(matrix))
+    assert agg["n_tasks"] == 2 and agg["seeds"] == [0, 1, 2]
+    overall = next(a for a in summary["aggregate"] if a["variant"] == "edm" and a["scope"] == "all")
+    assert overall["n_tasks"] == 4
+    # EDM dominates BC on every task: P = 1 with a degenerate interval.
+    poi = [i for i in summary["improvement"] if (i["x"], i["y"]) == ("edm", "bc")]
+    assert {(i["scope"], i["k"]) for i in poi} == {("k", 1), ("k", 3), ("all", None)}
+    assert all((i["p"], i["low"], i["high"]) == (1.0, 1.0, 1.0) for i in poi)
+    claim = summary["claim"]["verdicts"][0]
+    assert claim["verdict"] == "holds" and claim["ks"] == [1]
+    assert "**holds**" in summary["claim"]["text"]
+    # Profiles: one curve per variant and scope, monotone non-increasing.
+    curves = summary["profiles"]["curves"]
+    assert len(curves) == 2 * 3
+    for c in curves:
+        assert np.all(np.diff(c["fraction"]) <= 0)
+
+
+def test_claim_contradicted_and_not_resolved(tmp_path):
+    def bc_ahead(env, algo, k, seed):
+        return _edm_ahead(env, "bc" if algo == "edm" else "edm", k, seed)
+
+    summary = summarise_sweep(_sweep(tmp_path / "a", _grid(bc_ahead)), n_resamples=200)
+    assert summary["claim"]["verdicts"][0]["verdict"] == "contradicted"
+    assert "**contradicted**" in summary["claim"]["text"]
+    assert summary["claim"]["verdicts"][0]["p"] == 0.0
+
+    def same(env, algo, k, seed):
+        return 100.0 + seed  # identical scores for both algorithms: P = 1/2 exactly
+
+    summary = summarise_sweep(_sweep(tmp_path / "b", _grid(same)), n_resamples=200)
+    verdict = summary["claim"]["verdicts"][0]
+    assert verdict["p"] == 0.5 and verdict["verdict"] == "not resolved"
+    assert "**not resolve**" in summary["claim"]["text"]
+
+
+def test_claim_uses_the_smaller_half_of_ks(tmp_path):
+    # EDM ahead at k = 1 and 3, behind at 7, 10 and 15: the claim about few trajectories
+    # looks only at k in {1, 3}.
+    def edm_ahead_small(env, algo, k, seed):
+        ahead = (algo == "edm") == (k <= 3)
+        return 100.0 + (50.0 if ahead else 0.0) + seed
+
+    rows = _grid(edm_ahead_small, ks=(1, 3, 7, 10, 15))
+    summary = summarise_sweep(_sweep(tmp_path, rows), n_resamples=100)
+    verdict = summary["claim"]["verdicts"][0]
+    assert verdict["ks"] == [1, 3] and verdict["verdict"] == "holds"
+    assert [p["ks"] for p in verdict["per_k"]] == [[1], [3]]
+    overall = next(
+        i
+        for i in summary["improvement"]
+        if i["scope"] == "all" and (i["x"], i["y"]) == ("edm", "bc")
+    )
+    assert overall["p"] == pytest.approx(2 / 5)
+
+
+def test_improvement_with_ties_and_a_hand_value(tmp_path):
+    values = {("bc", 0): 1.0, ("bc", 1): 2.0, ("edm", 0): 2.0, ("edm", 1): 3.0}
+    rows = [
+        _row("CartPole-v1", algo, 1, s, ret=values[(algo, s)])
+        for algo in ("bc", "edm")
+        for s in (0, 1)
+    ]
+    summary = summarise_sweep(_sweep(tmp_path, rows), n_resamples=100)
+    (poi,) = [i for i in summary["improvement"] if i["scope"] == "k"]
+    # EDM (2, 3) vs BC (1, 2): 2>1, 2=2 (half), 3>1, 3>2 -> 3.5 / 4.
+    assert poi["p"] == 0.875
+    assert poi["p"] == probability_of_improvement(np.array([2.0, 3.0]), np.array([1.0, 2.0]))
+
+
+def test_decoupled_edm_is_compared_with_edm(tmp_path):
+    rows = _grid(_edm_ahead, algos=("bc", "edm", "edm-decoupled"))
+    summary = summarise_sweep(_sweep(tmp_path, rows), n_resamples=50)
+    pairs = {(i["x"], i["y"]) for i in summary["improvement"]}
+    assert pairs == {("edm", "bc"), ("edm-decoupled", "edm")}
+
+
+def test_partial_grid_and_failed_rows(tmp_path):
+    rows = _grid(_edm_ahead, ks=(1,), seeds=(0, 1, 2))
+    rows[1] = _row("CartPole-v1", "bc", 1, 1, status="failed", error="CUDA | out of memory")
+    folder = _sweep(tmp_path, rows, ks=[1, 3], algos=["bc", "edm", "edm-decoupled"])
+    summary = summarise_sweep(folder, n_resamples=50)
+    assert summary["counts"]["failed"] == 1
+    # k = 3 for every algorithm (3 x 3 cells) and all of decoupled EDM at k = 1 (3 cells).
+    assert summary["counts"]["missing"] == 12
+    assert summary["counts"]["expected"] == 18
+    missing = {(m["variant"], m["k"]): m["seeds"] for m in summary["missing"]}
+    assert missing[("edm-decoupled", 1)] == [0, 1, 2] and missing[("bc", 3)] == [0, 1, 2]
+    bc = next(a for a in summary["aggregate"] if a["variant"] == "bc" and a["scope"] == "all")
+    assert bc["seeds"] == [0, 2]
+    assert "partial" in summary["claim"]["text"]
+
+    report = write_sweep_report(folder, n_resamples=50)
+    text = report.read_text()
+    assert "this sweep is partial" in text
+    assert "CUDA \\| out of memory" in text  # the pipe escaped inside the table
+    assert "| CartPole-v1 | decoupled EDM | 1 | 0, 1, 2 |" in text
+
+
+def test_report_has_every_section_and_files(tmp_path):
+    rows = _grid(
+        _edm_ahead, envs=("CartPole-v1", "Acrobot-v1"), algos=("bc", "edm", "edm-decoupled")
+    )
+    folder = _sweep(tmp_path, rows)
+    report = write_sweep_report(folder, n_resamples=100)
+    assert report == folder / "report" / "REPORT.md"
+    text = report.read_text()
+    for heading in (
+        "## The EDM paper's claim in this run",
+        "## Protocol",
+        "## Normalisation references",
+        "## Return and normalised score against k",
+        "### CartPole-v1",
+        "### Acrobot-v1",
+        "## Aggregate normalised score",
+        "## Probability of improvement",
+        "## Performance profiles",
+        "## Action match on held-out episodes",
+        "## Failed and missing cells",
+    ):
+        assert heading in text, heading
+    assert "None: every cell of the grid has a finished row." in text
+    assert "| env | k | BC | EDM | decoupled EDM |" in text
+    assert "| CartPole-v1 | 3 | 0.900 [0.900, 0.900] (3) |" in text
+    assert "an EDM run scores above a BC run" in text
+    assert "`abc1234`" in text and "options.n_updates" in text and "every_nth_step=20" in text
+    out = report.parent
+    for name in (
+        "return-vs-k-CartPole-v1.png",
+        "return-vs-k-Acrobot-v1.png",
+        "performance-profiles.png",
+    ):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name})" in text
+    tidy = pd.read_csv(out / "rows.csv")
+    assert len(tidy) == len(rows) and "returns" not in tidy.columns
+    assert "normalised_score" in tidy.columns
+    aggregates = json.loads((out / "aggregates.json").read_text())
+    assert aggregates["claim"]["verdicts"][0]["verdict"] == "holds"
+    # Same seed, same report.
+    again = write_sweep_report(folder, tmp_path / "again", n_resamples=100)
+    assert again == tmp_path / "again" / "REPORT.md"
+    assert again.read_text().replace(str(tmp_path / "again"), "") == text.replace(
+        str(folder / "report"), ""
+    )
+    assert json.loads((again.parent / "aggregates.json").read_text()) == aggregates
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_report_for_one_env_one_k_one_seed_and_no_references(tmp_path):
+    rows = [_row("MountainCar-v0", a, 1, 0, ret=-200.0, match=None) for a in ("bc", "edm")]
+    folder = _sweep(tmp_path, rows, refs=None)
+    report = write_sweep_report(folder, n_resamples=20)
+    text = report.read_text()
+    assert "no entry in references.json" in text
+    assert "No finished cell has a normalised score" in text
+    assert "Not measured" in text
+    assert "smoke test" in text  # one run per task is flagged as such
+    assert not (report.parent / "performance-profiles.png").exists()
+    assert (report.parent / "return-vs-k-MountainCar-v0.png").exists()
+
+
+def test_report_with_only_bc_and_with_no_rows(tmp_path):
+    folder = _sweep(tmp_path / "a", _grid(_edm_ahead, algos=("bc",)))
+    text = write_sweep_report(folder, n_resamples=20).read_text()
+    assert "**Not testable here**: this sweep has no finished EDM runs" in text
+    assert "Not computable" in text
+
+    folder = _sweep(
+        tmp_path / "b", [], envs=["CartPole-v1"], algos=["bc", "edm"], ks=[1], seeds=[0, 1]
+    )
+    text = write_sweep_report(folder, n_resamples=20).read_text()
+    assert "0 finished cells, 0 failed, 4 missing of 4" in text
+    assert "No finished cells yet." in text
+
+
+def test_judge_edm_claim_on_rows_directly(tmp_path):
+    frame = load_rows(_sweep(tmp_path, _grid(_edm_ahead)))
+    a = judge_edm_claim(frame, seed=3, n_resamples=50)
+    b = judge_edm_claim(frame, seed=3, n_resamples=50)
+    assert a == b
+    assert a["verdicts"][0]["verdict"] == "holds"
