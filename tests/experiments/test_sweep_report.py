@@ -178,6 +178,21 @@ def test_summary_figures_match_the_statistics_by_hand(tmp_path):
     assert all((i["p"], i["low"], i["high"]) == (1.0, 1.0, 1.0) for i in poi)
     claim = summary["claim"]["verdicts"][0]
     assert claim["verdict"] == "holds" and claim["ks"] == [1]
+    # The paragraph quotes the very intervals of the tables (same resamples).
+    table = next(i for i in poi if i["k"] == 1)
+    assert (claim["p"], claim["low"], claim["high"]) == (table["p"], table["low"], table["high"])
+    for variant in ("bc", "edm"):
+        row = next(
+            a
+            for a in summary["aggregate"]
+            if a["variant"] == variant and (a["scope"], a["k"]) == ("k", 1)
+        )
+        quoted = claim["normalised"][variant]
+        assert (quoted["iqm"], quoted["low"], quoted["high"]) == (
+            row["iqm"],
+            row["low"],
+            row["high"],
+        )
     assert "**holds**" in summary["claim"]["text"]
     # Profiles: one curve per variant and scope, monotone non-increasing.
     curves = summary["profiles"]["curves"]
@@ -201,6 +216,11 @@ def test_claim_contradicted_and_not_resolved(tmp_path):
     summary = summarise_sweep(_sweep(tmp_path / "b", _grid(same)), n_resamples=200)
     verdict = summary["claim"]["verdicts"][0]
     assert verdict["p"] == 0.5 and verdict["verdict"] == "not resolved"
+    table = next(
+        i for i in summary["improvement"] if (i["x"], i["scope"], i["k"]) == ("edm", "k", 1)
+    )
+    assert verdict["low"] < 0.5 < verdict["high"]
+    assert (verdict["low"], verdict["high"]) == (table["low"], table["high"])
     assert "**not resolve**" in summary["claim"]["text"]
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "load_references",
     "load_rows",
     "load_spec",
+    "render_sweep_report",
     "summarise_sweep",
     "write_sweep_report",
 ]
@@ -700,7 +701,8 @@ def judge_edm_claim(
         if not ks_both:
             continue
         small = ks_both[: max(1, len(ks_both) // 2)]
-        entry = _improvement(done, x, y, small, boot, "claim", *small)
+        scope = _scope_of(small, done)
+        entry = _improvement(done, x, y, small, boot, *scope)
         if entry is None or entry["p"] is None:
             continue
         per_k = [_improvement(done, x, y, [k], boot, "k", k) for k in small]
@@ -713,13 +715,13 @@ def judge_edm_claim(
         )
         entry["ks_in_sweep"] = ks_both
         entry["per_k"] = [p for p in per_k if p is not None and p["p"] is not None]
-        entry["normalised"] = {v: _small_k_iqm(done, v, small, boot) for v in (x, y)}
+        entry["normalised"] = {v: _small_k_iqm(done, v, small, boot, scope) for v in (x, y)}
         verdicts.append(entry)
     return {"verdicts": verdicts, "text": _claim_text(verdicts, variants, counts)}
 
 
 def _small_k_iqm(
-    done: pd.DataFrame, variant: str, ks: Sequence[int], boot: _Bootstrap
+    done: pd.DataFrame, variant: str, ks: Sequence[int], boot: _Bootstrap, scope: tuple[Any, ...]
 ) -> dict[str, Any] | None:
     runs = done[done["variant"] == variant]
     tasks = _tasks(runs, "normalised_score", ks)
@@ -728,7 +730,17 @@ def _small_k_iqm(
     matrix, _, _ = _score_matrix(runs, "normalised_score", tasks)
     if not matrix.size:
         return None
-    return _interval(boot.iqm(matrix, "claim-iqm", variant, *ks), n_tasks=len(tasks))
+    return _interval(boot.iqm(matrix, "aggregate", variant, *scope), n_tasks=len(tasks))
+
+
+def _scope_of(ks: Sequence[int], done: pd.DataFrame) -> tuple[Any, ...]:
+    """The bootstrap name of a set of ks: that of the table's row for the same figure, so the
+    paragraph and the tables quote the same interval."""
+    if len(ks) == 1:
+        return ("k", ks[0])
+    if list(ks) == sorted({int(k) for k in done["k"]}):
+        return ("all", None)
+    return ("ks", *ks)
 
 
 def _claim_text(
