@@ -56,26 +56,41 @@ def _row(env, algo, k, seed, *, ret=None, status="done", error=None, options=Non
     }
 
 
-def _sweep(tmp_path: Path, rows, *, envs=None, algos=None, ks=None, seeds=None, refs=REFS):
+def _sweep(
+    tmp_path: Path,
+    rows,
+    *,
+    envs=None,
+    algos=None,
+    ks=None,
+    seeds=None,
+    refs=REFS,
+    grid=None,
+    spec=None,
+):
     envs = envs if envs is not None else sorted({r["env_id"] for r in rows})
     algos = algos if algos is not None else sorted({r["algo"] for r in rows})
     ks = ks if ks is not None else sorted({r["k"] for r in rows})
     seeds = seeds if seeds is not None else sorted({r["seed"] for r in rows})
     folder = tmp_path / "sweep"
     (folder / "rows").mkdir(parents=True)
-    spec = {
-        "schema": 1,
-        "preset": None,
-        "envs": envs,
-        "algos": algos,
-        "ks": ks,
-        "seeds": seeds,
-        "windows": "sliding",
-        "options": {"n_updates": 50},
-        "eval_episodes": 2,
-        "eval_seed": 1000,
-        "datasets": {e: f"sbil/{e}/expert-v0" for e in envs},
-    }
+    if spec is None:  # as sbil.experiments.sweep writes it: {"schema", "spec": SweepSpec}
+        spec = {
+            "schema": 1,
+            "spec": {
+                "preset": None,
+                "envs": envs,
+                "algos": algos,
+                "ks": ks,
+                "seeds": seeds,
+                "windows": "sliding",
+                "every_nth_step": 20,
+                "options": {"n_updates": 50},
+                "grid": grid or {},
+                "eval_episodes": 2,
+                "eval_seed": 1000,
+            },
+        }
     (folder / "sweep.json").write_text(json.dumps(spec))
     if refs is not None:
         references = {
@@ -370,3 +385,42 @@ def test_judge_edm_claim_on_rows_directly(tmp_path):
     b = judge_edm_claim(frame, seed=3, n_resamples=50)
     assert a == b
     assert a["verdicts"][0]["verdict"] == "holds"
+
+
+def test_grid_options_name_variants_and_missing_ones(tmp_path):
+    # The spec sweeps lr over two values; only lr = 0.001 has run so far.
+    rows = [
+        _row("CartPole-v1", algo, 1, s, ret=100.0 + s, options={"n_updates": 50, "lr": 0.001})
+        for algo in ("bc", "edm")
+        for s in (0, 1)
+    ]
+    folder = _sweep(tmp_path, rows, grid={"lr": [0.001, 0.01]})
+    frame = load_rows(folder)
+    assert sorted(set(frame["variant"])) == ["bc (lr=0.001)", "edm (lr=0.001)"]
+    summary = summarise_sweep(folder, n_resamples=20)
+    assert summary["counts"]["expected"] == 8 and summary["counts"]["missing"] == 4
+    assert {m["variant"] for m in summary["missing"]} == {"bc (lr=0.01)", "edm (lr=0.01)"}
+    text = write_sweep_report(folder, n_resamples=20).read_text()
+    assert "| CartPole-v1 | decoupled EDM" not in text
+    assert "| CartPole-v1 | EDM (lr=0.01) | 1 | 0, 1 |" in text
+
+
+def test_flat_sweep_json_and_the_presets_own_spec(tmp_path):
+    # A flat sweep.json (the schema note's layout) reads the same.
+    rows = _grid(_edm_ahead, seeds=(0, 1))
+    flat = {"schema": 1, "envs": ["CartPole-v1"], "algos": ["bc", "edm"], "ks": [1, 3]}
+    flat["seeds"] = [0, 1]
+    summary = summarise_sweep(_sweep(tmp_path / "flat", rows, spec=flat), n_resamples=20)
+    assert summary["counts"]["expected"] == 8 and summary["counts"]["missing"] == 0
+    # The quick preset's spec, as `sbil sweep --preset quick` stores it.
+    sweep = pytest.importorskip("sbil.experiments.sweep")
+    pytest.importorskip("torch")
+    spec = {"schema": 1, "spec": sweep.preset("quick").to_dict()}
+    folder = _sweep(tmp_path / "quick", _grid(_edm_ahead, ks=(1,), seeds=(0,)), spec=spec)
+    summary = summarise_sweep(folder, n_resamples=20)
+    quick = spec["spec"]
+    n_grid = len(quick["envs"]) * len(quick["algos"]) * len(quick["ks"]) * len(quick["seeds"])
+    assert summary["counts"]["expected"] == n_grid
+    assert summary["counts"]["missing"] == n_grid - 2
+    text = write_sweep_report(folder, n_resamples=20).read_text()
+    assert "# Sweep report: quick preset" in text and "options.n_updates" in text

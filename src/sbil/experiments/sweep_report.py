@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -96,7 +97,11 @@ _COLOURS = ("tab:blue", "tab:red", "tab:orange", "tab:green", "tab:purple", "tab
 
 
 def load_spec(sweep_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The sweep's ``sweep.json`` (the grid it was asked to run)."""
+    """The sweep's description from ``sweep.json`` (the grid it was asked to run), flat.
+
+    Both ``{"schema": 1, "spec": {...}}`` (as :mod:`sbil.experiments.sweep` writes it) and a
+    flat object are read; the result is ``{"schema": ..., "envs": ..., "ks": ..., ...}``.
+    """
     path = Path(sweep_dir) / "sweep.json"
     if not Path(sweep_dir).is_dir():
         raise ValueError(f"no sweep folder at {sweep_dir}; pass the folder `sbil sweep` wrote.")
@@ -105,10 +110,12 @@ def load_spec(sweep_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{sweep_dir} has no sweep.json, so it is not a sweep folder; pass the folder "
             "`sbil sweep` wrote."
         )
-    spec = _read_json(path)
-    if not isinstance(spec, dict):
-        raise ValueError(f"{path} must hold a JSON object; it holds {type(spec).__name__}.")
-    return spec
+    stored = _read_json(path)
+    if not isinstance(stored, dict):
+        raise ValueError(f"{path} must hold a JSON object; it holds {type(stored).__name__}.")
+    if isinstance(stored.get("spec"), dict):  # {"schema": 1, "spec": SweepSpec.to_dict()}
+        return {"schema": stored.get("schema"), **stored["spec"]}
+    return stored
 
 
 def load_references(sweep_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -163,7 +170,9 @@ def load_rows(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
     frame["seed"] = frame["seed"].astype(int)
     frame["return_mean"] = pd.to_numeric(frame["return_mean"], errors="coerce").astype(float)
     frame["action_match"] = pd.to_numeric(frame["action_match"], errors="coerce").astype(float)
-    frame["variant"] = _variant_labels(frame)
+    spec_file = sweep_dir / "sweep.json"
+    grid = (load_spec(sweep_dir).get("grid") or {}) if spec_file.is_file() else {}
+    frame["variant"] = _variant_labels(frame, grid)
     anchors = _anchors(load_references(sweep_dir))
     frame["normalised_score"] = [
         float(normalised_score(r, random_return=anchors[e][0], expert_return=anchors[e][1]))
@@ -186,21 +195,34 @@ def _read_json(path: Path) -> Any:
         raise ValueError(f"cannot read {path} as JSON ({err}); delete or rewrite it.") from None
 
 
-def _variant_labels(frame: pd.DataFrame) -> list[str]:
-    """Algorithm name plus the options that vary between that algorithm's rows."""
-    labels = []
-    varying: dict[str, list[str]] = {}
+def _variant_keys(frame: pd.DataFrame, grid: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Per algorithm, the learner options that tell its option-sets apart: the spec's grid
+    options with more than one value, and any option whose value differs between its rows."""
+    swept = {k for k, values in grid.items() if isinstance(values, list) and len(values) > 1}
+    out = {}
     for algo, group in frame.groupby("algo", sort=False):
-        keys = sorted({k for opts in group["options"] for k in (opts or {})})
-        varying[algo] = [
+        keys = sorted({k for opts in group["options"] for k in (opts or {})} | swept)
+        out[str(algo)] = [
             k
             for k in keys
-            if len({json.dumps((o or {}).get(k), sort_keys=True) for o in group["options"]}) > 1
+            if k in swept
+            or len({json.dumps((o or {}).get(k), sort_keys=True) for o in group["options"]}) > 1
         ]
-    for algo, opts in zip(frame["algo"], frame["options"], strict=True):
-        shown = [f"{k}={_option_text((opts or {}).get(k))}" for k in varying[algo]]
-        labels.append(f"{algo} ({', '.join(shown)})" if shown else str(algo))
-    return labels
+    return out
+
+
+def _variant_label(algo: str, options: Mapping[str, Any] | None, keys: Sequence[str]) -> str:
+    shown = [f"{k}={_option_text((options or {}).get(k))}" for k in keys]
+    return f"{algo} ({', '.join(shown)})" if shown else str(algo)
+
+
+def _variant_labels(frame: pd.DataFrame, grid: Mapping[str, Any]) -> list[str]:
+    """Algorithm name plus the options that tell its option-sets apart (see _variant_keys)."""
+    keys = _variant_keys(frame, grid)
+    return [
+        _variant_label(algo, opts, keys[algo])
+        for algo, opts in zip(frame["algo"], frame["options"], strict=True)
+    ]
 
 
 def _option_text(value: Any) -> str:
@@ -616,24 +638,41 @@ def _profiles(
     return {"taus": taus.tolist(), "curves": curves}
 
 
-def _expected_grid(spec: Mapping[str, Any], frame: pd.DataFrame) -> list[tuple[str, str, int]]:
-    """(env, variant, k) combinations the grid asks for: spec envs x variants x spec ks.
+def _expected_grid(spec: Mapping[str, Any], frame: pd.DataFrame) -> list[tuple[str, str, str, int]]:
+    """(env, algo, variant, k) combinations the spec asks for: envs x algos x option-sets x ks.
 
-    A variant stands for one option-set of an algorithm; an algorithm of the spec with no row
-    yet counts as one variant named after it.
+    A variant is one option-set of an algorithm: one per combination of the spec's ``grid``
+    values, named as :func:`load_rows` names rows; without a grid, the variants the rows show
+    (an algorithm with no row yet counts as one variant named after it).
     """
+    grid = {k: v for k, v in (spec.get("grid") or {}).items() if isinstance(v, list) and v}
+    names = sorted(grid)
+    combos = [
+        dict(zip(names, values, strict=True))
+        for values in itertools.product(*(grid[n] for n in names))
+    ]
+    keys = _variant_keys(frame, grid) if len(frame) else {}
     variants_of: dict[str, list[str]] = {}
     for variant, algo in zip(frame["variant"], frame["algo"], strict=True):
         variants_of.setdefault(algo, [])
         if variant not in variants_of[algo]:
             variants_of[algo].append(variant)
-    grid = []
+    swept = [n for n in names if len(grid[n]) > 1]
+    out = []
     for env in spec.get("envs", []):
         for algo in spec.get("algos", []):
-            for variant in variants_of.get(algo, [algo]):
+            if grid:
+                algo_keys = keys.get(algo, swept)
+                options = {**(spec.get("options") or {})}
+                variants = list(
+                    dict.fromkeys(_variant_label(algo, {**options, **c}, algo_keys) for c in combos)
+                )
+            else:
+                variants = variants_of.get(algo, [algo])
+            for variant in variants:
                 for k in spec.get("ks", []):
-                    grid.append((str(env), variant, int(k)))
-    return grid
+                    out.append((str(env), str(algo), variant, int(k)))
+    return out
 
 
 def _expected_count(spec: Mapping[str, Any], frame: pd.DataFrame) -> int:
@@ -650,10 +689,10 @@ def _missing_cells(spec: Mapping[str, Any], frame: pd.DataFrame) -> list[dict[st
     }
     seeds = [int(s) for s in spec.get("seeds", [])]
     out = []
-    for env, variant, k in _expected_grid(spec, frame):
+    for env, algo, variant, k in _expected_grid(spec, frame):
         absent = [s for s in seeds if (env, variant, k, s) not in present]
         if absent:
-            out.append({"env_id": env, "variant": variant, "k": k, "seeds": absent})
+            out.append({"env_id": env, "algo": algo, "variant": variant, "k": k, "seeds": absent})
     return out
 
 
@@ -1224,7 +1263,7 @@ def _problems_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> l
             [
                 [
                     m["env_id"],
-                    names.get(m["variant"], ALGO_NAMES.get(m["variant"], m["variant"])),
+                    names.get(m["variant"], _display(m["variant"], m["algo"])),
                     str(m["k"]),
                     ", ".join(str(s) for s in m["seeds"]),
                 ]
