@@ -1,6 +1,6 @@
 """The report of a sweep folder: statistics over its tidy rows, figures, and the EDM verdict.
 
-A sweep folder (see the lead's ``sbil.experiments.sweep``) holds ``sweep.json`` (the grid),
+A sweep folder (written by :mod:`sbil.experiments.sweep`) holds ``sweep.json`` (the grid),
 ``references.json`` (per environment the random policy's and the expert's measured returns)
 and ``rows/*.json`` (one tidy row per cell: env x algo x k x option-set x seed). This module
 reads them, computes every figure the report quotes (:func:`summarise_sweep`), judges the EDM
