@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
 from sbil.deep.data import from_arrays
 from sbil.deep.envs import UnsupportedEnvError
-from sbil.deep.evaluation import action_match_rate, evaluate, run_episodes
+from sbil.deep.evaluation import (
+    action_match_rate,
+    checkpoint_folders,
+    evaluate,
+    run_episodes,
+    training_episodes,
+)
 from sbil.deep.experts import get_expert
 
 
@@ -113,7 +121,10 @@ def test_recorded_trajectories_replay_the_episode():
     ("kwargs", "error", "message"),
     [
         ({"n_episodes": 0}, ValueError, "n_episodes must be a positive integer"),
-        ({"seed": -1}, ValueError, "seed must be a non-negative integer"),
+        ({"seed": -1}, ValueError, r"seed must be an integer in 0..4294967295"),
+        ({"seed": 2**63 - 1}, ValueError, r"seed must be an integer in 0..4294967295"),
+        ({"seed": 2**32 - 2, "n_episodes": 3}, ValueError, r"uses seeds up to 4294967296"),
+        ({"seed": 1.5}, ValueError, r"seed must be an integer"),
         ({"n_envs": 0}, ValueError, "n_envs must be at least 1"),
         ({"env_id": "Pendulum-v1"}, UnsupportedEnvError, "continuous"),
         ({"env_id": "NoSuchEnv-v0"}, UnsupportedEnvError, "Unknown Gymnasium environment"),
@@ -149,3 +160,54 @@ def test_action_match_rate():
     assert always_right == pytest.approx(np.mean(demos.actions == 1))
     with pytest.raises(ValueError, match="shape"):
         action_match_rate(lambda o: np.ones((len(o), 2)), demos)
+
+
+def test_the_largest_seeds_reach_the_episodes_exactly():
+    _, _, trajectories = run_episodes(
+        get_expert("CartPole-v1"), "CartPole-v1", 2, seed=2**32 - 2, record=True
+    )
+    assert [t.seed for t in trajectories] == [2**32 - 2, 2**32 - 1]
+
+
+# --- trained learners on disk -----------------------------------------------------------------
+
+
+def _checkpoint(folder, metadata=None):
+    folder.mkdir(parents=True)
+    (folder / "learner.json").write_text(json.dumps({"metadata": metadata}))
+    return folder
+
+
+def test_checkpoint_folders_finds_one_checkpoint_or_every_seed_of_a_run(tmp_path):
+    single = _checkpoint(tmp_path / "one")
+    assert checkpoint_folders(single) == {None: single}
+    assert checkpoint_folders(single / "learner.json") == {None: single}
+    run = tmp_path / "run"
+    for seed in (10, 2):
+        _checkpoint(run / f"seed-{seed}")
+    (run / "seed-x").mkdir()
+    (run / "seed-3").mkdir()  # no learner.json: not a checkpoint
+    (run / "config.json").write_text("{}")
+    assert checkpoint_folders(run) == {2: run / "seed-2", 10: run / "seed-10"}
+    with pytest.raises(ValueError, match="neither a learner checkpoint"):
+        checkpoint_folders(tmp_path / "run" / "seed-3")
+    with pytest.raises(ValueError, match="does not exist"):
+        checkpoint_folders(tmp_path / "missing")
+
+
+def test_training_episodes_reads_what_the_checkpoint_records(tmp_path):
+    root = str(tmp_path / "datasets")
+    new = {"dataset": "d-v0", "root": root, "train_episodes": [3, 4, 5]}
+    ckpt = _checkpoint(tmp_path / "new", new)
+    assert training_episodes(ckpt, "d-v0", root) == {3, 4, 5}
+    assert training_episodes(ckpt, "other-v0", root) == frozenset()
+    assert training_episodes(ckpt, "d-v0", tmp_path / "elsewhere") == frozenset()
+    # Today's `sbil train` format: the first `episodes` episodes, root as typed (unknown here).
+    old = {"run": {"dataset": "d-v0", "root": None, "episodes": 4}}
+    assert training_episodes(_checkpoint(tmp_path / "old", old), "d-v0", "/x") == {0, 1, 2, 3}
+    relative = {"dataset": "d-v0", "root": "rel", "train_episodes": [0]}
+    assert training_episodes(_checkpoint(tmp_path / "rel", relative), "d-v0", "/x") == {0}
+    npz = {"dataset": None, "data": "demos.npz", "train_episodes": [0, 1]}
+    assert training_episodes(_checkpoint(tmp_path / "npz", npz), "d-v0") == frozenset()
+    for name, unknown in (("none", None), ("empty", {}), ("noeps", {"dataset": "d-v0"})):
+        assert training_episodes(_checkpoint(tmp_path / name, unknown), "d-v0") is None

@@ -11,10 +11,17 @@ from sbil.deep.envs import BUILTIN_ENVS, env_spec
 from sbil.deep.evaluation import evaluate
 from sbil.deep.experts import (
     SCRIPTED_EXPERTS,
+    SCRIPTED_RETURNS,
+    SCRIPTED_RETURNS_EPISODES,
+    EpsilonGreedyExpert,
+    ExpertNoise,
+    SB3Policy,
     get_expert,
     list_experts,
+    state_uniforms,
     train_sb3_expert,
     trained_experts,
+    with_noise,
 )
 
 # Thresholds sit well below the 100-episode means in docs/experts.md (500, -84, -113, 253):
@@ -119,3 +126,137 @@ def test_train_sb3_expert_tiny_run_is_cached_and_loadable(tmp_path):
     assert result.mean == pytest.approx(trained.return_mean)
     with pytest.raises(ValueError, match="already exists"):
         train_sb3_expert("CartPole-v1", total_timesteps=64, root=tmp_path)
+
+
+def test_train_sb3_expert_refuses_an_unwritable_cache_before_training(tmp_path, monkeypatch):
+    sb3 = pytest.importorskip("stable_baselines3")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started before the cache folder was checked")
+
+    monkeypatch.setattr(sb3.PPO, "learn", no_training)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(
+        ValueError, match=r"Cannot write trained experts under .*a-file.*--experts-dir"
+    ):
+        train_sb3_expert("CartPole-v1", total_timesteps=64, root=blocker / "experts")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"seed": 2**32}, r"seed must be an integer in 0..4294967295"),
+        ({"seed": -1}, r"seed must be an integer in 0..4294967295"),
+        ({"eval_seed": 2**32 - 1}, r"eval_seed 4294967295 with 100 episodes"),
+    ],
+)
+def test_train_sb3_expert_refuses_seeds_outside_the_seed_range(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        train_sb3_expert("CartPole-v1", total_timesteps=64, root=tmp_path, **kwargs)
+
+
+@pytest.mark.slow  # 100 episodes of each task (about 6 s)
+@pytest.mark.parametrize("env_id", BUILTIN_ENVS)
+def test_the_listed_scripted_returns_are_what_the_experts_score(env_id):
+    result = evaluate(get_expert(env_id), env_id, SCRIPTED_RETURNS_EPISODES, seed=0)
+    mean, std = SCRIPTED_RETURNS[env_id]
+    assert (round(result.mean, 2), round(result.std, 2)) == (mean, std)
+
+
+# --- stochastic experts -----------------------------------------------------------------------
+
+
+def test_expert_noise_parses_prints_and_tags():
+    assert ExpertNoise.parse(None) == ExpertNoise.parse("none") == ExpertNoise()
+    eps = ExpertNoise.parse(" Epsilon:0.05 ")
+    assert (eps.kind, eps.epsilon, str(eps), eps.tag) == (
+        "epsilon",
+        0.05,
+        "epsilon:0.05",
+        "eps0_05",
+    )
+    assert ExpertNoise.parse("epsilon:1").tag == "eps1"
+    assert (str(ExpertNoise.parse("sample")), ExpertNoise.parse("sample").tag) == (
+        "sample",
+        "sampled",
+    )
+    assert ExpertNoise().deterministic and not eps.deterministic
+    for bad in ("epsilon:x", "epsilon:-0.1", "epsilon:nan", "sample:2", "gauss", "none:1"):
+        with pytest.raises(ValueError):
+            ExpertNoise.parse(bad)
+
+
+def test_state_uniforms_depend_only_on_the_seed_the_stream_and_the_row():
+    obs = np.random.default_rng(0).normal(size=(4000, 4)).astype(np.float32)
+    u = state_uniforms(obs, 3, 0)
+    assert u.shape == (4000,) and ((u >= 0) & (u < 1)).all()
+    np.testing.assert_array_equal(state_uniforms(obs[::-1], 3, 0), u[::-1])  # row-wise
+    np.testing.assert_array_equal(state_uniforms(obs[:7], 3, 0), u[:7])
+    assert not np.array_equal(state_uniforms(obs, 4, 0), u)
+    assert not np.array_equal(state_uniforms(obs, 3, 1), u)
+    # Uniform: every tenth of [0, 1) gets about a tenth of 4000 rows.
+    counts = np.bincount((u * 10).astype(int), minlength=10)
+    assert counts.min() > 330 and counts.max() < 470, counts
+    assert abs(np.corrcoef(u, state_uniforms(obs, 3, 1))[0, 1]) < 0.05
+
+
+def test_an_epsilon_expert_is_a_row_wise_policy_with_the_right_noise_rate():
+    obs = np.random.default_rng(1).normal(size=(20000, 4)).astype(np.float32)
+    greedy = SCRIPTED_EXPERTS["CartPole-v1"](obs)
+    noisy = get_expert("CartPole-v1", noise="epsilon:0.2", seed=7)
+    assert isinstance(noisy, EpsilonGreedyExpert)
+    actions = noisy(obs)
+    assert actions.dtype == np.int64 and set(np.unique(actions)) <= {0, 1}
+    # A random action is uniform over both actions: it differs from the expert's half the time.
+    assert abs((actions != greedy).mean() - 0.1) < 0.01
+    np.testing.assert_array_equal(noisy(obs[:5]), actions[:5])
+    np.testing.assert_array_equal(
+        get_expert("CartPole-v1", noise="epsilon:0.2", seed=7)(obs), actions
+    )
+    assert not np.array_equal(get_expert("CartPole-v1", noise="epsilon:0.2", seed=8)(obs), actions)
+    assert get_expert("CartPole-v1", noise="none", seed=7) is SCRIPTED_EXPERTS["CartPole-v1"]
+
+
+def test_an_epsilon_expert_plays_the_same_episodes_vectorised_or_not():
+    noisy = get_expert("Acrobot-v1", noise="epsilon:0.5", seed=3)
+    vector = evaluate(noisy, "Acrobot-v1", 4, seed=0, n_envs=3)
+    loop = evaluate(noisy, "Acrobot-v1", 4, seed=0, vectorize=False)
+    np.testing.assert_array_equal(vector.returns, loop.returns)
+    plain = evaluate(get_expert("Acrobot-v1"), "Acrobot-v1", 4, seed=0)
+    assert not np.array_equal(vector.returns, plain.returns)
+
+
+def test_sample_noise_needs_an_expert_with_a_distribution():
+    with pytest.raises(ValueError, match="Scripted experts have no action distribution"):
+        get_expert("CartPole-v1", noise="sample")
+    with pytest.raises(ValueError, match="this expert has none"):
+        with_noise(SCRIPTED_EXPERTS["CartPole-v1"], 2, "sample")
+    with pytest.raises(ValueError, match="noise seed must be an integer"):
+        get_expert("CartPole-v1", noise="epsilon:0.1", seed=2**32)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_a_sampling_sb3_expert_draws_from_its_own_policy_reproducibly(algo):
+    sb3 = pytest.importorskip("stable_baselines3")
+    import gymnasium as gym
+    import torch
+
+    model = {"ppo": sb3.PPO, "dqn": sb3.DQN}[algo]("MlpPolicy", gym.make("Acrobot-v1"), seed=0)
+    obs = np.random.default_rng(2).normal(size=(6000, 6)).astype(np.float32)
+    deterministic = SB3Policy(model, 6)(obs)
+    sampler = SB3Policy(model, 6, sample=True, seed=5)
+    drawn = sampler(obs)
+    np.testing.assert_array_equal(SB3Policy(model, 6, sample=True, seed=5)(obs), drawn)
+    np.testing.assert_array_equal(sampler(obs[:9]), drawn[:9])  # row-wise
+    if algo == "ppo":
+        # Frequencies of the drawn actions match the policy's mean probabilities.
+        with torch.no_grad():
+            tensor = model.policy.obs_to_tensor(obs)[0]
+            probs = model.policy.get_distribution(tensor).distribution.probs.numpy()
+        freq = np.bincount(drawn, minlength=3) / len(drawn)
+        np.testing.assert_allclose(freq, probs.mean(axis=0), atol=0.02)
+    else:  # epsilon-greedy at the model's exploration rate (1.0 before any training)
+        model.exploration_rate = 0.3
+        drawn = SB3Policy(model, 6, sample=True, seed=5)(obs)
+        assert abs((drawn != deterministic).mean() - 0.3 * 2 / 3) < 0.02

@@ -21,16 +21,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
 from sbil.deep.envs import EnvSpec, Policy, env_spec
-
-#: Called as ``progress(episodes_done, n_episodes)`` after each completed episode.
-ProgressCallback = Callable[[int, int], None]
+from sbil.progress import ProgressCallback
+from sbil.seeds import check_seed_range
 
 
 class ReturnStats:
@@ -148,8 +149,7 @@ def _check_run(env_id: str, n_episodes: int, seed: int, max_episode_steps: int |
         or n_episodes < 1
     ):
         raise ValueError(f"n_episodes must be a positive integer, got {n_episodes!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    check_seed_range(seed, int(n_episodes), name="seed")
     if max_episode_steps is None and spec.max_episode_steps is None:
         raise ValueError(
             f"{env_id} has no time limit, so an episode may never end; pass max_episode_steps."
@@ -177,7 +177,8 @@ def run_episodes(
         policy: batched policy, ``obs[n, obs_dim] -> actions[n]``.
         env_id: a supported task.
         n_episodes: number of completed episodes to play.
-        seed: episode ``i`` starts from ``reset(seed=seed + i)``.
+        seed: episode ``i`` starts from ``reset(seed=seed + i)``; every such seed must lie in
+            ``0 .. 2**32 - 1`` (:mod:`sbil.seeds`).
         n_envs: sub-environments of the vector env (capped at ``n_episodes``).
         vectorize: False plays one episode at a time in a single env (the reference loop).
         record: also return each episode's :class:`Trajectory`.
@@ -188,6 +189,7 @@ def run_episodes(
         ``(returns[n] float64, lengths[n] int64, trajectories or None)`` in episode order.
     """
     spec = _check_run(env_id, n_episodes, seed, max_episode_steps)
+    seed = int(seed)
     if n_envs < 1:
         raise ValueError(f"n_envs must be at least 1, got {n_envs}.")
     if vectorize:
@@ -317,7 +319,8 @@ def evaluate(
         policy: batched deterministic policy, float32 ``obs[n, obs_dim]`` -> int64 ``a[n]``.
         env_id: a supported Gymnasium task, e.g. ``"CartPole-v1"``.
         n_episodes: number of completed episodes.
-        seed: episode ``i`` starts from ``env.reset(seed=seed + i)``.
+        seed: episode ``i`` starts from ``env.reset(seed=seed + i)``; ``seed + n_episodes - 1``
+            must not pass ``2**32 - 1``.
         n_envs: sub-environments stepped together (one batched policy call per step).
         vectorize: False plays one episode at a time (same returns, slower; the reference).
         max_episode_steps: override the task's registered time limit.
@@ -372,3 +375,84 @@ def action_match_rate(policy: Policy, demos, *, batch_size: int = 65_536) -> flo
             )
         matches += int(np.sum(actions == expert_actions[start : start + batch_size]))
     return matches / len(expert_actions)
+
+
+# --- trained learners on disk -----------------------------------------------------------------
+
+#: The file that marks a learner checkpoint folder (written by sbil.deep.checkpoint).
+CHECKPOINT_FILE = "learner.json"
+
+
+def checkpoint_folders(path: str | os.PathLike) -> dict[int | None, Path]:
+    """The learner checkpoints at ``path``: one checkpoint folder, or a whole training run.
+
+    Returns:
+        ``{None: path}`` for a checkpoint folder (it holds ``learner.json``), or
+        ``{seed: path / "seed-<seed>"}`` for a run folder (``config.json`` beside
+        ``seed-<s>/`` checkpoints written by ``sbil train``), sorted by seed.
+
+    Raises:
+        ValueError: if ``path`` is neither, saying what it should hold.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"Checkpoint {path} does not exist.")
+    if (path / CHECKPOINT_FILE).is_file() or path.name == CHECKPOINT_FILE:
+        return {None: path.parent if path.name == CHECKPOINT_FILE else path}
+    found: dict[int | None, Path] = {}
+    if path.is_dir():
+        for folder in path.glob("seed-*"):
+            seed = folder.name.removeprefix("seed-")
+            if seed.isdigit() and (folder / CHECKPOINT_FILE).is_file():
+                found[int(seed)] = folder
+    if not found:
+        raise ValueError(
+            f"{path} is neither a learner checkpoint (a folder with {CHECKPOINT_FILE}) nor a "
+            "training run (a folder of seed-<s>/ checkpoints) written by `sbil train`."
+        )
+    return dict(sorted(found.items()))
+
+
+def training_episodes(
+    checkpoint: str | os.PathLike, dataset_id: str, root: str | os.PathLike | None = None
+) -> frozenset[int] | None:
+    """The episodes of dataset ``dataset_id`` (under ``root``) a checkpoint's learner trained on.
+
+    Reads the metadata ``sbil train`` saves with each checkpoint: ``train_episodes``,
+    ``dataset`` and ``root``, or, in checkpoints that predate ``train_episodes``, the run's
+    ``episodes`` count (``sbil train --episodes K`` trained on episodes ``0..K-1``). Two
+    datasets are the same when their ids are equal and their datasets folders are the same or
+    the checkpoint's is unknown (null or relative), so the answer errs towards "trained on it".
+
+    Returns:
+        The episode indices trained on (empty if the learner trained on other data), or None
+        if the checkpoint does not record it.
+    """
+    from sbil.deep.datasets import datasets_root
+
+    try:
+        doc = json.loads((Path(checkpoint) / CHECKPOINT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    metadata = doc.get("metadata") if isinstance(doc, dict) else None
+    if not isinstance(metadata, dict):
+        return None
+    run = metadata.get("run") if isinstance(metadata.get("run"), dict) else {}
+    trained_id = metadata.get("dataset", run.get("dataset"))
+    trained_root = metadata.get("root", run.get("root"))
+    if trained_id is None:
+        # Trained on arrays or an .npz file (recorded as "data"), or not recorded at all.
+        return frozenset() if run.get("data") or metadata.get("data") else None
+    if trained_id != dataset_id:
+        return frozenset()
+    # A relative root was relative to where `sbil train` ran, which is unknown here.
+    if trained_root is not None and Path(trained_root).expanduser().is_absolute():
+        if datasets_root(trained_root).resolve() != datasets_root(root).resolve():
+            return frozenset()
+    episodes = metadata.get("train_episodes")
+    if isinstance(episodes, list) and all(isinstance(e, int) for e in episodes):
+        return frozenset(episodes)
+    count = run.get("episodes")
+    if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+        return frozenset(range(count))
+    return None

@@ -20,6 +20,21 @@ Scripted experts (name ``"scripted"``), one per built-in task; their measured re
 Trained experts (names ``"sb3-ppo"`` and ``"sb3-dqn"``) are stable-baselines3 agents trained
 on this machine by :func:`train_sb3_expert` (``sbil expert train``) and cached under
 :func:`experts_dir`; stable-baselines3 is the optional extra ``pip install 'sbil[experts]'``.
+
+Stochastic experts (:class:`ExpertNoise`, ``get_expert(..., noise=..., seed=...)``): the EDM
+paper recorded a stochastic PPO expert, so an expert can also act
+
+* ``"epsilon:E"`` (any expert): with probability ``E`` a uniformly random action (which may
+  be the expert's own), else the expert's action;
+* ``"sample"`` (SB3 experts): an action drawn from the trained policy's own distribution, as
+  stable-baselines3's ``predict(deterministic=False)`` does (PPO: its categorical policy; DQN:
+  epsilon-greedy with its final exploration rate).
+
+Their randomness is seeded and *stateless*: the random numbers for a state are a hash of the
+seed and the state's float32 bits, so the action in a state depends only on the seed and that
+state. The noisy expert is still a batched :class:`~sbil.deep.envs.Policy` (row ``i`` depends
+only on row ``i``), the same seed records the same episodes whatever the batching, and since
+states of a continuous task essentially never repeat, the actions are as random as fresh draws.
 """
 
 from __future__ import annotations
@@ -34,7 +49,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from sbil.deep.envs import BUILTIN_ENVS, Policy, env_spec
-from sbil.files import write_atomic, write_json_atomic
+from sbil.files import NotWritableError, check_writable_folder, write_atomic, write_json_atomic
+from sbil.seeds import check_seed_range
 
 SCRIPTED = "scripted"
 SB3_ALGOS: tuple[str, ...] = ("ppo", "dqn")
@@ -129,6 +145,151 @@ SCRIPTED_EXPERTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 assert set(SCRIPTED_EXPERTS) == set(BUILTIN_ENVS)
 
+#: Measured returns of the scripted experts, ``(mean, std)`` over 100 episodes reset with seeds
+#: 0..99 (``sbil expert eval ENV --episodes 100 --seed 0``; gymnasium 1.4.0), as docs/experts.md
+#: reports them; ``sbil expert list`` shows them. tests/deep/test_experts.py re-measures them.
+SCRIPTED_RETURNS: dict[str, tuple[float, float]] = {
+    "CartPole-v1": (500.00, 0.00),
+    "Acrobot-v1": (-84.35, 24.27),
+    "MountainCar-v0": (-113.20, 25.68),
+    "LunarLander-v3": (252.83, 78.47),
+}
+SCRIPTED_RETURNS_EPISODES = 100
+
+
+# --- stochastic experts -----------------------------------------------------------------------
+
+NOISE_KINDS: tuple[str, ...] = ("none", "epsilon", "sample")
+
+
+@dataclass(frozen=True)
+class ExpertNoise:
+    """How a recorded expert departs from its deterministic actions.
+
+    Attributes:
+        kind: ``"none"`` (deterministic), ``"epsilon"`` (with probability ``epsilon`` a
+            uniformly random action; any expert) or ``"sample"`` (draw from an SB3 expert's
+            own action distribution, as ``predict(deterministic=False)``).
+        epsilon: for ``"epsilon"``, the probability in ``(0, 1]``; None otherwise.
+    """
+
+    kind: str = "none"
+    epsilon: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in NOISE_KINDS:
+            raise ValueError(
+                f"Unknown expert noise {self.kind!r}; use none, epsilon:E (e.g. epsilon:0.1) "
+                "or sample (SB3 experts)."
+            )
+        if self.kind == "epsilon":
+            eps = self.epsilon
+            if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps <= 1:
+                raise ValueError(
+                    f"epsilon must be a probability in (0, 1], got {eps!r}; use 'none' for the "
+                    "deterministic expert."
+                )
+            object.__setattr__(self, "epsilon", float(eps))
+        elif self.epsilon is not None:
+            raise ValueError(f"Expert noise {self.kind!r} takes no epsilon.")
+
+    @classmethod
+    def parse(cls, text: str | ExpertNoise | None) -> ExpertNoise:
+        """``"none"``, ``"epsilon:0.1"`` or ``"sample"`` (None is ``"none"``).
+
+        Raises:
+            ValueError: for anything else, saying what is accepted.
+        """
+        if isinstance(text, ExpertNoise):
+            return text
+        if text is None:
+            return cls()
+        kind, colon, value = str(text).strip().lower().partition(":")
+        if kind not in NOISE_KINDS:
+            return cls(kind)  # refused, saying what is accepted
+        if kind == "epsilon":
+            if not colon:
+                raise ValueError("epsilon noise needs its probability, e.g. epsilon:0.1.")
+            try:
+                epsilon = float(value)
+            except ValueError:
+                raise ValueError(
+                    f"epsilon must be a probability in (0, 1], got {value!r} in {text!r}."
+                ) from None
+            return cls("epsilon", epsilon)
+        if colon:
+            raise ValueError(f"Expert noise {kind!r} takes no value, got {text!r}.")
+        return cls(kind)
+
+    def __str__(self) -> str:
+        return f"epsilon:{self.epsilon:g}" if self.kind == "epsilon" else self.kind
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether the expert acts deterministically (``kind == "none"``)."""
+        return self.kind == "none"
+
+    @property
+    def tag(self) -> str:
+        """A suffix for dataset ids: ``""``, ``"eps0_1"`` or ``"sampled"`` (Minari ids allow
+        no dots)."""
+        if self.kind == "epsilon":
+            return "eps" + f"{self.epsilon:.6f}".rstrip("0").rstrip(".").replace(".", "_")
+        return {"none": "", "sample": "sampled"}[self.kind]
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on a uint64 array (wrapping arithmetic, no warnings for arrays)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def state_uniforms(obs: np.ndarray, seed: int, stream: int) -> np.ndarray:
+    """``[n]`` float64 numbers in ``[0, 1)``, a hash of ``(seed, stream, obs[i])`` for each row.
+
+    The pseudo-randomness of the stochastic experts: the number for a row depends only on the
+    seed, the stream and that row's float32 bits, never on the batch or on call order.
+
+    Args:
+        obs: ``[n, d]`` observations.
+        seed: the noise seed, ``0 .. 2**32 - 1``.
+        stream: a small integer telling apart the uses within one step (e.g. 0: explore or
+            not, 1: which random action).
+    """
+    bits = np.ascontiguousarray(obs, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    h = _mix64(np.full(len(bits), (seed << 8) | stream, dtype=np.uint64) + _GOLDEN)
+    for column in bits.T:
+        h = _mix64(h + _GOLDEN + column)
+    return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+class EpsilonGreedyExpert:
+    """An expert that takes a uniformly random action with probability ``epsilon``.
+
+    Args:
+        expert: the deterministic expert.
+        n_actions: the task's number of actions.
+        epsilon: probability of a random action, in ``(0, 1]``.
+        seed: noise seed (see :func:`state_uniforms`).
+    """
+
+    def __init__(self, expert: Policy, n_actions: int, epsilon: float, seed: int) -> None:
+        self.expert = expert
+        self.n_actions = int(n_actions)
+        self.epsilon = float(epsilon)
+        self.seed = check_seed_range(seed, name="noise seed")
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Return int64 actions ``[n]`` for observations ``[n, obs_dim]``."""
+        actions = np.asarray(self.expert(obs), dtype=np.int64)
+        explore = state_uniforms(obs, self.seed, 0) < self.epsilon
+        random_actions = (state_uniforms(obs, self.seed, 1) * self.n_actions).astype(np.int64)
+        return np.where(explore, random_actions, actions)
+
 
 # --- trained (stable-baselines3) experts ------------------------------------------------------
 
@@ -192,17 +353,46 @@ class TrainedExpert:
 
 
 class SB3Policy:
-    """A saved stable-baselines3 model as a batched deterministic :class:`Policy`."""
+    """A saved stable-baselines3 model as a batched :class:`Policy`.
 
-    def __init__(self, model, obs_dim: int) -> None:
+    Args:
+        model: a PPO or DQN model.
+        obs_dim: observation size.
+        sample: False acts deterministically (``predict(deterministic=True)``); True draws
+            each action as ``predict(deterministic=False)`` would (PPO: from its categorical
+            policy; DQN: a random action with probability ``model.exploration_rate``), with the
+            seeded, stateless randomness of :func:`state_uniforms`.
+        seed: the noise seed when ``sample``.
+    """
+
+    def __init__(self, model, obs_dim: int, *, sample: bool = False, seed: int = 0) -> None:
         self.model = model
         self.obs_dim = obs_dim
+        self.sample = sample
+        self.seed = check_seed_range(seed, name="noise seed")
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        """Return the model's deterministic actions ``[n]`` for observations ``[n, obs_dim]``."""
+        """Return the model's actions ``[n]`` for observations ``[n, obs_dim]``."""
         obs = _as_batch(obs, self.obs_dim, "stable-baselines3")
         actions, _ = self.model.predict(obs, deterministic=True)
-        return np.asarray(actions, dtype=np.int64).reshape(len(obs))
+        actions = np.asarray(actions, dtype=np.int64).reshape(len(obs))
+        if not self.sample:
+            return actions
+        n_actions = int(self.model.action_space.n)
+        u = state_uniforms(obs, self.seed, 0)
+        if hasattr(self.model.policy, "get_distribution"):  # PPO: its categorical policy
+            import torch
+
+            with torch.no_grad():
+                tensor = self.model.policy.obs_to_tensor(obs)[0]
+                probs = self.model.policy.get_distribution(tensor).distribution.probs
+            cdf = np.cumsum(probs.cpu().numpy().astype(np.float64), axis=1)
+            drawn = (cdf < (u * cdf[:, -1])[:, None]).sum(axis=1)
+            return np.minimum(drawn, n_actions - 1).astype(np.int64)
+        # DQN: epsilon-greedy at its exploration rate (SB3 draws one coin per batch; one per
+        # state here, so that each row depends only on its own state).
+        random_actions = (state_uniforms(obs, self.seed, 1) * n_actions).astype(np.int64)
+        return np.where(u < float(self.model.exploration_rate), random_actions, actions)
 
 
 def train_sb3_expert(
@@ -241,8 +431,9 @@ def train_sb3_expert(
 
     Raises:
         ImportError: if stable-baselines3 is not installed (with the install line).
-        ValueError: for an unknown ``algo``, a non-positive budget, or an existing expert
-            without ``overwrite``.
+        ValueError: for an unknown ``algo``, a non-positive budget, a seed outside
+            ``0 .. 2**32 - 1``, an existing expert without ``overwrite``, or a cache folder
+            that cannot be written (checked before training).
     """
     from sbil.deep.evaluation import evaluate
 
@@ -251,6 +442,8 @@ def train_sb3_expert(
         raise ValueError(f"Unknown algorithm {algo!r}; choose one of {', '.join(SB3_ALGOS)}.")
     if total_timesteps < 1:
         raise ValueError(f"total_timesteps must be at least 1, got {total_timesteps}.")
+    check_seed_range(seed, name="seed")
+    check_seed_range(eval_seed, n_eval_episodes, name="eval_seed")
     model_path, record_path = _sb3_paths(env_id, algo, experts_dir(root))
     if model_path.exists() and not overwrite:
         raise ValueError(
@@ -258,6 +451,13 @@ def train_sb3_expert(
             "(--overwrite) to replace it."
         )
     sb3 = _require_sb3()
+    try:  # fail now, not after training: the model would be lost
+        check_writable_folder(model_path.parent)
+    except NotWritableError as error:
+        raise ValueError(
+            f"Cannot write trained experts under {model_path.parent} ({error.reason}); pass a "
+            "writable --experts-dir (root=) or set SBIL_EXPERTS_DIR."
+        ) from None
     import gymnasium as gym
 
     algo_class = {"ppo": sb3.PPO, "dqn": sb3.DQN}[algo]
@@ -311,7 +511,12 @@ def list_experts(root: str | os.PathLike | None = None) -> list[tuple[str, str]]
 
 
 def get_expert(
-    env_id: str, name: str = SCRIPTED, *, root: str | os.PathLike | None = None
+    env_id: str,
+    name: str = SCRIPTED,
+    *,
+    root: str | os.PathLike | None = None,
+    noise: ExpertNoise | str | None = None,
+    seed: int = 0,
 ) -> Policy:
     """Return the expert ``name`` for ``env_id`` as a batched :class:`Policy`.
 
@@ -320,20 +525,31 @@ def get_expert(
         name: ``"scripted"`` (built-in tasks) or ``"sb3-ppo"`` / ``"sb3-dqn"`` (trained with
             :func:`train_sb3_expert` and cached under ``experts_dir(root)``).
         root: cache directory of trained experts.
+        noise: None or ``"none"`` for the deterministic expert; ``"epsilon:E"`` or
+            ``"sample"`` for a stochastic one (see :class:`ExpertNoise`).
+        seed: the noise seed, ``0 .. 2**32 - 1`` (ignored without noise).
 
     Raises:
         UnsupportedEnvError: if ``env_id`` is not a supported task.
-        ValueError: if there is no such expert for this task (saying which exist).
+        ValueError: if there is no such expert for this task (saying which exist), or the
+            noise is malformed or does not apply to this expert.
         ImportError: if a trained expert is asked for without stable-baselines3 installed.
     """
     spec = env_spec(env_id)
+    noise = ExpertNoise.parse(noise)
+    check_seed_range(seed, name="noise seed")
     if name == SCRIPTED:
         if env_id not in SCRIPTED_EXPERTS:
             raise ValueError(
                 f"There is no scripted expert for {env_id!r}; scripted experts exist for "
                 f"{', '.join(SCRIPTED_EXPERTS)}. Train one with `sbil expert train {env_id}`."
             )
-        return SCRIPTED_EXPERTS[env_id]
+        if noise.kind == "sample":
+            raise ValueError(
+                "Scripted experts have no action distribution to sample from; use epsilon:E "
+                "noise, or a trained expert (sb3-ppo, sb3-dqn) with sample."
+            )
+        return with_noise(SCRIPTED_EXPERTS[env_id], spec.n_actions, noise, seed)
     if name.startswith("sb3-") and name[4:] in SB3_ALGOS:
         model_path, _ = _sb3_paths(env_id, name[4:], experts_dir(root))
         if not model_path.exists():
@@ -343,9 +559,34 @@ def get_expert(
             )
         sb3 = _require_sb3()
         algo_class = {"ppo": sb3.PPO, "dqn": sb3.DQN}[name[4:]]
-        return SB3Policy(algo_class.load(model_path, device="cpu"), spec.obs_dim)
+        model = algo_class.load(model_path, device="cpu")
+        policy = SB3Policy(model, spec.obs_dim, sample=noise.kind == "sample", seed=seed)
+        return with_noise(policy, spec.n_actions, noise, seed)
     available = [n for e, n in list_experts(root) if e == env_id] or ["none"]
     raise ValueError(
         f"Unknown expert {name!r} for {env_id!r}; available: {', '.join(available)} "
         f"(names are 'scripted' or 'sb3-<algo>' with algo in {', '.join(SB3_ALGOS)})."
     )
+
+
+def with_noise(
+    expert: Policy, n_actions: int, noise: ExpertNoise | str | None, seed: int = 0
+) -> Policy:
+    """``expert`` with ``"epsilon:E"`` noise added (or unchanged for ``"none"``).
+
+    ``"sample"`` needs the expert's own action distribution: an :class:`SB3Policy` made with
+    ``sample=True`` (``get_expert(..., noise="sample")``) is returned unchanged; any other
+    expert is refused.
+
+    Raises:
+        ValueError: for ``"sample"`` with an expert that cannot sample.
+    """
+    noise = ExpertNoise.parse(noise)
+    if noise.kind == "epsilon":
+        return EpsilonGreedyExpert(expert, n_actions, noise.epsilon, seed)
+    if noise.kind == "sample" and not getattr(expert, "sample", False):
+        raise ValueError(
+            "sample noise draws from a trained SB3 expert's own action distribution; this "
+            "expert has none, so use epsilon:E noise."
+        )
+    return expert
