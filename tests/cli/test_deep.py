@@ -60,20 +60,55 @@ def test_collect_with_custom_id_seed_and_progress(app, tmp_path):
     assert (tmp_path / "me" / "mc-v2" / "data" / "metadata.json").exists()
 
 
+_CP = ["--env", "CartPole-v1", "--episodes"]
+
+
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "code", "message"),
     [
-        (["--env", "Pendulum-v1", "--episodes", "1"], "continuous"),
-        (["--env", "CartPole-v1", "--episodes", "0"], "--episodes must be at least 1, got 0"),
-        (["--env", "CartPole-v1", "--episodes", "1", "--seed", "-1"], "--seed must be at least 0"),
-        (["--env", "CartPole-v1", "--episodes", "1", "--dataset-id", "bad id"], "Malformed"),
-        (["--env", "CartPole-v1", "--episodes", "1", "--expert", "oracle"], "Unknown expert"),
+        (["--env", "Pendulum-v1", "--episodes", "1"], 1, "continuous"),
+        ([*_CP, "0"], 2, "--episodes must be at least 1, got 0"),
+        ([*_CP, "1", "--seed", "-1"], 2, "--seed must be an integer in 0..4294967295"),
+        ([*_CP, "1", "--seed", "99999999999999999999"], 2, "got 99999999999999999999"),
+        ([*_CP, "2", "--seed", "9223372036854775807"], 2, "in 0..4294967295"),
+        ([*_CP, "2", "--seed", "4294967295"], 2, "uses seeds up to 4294967296"),
+        ([*_CP, "1", "--dataset-id", "bad id"], 2, "--dataset-id: Malformed"),
+        ([*_CP, "1", "--expert-noise", "epsilon:2"], 2, "--expert-noise: epsilon must be"),
+        ([*_CP, "1", "--expert-noise", "gauss"], 2, "Unknown expert noise 'gauss'"),
+        ([*_CP, "1", "--expert-noise", "sample"], 1, "Scripted experts have no action"),
+        ([*_CP, "1", "--expert", "oracle"], 1, "Unknown expert"),
+        ([*_CP, "x"], 2, "Invalid value for '--episodes'"),
     ],
 )
-def test_collect_errors_are_one_line_messages(app, tmp_path, args, message):
+def test_collect_errors_are_one_line_messages(app, tmp_path, args, code, message):
     result = runner.invoke(app, ["collect", *args, "--root", str(tmp_path)])
-    assert result.exit_code == 1
+    assert result.exit_code == code, result.output
     assert message in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []  # checked before anything is written
+
+
+def test_collect_while_another_collect_writes_the_same_dataset_fails_clearly(app, tmp_path):
+    from sbil.deep.datasets import dataset_path
+    from sbil.files import lock
+
+    args = ["collect", "--env", "CartPole-v1", "--episodes", "1", "--root", str(tmp_path)]
+    with lock(dataset_path("sbil/cartpole/scripted-v0", tmp_path)):  # as a running collect does
+        result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "'sbil/cartpole/scripted-v0'" in result.output
+    assert "is being written right now by process" in result.output
+    assert not (tmp_path / "sbil" / "cartpole" / "scripted-v0").exists()
+    assert runner.invoke(app, args).exit_code == 0  # once it is done
+
+
+def test_collect_a_stochastic_expert(app, tmp_path):
+    args = ["collect", "--env", "CartPole-v1", "--episodes", "2", "--root", str(tmp_path)]
+    result = runner.invoke(app, [*args, "--expert-noise", "epsilon:0.1", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "Wrote sbil/cartpole/scripted-eps0_1-v0 (2 episodes" in result.output
+    assert "Expert scripted, epsilon:0.1 return:" in result.output
+    demos = load_demonstrations("sbil/cartpole/scripted-eps0_1-v0", root=tmp_path)
+    assert demos.n_episodes == 2
 
 
 def test_evaluate_an_expert(app, tmp_path):
@@ -100,39 +135,101 @@ def test_evaluate_an_expert(app, tmp_path):
     assert saved["returns"] == [500.0, 500.0, 500.0] and saved["policy"] == "scripted expert"
 
 
+_EXPERT = ["--expert", "scripted", "--env", "CartPole-v1"]
+
+
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "code", "message"),
     [
-        (["--env", "CartPole-v1"], "Give either a CHECKPOINT or --expert"),
-        (["ckpt", "--expert", "scripted", "--env", "CartPole-v1"], "exactly one"),
-        (["--expert", "scripted"], "--env is required"),
-        (["missing.pt", "--env", "CartPole-v1"], "does not exist"),
-        (["--expert", "scripted", "--env", "Nope-v0"], "Unknown Gymnasium environment"),
-        (["--expert", "scripted", "--env", "CartPole-v1", "--episodes", "0"], "--episodes must"),
-        (["--expert", "scripted", "--env", "CartPole-v1", "--n-envs", "0"], "--n-envs must"),
-        (["--expert", "scripted", "--env", "CartPole-v1", "--holdout-from", "1"], "need --dataset"),
+        (["--env", "CartPole-v1"], 2, "Give either a RUN_OR_CHECKPOINT folder or --expert"),
+        (["ckpt", *_EXPERT], 2, "exactly one"),
+        (["--expert", "scripted"], 2, "--env is required"),
+        (["missing.pt", "--env", "CartPole-v1"], 1, "does not exist"),
+        (["--expert", "scripted", "--env", "Nope-v0"], 1, "Unknown Gymnasium environment"),
+        ([*_EXPERT, "--episodes", "0"], 2, "--episodes must"),
+        ([*_EXPERT, "--n-envs", "0"], 2, "--n-envs must"),
+        ([*_EXPERT, "--holdout-from", "1"], 2, "need --dataset"),
+        ([*_EXPERT, "--seed", "99999999999999999999"], 2, "--seed must be an integer in 0.."),
+        ([*_EXPERT, "--episodes", "2", "--seed", "4294967295"], 2, "uses seeds up to"),
+        ([*_EXPERT, "--expert-noise", "epsilon:x"], 2, "--expert-noise: epsilon must be"),
+        (["ckpt", "--expert-noise", "epsilon:0.1"], 2, "--expert-noise applies to --expert"),
         (
-            ["--expert", "scripted", "--env", "CartPole-v1", "--output", "/proc/nope/x.json"],
+            [*_EXPERT, "--dataset", "d-v0", "--holdout-from", "-1"],
+            2,
+            "--holdout-from must be at least 0",
+        ),
+        (
+            [*_EXPERT, "--output", "/proc/nope/x.json"],
+            1,
             "Cannot write --output /proc/nope/x.json",
         ),
     ],
 )
-def test_evaluate_errors(app, args, message):
+def test_evaluate_errors(app, args, code, message):
     result = runner.invoke(app, ["evaluate", *args])
-    assert result.exit_code == 1
+    assert result.exit_code == code, result.output
     assert message in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("output", ["{blocker}/x.json", "{tmp}"], ids=["under-a-file", "a-folder"])
+def test_evaluate_output_to_a_bad_path_fails_before_any_episode(app, tmp_path, monkeypatch, output):
+    import sbil.deep.evaluation
+
+    def no_episodes(*args, **kwargs):
+        raise AssertionError("episodes ran before --output was checked")
+
+    monkeypatch.setattr(sbil.deep.evaluation, "run_episodes", no_episodes)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    path = output.format(blocker=blocker, tmp=tmp_path)
+    result = runner.invoke(app, ["evaluate", *_EXPERT, "--output", path])
+    assert result.exit_code == 1, result.output
+    assert f"Cannot write --output {path}" in result.output
+
+
 def test_expert_list_and_eval(app):
-    listed = runner.invoke(app, ["expert", "list"])
+    listed = runner.invoke(app, ["expert", "list"], env={"COLUMNS": "200"})
     assert listed.exit_code == 0, listed.output
     for env_id in ("CartPole-v1", "Acrobot-v1", "LunarLander-v3", "MountainCar-v0"):
         assert env_id in listed.output
+    # Measured returns, not a pointer to docs that a pip install does not ship.
+    assert "docs/" not in listed.output
+    assert "-84.35 ± 24.27 (100 ep., seeds 0..)" in listed.output
+    assert "252.83 ± 78.47" in listed.output
     evaluated = runner.invoke(
         app, ["expert", "eval", "Acrobot-v1", "--episodes", "2", "--seed", "7"]
     )
     assert evaluated.exit_code == 0, evaluated.output
     assert "Acrobot-v1 scripted expert:" in evaluated.output and "seeds 7..8" in evaluated.output
+
+
+def test_expert_eval_of_a_stochastic_expert(app):
+    args = ["expert", "eval", "Acrobot-v1", "--episodes", "2", "--seed", "7"]
+    noisy = runner.invoke(app, [*args, "--expert-noise", "epsilon:0.5"])
+    assert noisy.exit_code == 0, noisy.output
+    assert "Acrobot-v1 scripted expert (epsilon:0.5):" in noisy.output
+    assert noisy.output == runner.invoke(app, [*args, "--expert-noise", "epsilon:0.5"]).output
+    bad = runner.invoke(app, [*args, "--expert-noise", "sample"])
+    assert bad.exit_code == 1 and "Scripted experts have no action distribution" in bad.output
+
+
+def test_expert_train_into_an_unwritable_cache_fails_before_training(app, tmp_path, monkeypatch):
+    sb3 = pytest.importorskip("stable_baselines3")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started before --experts-dir was checked")
+
+    monkeypatch.setattr(sb3.PPO, "learn", no_training)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    args = ["expert", "train", "CartPole-v1", "--timesteps", "64"]
+    result = runner.invoke(app, [*args, "--experts-dir", str(blocker / "experts")])
+    assert result.exit_code == 1, result.output
+    assert "Cannot write trained experts under" in result.output and "Traceback" not in (
+        result.output
+    )
+    seed = runner.invoke(app, [*args, "--experts-dir", str(tmp_path), "--seed", "4294967296"])
+    assert seed.exit_code == 2 and "--seed must be an integer in 0..4294967295" in seed.output
 
 
 def test_expert_train_without_sb3_gives_the_install_line(app, tmp_path, monkeypatch):
@@ -167,6 +264,7 @@ def _fake_checkpoint(tmp_path, monkeypatch, learner=None):
     monkeypatch.setitem(sys.modules, "sbil.deep.checkpoint", fake)
     checkpoint = tmp_path / "learner"
     checkpoint.mkdir()
+    (checkpoint / "learner.json").write_text("{}")  # metadata unknown (e.g. save_learner)
     return checkpoint, loaded
 
 
@@ -189,9 +287,7 @@ def test_evaluate_a_saved_learner_checkpoint(app, tmp_path):
     info = collect("CartPole-v1", 2, root=tmp_path)
     demos = load_demonstrations(info.dataset_id, root=tmp_path)
     config = LearnerConfig(algo="bc", n_updates=20)
-    trained = train(
-        demos.observations, demos.actions, config, seeds=[0], n_actions=2, env_id=demos.env_id
-    )
+    trained = train(demos, config, seeds=[0])
     checkpoint = save_learner(tmp_path / "bc", trained.learner(0))
 
     result = runner.invoke(app, ["evaluate", str(checkpoint), "--episodes", "3"])
@@ -262,6 +358,8 @@ def test_evaluate_reports_the_action_match_on_held_out_episodes(app, tmp_path, m
         f"Action match with sbil/cartpole/scripted-v0 episodes 1..2 ({held_out.n_steps} "
         f"states): {expected:.2%}" in result.output
     )
+    # The checkpoint does not say what it trained on: the match is flagged, not "held-out".
+    assert "does not record which episodes it trained on" in result.output
     saved = json.loads(output.read_text())["action_match"]
     assert saved == {
         "dataset": "sbil/cartpole/scripted-v0",
@@ -346,3 +444,199 @@ def test_output_json_is_readable_by_others_as_the_umask_allows(app, tmp_path):
         os.umask(old)
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(output.stat().st_mode) == 0o644
+
+
+# --- evaluating a whole training run ----------------------------------------------------------
+
+
+def _fake_run(tmp_path, monkeypatch, policies, metadata=None):
+    """A run folder of seed-<s>/ checkpoints that `load_learner` (replaced) loads as
+    ``policies[s]``, each recording ``metadata(s)`` as `sbil train` does."""
+    import types
+
+    run = tmp_path / "run"
+    (run / "config.json").parent.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    for seed in policies:
+        folder = run / f"seed-{seed}"
+        folder.mkdir()
+        doc = {"metadata": metadata(seed) if metadata else {}}
+        (folder / "learner.json").write_text(json.dumps(doc))
+    fake = types.ModuleType("sbil.deep.checkpoint")
+    fake.load_learner = lambda path: policies[int(path.name.removeprefix("seed-"))]
+    monkeypatch.setitem(sys.modules, "sbil.deep.checkpoint", fake)
+    return run
+
+
+def test_evaluate_a_run_prints_every_seed_and_a_summary_over_seeds(app, tmp_path, monkeypatch):
+    import numpy as np
+
+    from sbil.deep.evaluation import evaluate
+
+    run = _fake_run(tmp_path, monkeypatch, {0: _FakeLearner(), 1: _AlwaysLeft()})
+    output = tmp_path / "eval.json"
+    args = ["evaluate", str(run), "--episodes", "3", "--iqm", "--output", str(output)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    left = evaluate(_AlwaysLeft(), "CartPole-v1", 3, seed=0)
+    assert f"CartPole-v1 learner {run / 'seed-0'}: 500.00 ± 0.00" in result.output
+    assert f"CartPole-v1 learner {run / 'seed-1'}: {left.mean:.2f} ± {left.std:.2f}" in (
+        result.output
+    )
+    means = np.array([500.0, left.mean])
+    half = 12.7062047361747 * means.std(ddof=1) / np.sqrt(2)  # t(0.975, 1 dof)
+    line = f"Run {run}, 2 seed(s): mean return {means.mean():.2f}, 95% CI "
+    line += f"{means.mean() - half:.2f} .. {means.mean() + half:.2f}"
+    assert line in result.output and "IQM" in result.output
+    saved = json.loads(output.read_text())
+    assert [entry["learner_seed"] for entry in saved["learners"]] == [0, 1]
+    assert saved["learners"][1]["returns"] == left.returns.tolist()
+    assert saved["summary"]["seed_means"] == pytest.approx(means.tolist())
+    assert saved["summary"]["ci95"] == pytest.approx([means.mean() - half, means.mean() + half])
+    assert saved["summary"]["iqm"]["estimate"] == pytest.approx(means.mean())  # 2 seeds: mean
+
+
+@pytest.fixture
+def dataset_root(app, tmp_path):
+    root = tmp_path / "datasets"
+    args = ["collect", "--env", "CartPole-v1", "--episodes", "4", "--root", str(root)]
+    assert runner.invoke(app, args).exit_code == 0
+    return root
+
+
+def _trained_on(root, episodes_of):
+    def metadata(seed):
+        return {
+            "dataset": "sbil/cartpole/scripted-v0",
+            "root": str(root),
+            "train_episodes": episodes_of[seed],
+        }
+
+    return metadata
+
+
+def test_the_action_match_never_uses_episodes_a_learner_trained_on(
+    app, tmp_path, monkeypatch, dataset_root
+):
+    # Sliding windows: seed 0 trained on episodes 0..1, seed 1 on 1..2.
+    metadata = _trained_on(dataset_root, {0: [0, 1], 1: [1, 2]})
+    run = _fake_run(tmp_path, monkeypatch, {0: _AlwaysLeft(), 1: _AlwaysLeft()}, metadata)
+    demos = load_demonstrations("sbil/cartpole/scripted-v0", root=dataset_root)
+    args = ["evaluate", str(run), "--episodes", "1", "--dataset", "sbil/cartpole/scripted-v0"]
+    args += ["--root", str(dataset_root)]
+    result = runner.invoke(app, [*args, "--output", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    for held_out, label in (([2, 3], "2..3"), ([0, 3], "0, 3")):
+        rate = float((demos.select(held_out).actions == 0).mean())
+        assert f"episodes {label} ({demos.select(held_out).n_steps} states): {rate:.2%}" in (
+            result.output
+        )
+    saved = json.loads((tmp_path / "e.json").read_text())
+    assert [e["action_match"]["episodes"] for e in saved["learners"]] == [[2, 3], [0, 3]]
+
+    refused = runner.invoke(app, [*args, "--holdout-from", "2"])
+    assert refused.exit_code == 1
+    assert "seed 1 trained on episodes 2 of sbil/cartpole/scripted-v0, which --holdout-from 2" in (
+        refused.output
+    )
+    fine = runner.invoke(app, [*args, "--holdout-from", "3"])
+    assert fine.exit_code == 0, fine.output
+    assert fine.output.count("episodes 3 (") == 2
+
+
+def test_the_action_match_is_refused_when_every_episode_was_trained_on(
+    app, tmp_path, monkeypatch, dataset_root
+):
+    import sbil.deep.evaluation
+
+    def no_episodes(*args, **kwargs):
+        raise AssertionError("episodes ran before the match was checked")
+
+    metadata = _trained_on(dataset_root, {0: [0, 1, 2, 3]})
+    run = _fake_run(tmp_path, monkeypatch, {0: _AlwaysLeft()}, metadata)
+    monkeypatch.setattr(sbil.deep.evaluation, "run_episodes", no_episodes)
+    args = ["evaluate", str(run / "seed-0"), "--dataset", "sbil/cartpole/scripted-v0"]
+    result = runner.invoke(app, [*args, "--root", str(dataset_root)])
+    assert result.exit_code == 1
+    assert "this learner trained on every episode of sbil/cartpole/scripted-v0 (0..3)" in (
+        result.output
+    )
+
+    # The same id in another datasets folder is other data: every episode is held out there.
+    other = _trained_on(tmp_path / "elsewhere", {0: [0, 1, 2, 3]})
+    (run / "seed-0" / "learner.json").write_text(json.dumps({"metadata": other(0)}))
+    monkeypatch.undo()  # episodes may run again
+    _fake_run(tmp_path / "b", monkeypatch, {0: _AlwaysLeft()}, other)
+    again = runner.invoke(app, [*args, "--root", str(dataset_root), "--episodes", "1"])
+    assert again.exit_code == 0, again.output
+    assert "episodes 0..3 (" in again.output
+
+
+# --- exit codes through the real entry point --------------------------------------------------
+
+
+def _main(monkeypatch, capsys, argv):
+    from sbil.cli import _common, main
+
+    monkeypatch.setattr(sys, "argv", ["sbil", *argv])
+    monkeypatch.setattr(_common, "_interrupt_reported", False)
+    with pytest.raises(SystemExit) as exit:
+        main()
+    return exit.value.code, capsys.readouterr().err
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage", "failure", "patch"),
+    [
+        (
+            ["collect", "--env", "CartPole-v1", "--episodes", "2"],
+            ["--episodes", "0"],
+            ["--dataset-id", "taken-v0"],
+            ("sbil.deep.evaluation", "run_episodes"),
+        ),
+        (
+            ["evaluate", "--expert", "scripted", "--env", "CartPole-v1", "--episodes", "2"],
+            ["--seed", "-1"],
+            ["--dataset", "missing-v0"],
+            ("sbil.deep.evaluation", "run_episodes"),
+        ),
+        (
+            ["expert", "eval", "CartPole-v1", "--episodes", "2"],
+            ["--episodes", "0"],
+            ["--expert", "sb3-nope"],
+            ("sbil.deep.evaluation", "run_episodes"),
+        ),
+        (
+            ["expert", "train", "CartPole-v1", "--timesteps", "64"],
+            ["--timesteps", "0"],
+            ["--algo", "a2c"],
+            ("sbil.deep.experts", "train_sb3_expert"),
+        ),
+        (["expert", "list"], ["--bogus"], None, ("sbil.deep.experts", "trained_experts")),
+    ],
+    ids=["collect", "evaluate", "expert-eval", "expert-train", "expert-list"],
+)
+def test_exit_codes_usage_2_failure_1_interrupt_130(
+    tmp_path, monkeypatch, capsys, argv, usage, failure, patch
+):
+    import importlib
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    monkeypatch.setenv("SBIL_EXPERTS_DIR", str(tmp_path / "experts"))
+    (tmp_path / "datasets" / "taken-v0" / "data").mkdir(parents=True)
+
+    code, err = _main(monkeypatch, capsys, [*argv, *usage])
+    assert code == 2 and "Error" in err and "Traceback" not in err, err
+    if failure is not None:
+        code, err = _main(monkeypatch, capsys, [*argv, *failure])
+        assert code == 1 and "Error:" in err and len(err.strip().splitlines()) == 1, err
+
+    monkeypatch.setattr(importlib.import_module(patch[0]), patch[1], _interrupt)
+    code, err = _main(monkeypatch, capsys, argv)
+    assert code == 130, err
+    assert err.strip() == "Interrupted (Ctrl-C)."
+    assert not any(p.name.startswith(".") for p in (tmp_path / "datasets").rglob("*"))

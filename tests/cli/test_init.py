@@ -61,16 +61,20 @@ def test_sbil_help_does_not_import_torch():
     [
         ("gymnasium", ["collect", "--env", "CartPole-v1", "--episodes", "1"]),
         ("torch", ["train", "--data", "x.npz", "--out", "unused"]),
-        ("torch", ["evaluate", "."]),
+        ("torch", ["evaluate", "checkpoint"]),
     ],
 )
-def test_a_command_without_its_optional_dependency_says_which_extra_to_install(missing, argv):
+def test_a_command_without_its_optional_dependency_says_which_extra_to_install(
+    missing, argv, tmp_path
+):
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "learner.json").write_text("{}")
     # Simulate a core-only install: importing the module fails inside the command.
     code = (
         f"import sys; sys.modules[{missing!r}] = None; sys.argv = ['sbil', *{argv!r}]; "
         "from sbil.cli import main; main()"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 1, out.stderr
     assert f"needs {missing}" in out.stderr and "'deep' extra" in out.stderr
     assert "Traceback" not in out.stderr
@@ -82,3 +86,24 @@ def test_tilde_after_equals_is_expanded_like_the_shell_would(monkeypatch):
     assert _expand_tilde_after_equals("--out=~") == "--out=/home/me"
     for unchanged in ("--out=a~b", "~/x", "-o=~/x", "--seeds=0-4", "--out=~other/x"):
         assert _expand_tilde_after_equals(unchanged) == unchanged
+
+
+def test_no_help_shows_a_bool_type_for_flags():
+    for name in ["", *_commands()]:
+        result = runner.invoke(app, [*name.split(), "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, (name, result.output)
+        assert "<bool>" not in result.output, name
+
+
+def test_an_interrupt_while_loading_a_command_is_130_with_one_line(monkeypatch, capsys):
+    import sbil.cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sbil.cli, "_register", interrupted)
+    monkeypatch.setattr(sys, "argv", ["sbil", "expert", "list"])
+    with pytest.raises(SystemExit) as exit:
+        sbil.cli.main()
+    assert exit.value.code == 130
+    assert capsys.readouterr().err.strip() == "Interrupted (Ctrl-C)."

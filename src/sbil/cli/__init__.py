@@ -3,11 +3,16 @@
 Commands live in one module per area (``tabular``: ``reproduce``; ``deep``: ``collect``,
 ``expert``, ``evaluate``; ``train``: ``train``); each imports its heavy dependencies inside
 the command so that ``sbil --help`` stays fast and works without torch installed.
+
+Exit codes (the rule is in :mod:`sbil.cli._common`): 0 success, 1 failure, 2 usage error,
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import typer
+
+from sbil.cli._common import EXIT_INTERRUPTED, Group, interrupt_reported, use_plain_flag_help
 
 app = typer.Typer(
     name="sbil",
@@ -15,15 +20,20 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=Group,
 )
 
 
 def _register() -> None:
-    from sbil.cli import deep, tabular, train
+    from sbil.cli import deep, sweep, tabular, train
 
+    if app.registered_commands:  # already registered (tests call this more than once)
+        return
     tabular.register(app)
     deep.register(app)
     train.register(app)
+    sweep.register(app)
+    use_plain_flag_help(app)
 
 
 # Optional dependencies, by top-level module, and the extra of sbil that installs them.
@@ -51,11 +61,19 @@ def main() -> None:
     """Entry point of the ``sbil`` console script."""
     import sys
 
-    _register()
     # The shell expands `--out ~/x` but not `--out=~/x`; expand the latter the same way.
     sys.argv[1:] = [_expand_tilde_after_equals(arg) for arg in sys.argv[1:]]
     try:
+        _register()
         app()
+    except KeyboardInterrupt:  # while importing, before typer runs the command
+        _interrupted()
+    except SystemExit as exit:
+        # typer turns Ctrl-C inside a command into exit status 130, silently; no other path
+        # exits with 130 (see sbil.cli._common), so say what happened here, once.
+        if exit.code == EXIT_INTERRUPTED and not interrupt_reported():
+            _interrupted()
+        raise
     except ModuleNotFoundError as error:
         extra = _EXTRAS.get((error.name or "").split(".")[0])
         if extra is None:
@@ -67,3 +85,10 @@ def main() -> None:
             file=sys.stderr,
         )
         raise SystemExit(1) from None
+
+
+def _interrupted() -> None:
+    import sys
+
+    print("Interrupted (Ctrl-C).", file=sys.stderr)
+    raise SystemExit(EXIT_INTERRUPTED) from None

@@ -1,19 +1,41 @@
-"""Helpers shared by the ``sbil`` commands: one-line errors, progress bars, option checks."""
+"""Helpers shared by the ``sbil`` commands: errors and exit codes, seeds, progress bars.
+
+Exit codes, the same for every command:
+
+* ``0``: success.
+* ``2``: a usage error: the command line itself is wrong (an unknown option, a missing
+  argument, a malformed or out-of-range value, options that conflict), found before any work
+  starts. typer reports its own; a command raises :class:`UsageError` for the ones it checks.
+* ``1``: a failure: the command line is fine but the work could not be done (a missing or
+  damaged dataset, checkpoint or file, an unwritable destination, an unknown task or expert).
+  A command raises ``ValueError`` (the library's errors are ValueErrors) or ``OSError``.
+* ``130``: interrupted (Ctrl-C), with one line saying so (:func:`sbil.cli.main`).
+
+Every error is one line on stderr, never a traceback.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.core
 from rich.console import Console
+
+from sbil.progress import ProgressCallback
+from sbil.seeds import MAX_SEED, check_seed_range
 
 # soft_wrap: long paths and messages stay on one line when piped or copied.
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
+
+#: Exit status of a usage error, a failure and an interrupt (Ctrl-C).
+EXIT_USAGE, EXIT_FAILURE, EXIT_INTERRUPTED = 2, 1, 130
 
 ProgressOption = Annotated[
     bool | None,
@@ -28,34 +50,172 @@ ExpertsDirOption = Annotated[
 ]
 
 
+class UsageError(ValueError):
+    """The command line is wrong (exit status 2); the message names the option."""
+
+
 def stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
 
 
 def require(option: str, value: int, minimum: int) -> None:
-    """Check a count option before the library sees it, so the message names the option."""
+    """Check a count option before the library sees it, so the message names the option.
+
+    Raises:
+        UsageError: if ``value < minimum``.
+    """
     if value < minimum:
-        raise ValueError(f"{option} must be at least {minimum}, got {value}.")
+        raise UsageError(f"{option} must be at least {minimum}, got {value}.")
+
+
+def check_seed(option: str, seed: int, count: int = 1, *, unit: str = "episodes") -> int:
+    """Check ``seed`` and the ``count`` seeds derived from it (``seed .. seed + count - 1``)
+    against sbil's one seed rule (:mod:`sbil.seeds`: all in ``0 .. 2**32 - 1``).
+
+    Args:
+        option: the option's name for the message, e.g. ``"--seed"``.
+        seed: the value given.
+        count: how many consecutive seeds the command derives from it (e.g. ``--episodes``).
+        unit: what those seeds seed, for the message.
+
+    Raises:
+        UsageError: naming the option, the seed out of range and the largest allowed value.
+    """
+    try:
+        return check_seed_range(seed, count, name=option, unit=unit)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+#: The most seeds one option may name (a learner per seed; more is a typo, e.g. 0-999999999).
+MAX_SEED_COUNT = 10_000
+
+
+def parse_seeds(
+    text: str, option: str = "--seeds", *, max_count: int = MAX_SEED_COUNT
+) -> list[int]:
+    """Parse distinct seeds like ``"0,1,2"``, ``"0-9"`` or ``"0-9,12"`` (ranges inclusive).
+
+    The work is linear in the number of seeds (repeats are found by sorting the ranges, not by
+    comparing every pair), and an absurd count is refused before any list is built.
+
+    Args:
+        text: comma-separated seeds and ``low-high`` ranges, in the order they are wanted.
+        option: the option's name for messages.
+        max_count: the most seeds allowed.
+
+    Returns:
+        The seeds in the order given, each in ``0 .. 2**32 - 1``.
+
+    Raises:
+        UsageError: for malformed text, an empty or reversed range, a seed out of range, a
+            seed named twice, or more than ``max_count`` seeds (each message names ``option``).
+
+    Example:
+        >>> parse_seeds("0-2,7")
+        [0, 1, 2, 7]
+    """
+    malformed = (
+        f"{option} must be comma-separated seeds or ranges like 0,1,2 or 0-9 or 0-9,12, "
+        f"got {text!r}."
+    )
+    ranges: list[tuple[int, int]] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        low_text, dash, high_text = part.partition("-")
+        try:
+            low = int(low_text)
+            high = int(high_text) if dash else low
+        except ValueError:
+            raise UsageError(malformed) from None
+        if low > high:
+            raise UsageError(
+                f"{option}: the range {part} is empty; write LOW-HIGH with LOW <= HIGH."
+            )
+        for value in (low, high):
+            if value > MAX_SEED:
+                raise UsageError(
+                    f"{option}: seed {value} is past the largest seed {MAX_SEED} (2**32 - 1); "
+                    f"seeds must lie in 0..{MAX_SEED}."
+                )
+        ranges.append((low, high))
+    if not ranges:
+        raise UsageError(f"{option} must name at least one seed, got {text!r}.")
+    count = sum(high - low + 1 for low, high in ranges)
+    if count > max_count:
+        raise UsageError(
+            f"{option} {text!r} names {count} seeds, more than the {max_count} allowed "
+            "(one learner per seed); name fewer seeds."
+        )
+    # Sorted by their first seed, two ranges share a seed only if two neighbours do.
+    ordered = sorted(ranges)
+    for (_, high_a), (low_b, _) in itertools.pairwise(ordered):
+        if low_b <= high_a:
+            raise UsageError(
+                f"{option} {text!r} names seed {low_b} more than once; equal seeds train "
+                "identical learners, so give distinct seeds."
+            )
+    return [seed for low, high in ranges for seed in range(low, high + 1)]
 
 
 @contextlib.contextmanager
 def errors_as_messages() -> Iterator[None]:
-    """Turn the library's clear errors into one red line and exit status 1."""
+    """Turn the library's clear errors into one red line and the exit status of its kind.
+
+    :class:`UsageError` exits with 2; other ``ValueError``, ``ImportError``, ``OSError`` and
+    :class:`sbil.files.LockHeldError` with 1. A missing optional dependency
+    (``ModuleNotFoundError``) and Ctrl-C pass through to :func:`sbil.cli.main`, which names
+    the extra to install or reports the interrupt (exit 130).
+    """
+    from sbil.files import LockHeldError
+
     try:
         yield
     except ModuleNotFoundError:
         raise  # a missing optional dependency: sbil.cli.main names the extra to install
-    except (ValueError, ImportError, FileNotFoundError) as error:
-        from rich.markup import escape
+    except (ValueError, ImportError, OSError, LockHeldError) as error:
+        code = EXIT_USAGE if isinstance(error, UsageError) else EXIT_FAILURE
+        print_error(_describe(error))
+        raise typer.Exit(code=code) from None
 
-        err_console.print(f"[bold red]Error:[/] {escape(str(error))}", highlight=False)
-        raise typer.Exit(code=1) from None
+
+_interrupt_reported = False
+
+
+def exit_interrupted(detail: str | None = None) -> None:
+    """Report Ctrl-C in one line (with ``detail``, e.g. where a checkpoint was saved) and exit
+    with status 130. A command that lets ``KeyboardInterrupt`` propagate gets the plain line
+    from :func:`sbil.cli.main`; call this only to say more, so the line is printed once."""
+    global _interrupt_reported
+    _interrupt_reported = True
+    suffix = f"; {detail}" if detail else ""
+    err_console.print(f"Interrupted (Ctrl-C){suffix}.", markup=False, highlight=False)
+    raise typer.Exit(code=EXIT_INTERRUPTED)
+
+
+def interrupt_reported() -> bool:
+    """Whether :func:`exit_interrupted` has already said that the command was interrupted."""
+    return _interrupt_reported
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        return f"{error.strerror}{where}."
+    return str(error)
+
+
+def print_error(message: str) -> None:
+    """Print ``Error: message`` as one red line on stderr."""
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False)
 
 
 @contextlib.contextmanager
-def progress_bar(
-    enabled: bool | None, description: str
-) -> Iterator[Callable[[int, int], None] | None]:
+def progress_bar(enabled: bool | None, description: str) -> Iterator[ProgressCallback | None]:
     """Yield a ``progress(done, total)`` callback drawing a rich bar, or None when disabled.
 
     ``enabled=None`` (no flag given) shows the bar only when stderr is a terminal.
@@ -81,3 +241,45 @@ def progress_bar(
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+# --- help rendering ---------------------------------------------------------------------------
+
+
+def _hide_flag_types(params: list[Any]) -> list[Any]:
+    # typer's rich help prints a "<bool>" type beside every flag (--help included), where a
+    # flag takes no value; an empty metavar leaves that column blank.
+    for param in params:
+        if getattr(param, "is_flag", False) and getattr(param, "metavar", "") is None:
+            param.metavar = ""
+    return params
+
+
+class Command(typer.core.TyperCommand):
+    """A typer command whose help shows no value type for flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _hide_flag_types(super().get_params(ctx))
+
+
+class Group(typer.core.TyperGroup):
+    """A typer command group whose help shows no value type for flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _hide_flag_types(super().get_params(ctx))
+
+
+def use_plain_flag_help(app: typer.Typer) -> None:
+    """Make every command and sub-group of ``app`` render flags without ``<bool>``."""
+    for info in app.registered_commands:
+        if info.cls in (None, typer.core.TyperCommand):
+            info.cls = Command
+    for group in app.registered_groups:
+        sub = group.typer_instance
+        if sub is not None:
+            if isinstance(sub.info.cls, typer.models.DefaultPlaceholder) or sub.info.cls in (
+                None,
+                typer.core.TyperGroup,
+            ):
+                sub.info.cls = Group
+            use_plain_flag_help(sub)

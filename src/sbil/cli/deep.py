@@ -1,20 +1,24 @@
 """Deep data commands: ``sbil collect``, ``sbil expert list|eval|train``, ``sbil evaluate``.
 
-Each command parses its options, calls one function of :mod:`sbil.deep` and prints the result.
-Library errors (bad input, unsupported tasks, missing datasets or packages) are printed as one
-line and exit with status 1; heavy imports happen inside the commands.
+Each command checks its options (a wrong command line exits with status 2), calls
+:mod:`sbil.deep` and prints the result; the library's errors (missing datasets, unsupported
+tasks, unwritable paths) are printed as one line with status 1 (see :mod:`sbil.cli._common`).
+Heavy imports happen inside the commands.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from sbil.cli._common import (
     ExpertsDirOption,
     ProgressOption,
+    UsageError,
+    check_seed,
     console,
     err_console,
     errors_as_messages,
@@ -23,22 +27,32 @@ from sbil.cli._common import (
 )
 
 EnvOption = Annotated[str, typer.Option("--env", "-e", help="Gymnasium task id, e.g. CartPole-v1.")]
-SeedOption = Annotated[int, typer.Option(help="Episode i is reset with seed SEED + i.")]
+SeedOption = Annotated[
+    int, typer.Option(help="Episode i is reset with seed SEED + i (all in 0..2**32-1).")
+]
 RootOption = Annotated[
     Path | None,
     typer.Option(help="Datasets folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)."),
 ]
+NoiseOption = Annotated[
+    str,
+    typer.Option(
+        "--expert-noise",
+        help="none (deterministic expert), epsilon:E (a uniformly random action with "
+        "probability E; any expert) or sample (draw from an SB3 expert's own policy, as "
+        "predict(deterministic=False)); seeded by --seed. See docs/experts.md.",
+        metavar="NOISE",
+    ),
+]
 
 
-def _write_json_atomically(path: Path, payload: dict) -> None:
-    from sbil.files import write_json_atomic
+def _parse_noise(text: str):
+    from sbil.deep.experts import ExpertNoise
 
     try:
-        write_json_atomic(path, payload, allow_nan=True)
-    except OSError as error:
-        raise ValueError(
-            f"Cannot write --output {path} ({error.strerror or error}); pass a writable path."
-        ) from None
+        return ExpertNoise.parse(text)
+    except ValueError as error:
+        raise UsageError(f"--expert-noise: {error}") from None
 
 
 def collect_command(
@@ -48,35 +62,54 @@ def collect_command(
     seed: SeedOption = 0,
     dataset_id: Annotated[
         str | None,
-        typer.Option(help="Minari dataset id (default: sbil/<task>/<expert>-v0)."),
+        typer.Option(
+            help="Minari dataset id (default: sbil/<task>/<expert>-v0, with the noise in the "
+            "name for a stochastic expert, e.g. sbil/cartpole/scripted-eps0_1-v0)."
+        ),
     ] = None,
     root: RootOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset.")] = False,
+    expert_noise: NoiseOption = "none",
     experts_root: ExpertsDirOption = None,
     progress: ProgressOption = None,
 ) -> None:
     """Record expert episodes into a new local Minari dataset."""
-    from sbil.deep.data import collect
-
-    with errors_as_messages(), progress_bar(progress, f"collecting {env}") as callback:
+    with errors_as_messages():
         require("--episodes", episodes, 1)
-        require("--seed", seed, 0)
-        result = collect(
-            env,
-            episodes,
-            expert=expert,
-            experts_root=experts_root,
-            seed=seed,
-            dataset_id=dataset_id,
-            root=root,
-            overwrite=overwrite,
-            progress=callback,
-        )
+        check_seed("--seed", seed, episodes)
+        noise = _parse_noise(expert_noise)
+        if dataset_id is not None:
+            _check_dataset_id(dataset_id)
+        from sbil.deep.collection import collect
+
+        with progress_bar(progress, f"collecting {env}") as callback:
+            result = collect(
+                env,
+                episodes,
+                expert=expert,
+                experts_root=experts_root,
+                seed=seed,
+                dataset_id=dataset_id,
+                root=root,
+                overwrite=overwrite,
+                progress=callback,
+                noise=noise,
+            )
     console.print(
         f"Wrote [bold]{result.dataset_id}[/] ({result.n_episodes} episodes, {result.n_steps} "
-        f"steps) to {result.path}\nExpert {expert} return: {_mean_std(result.mean, result.std)}",
+        f"steps) to {result.path}\nExpert {result.expert} return: "
+        f"{_mean_std(result.mean, result.std)}",
         highlight=False,
     )
+
+
+def _check_dataset_id(dataset_id: str) -> None:
+    from sbil.deep.datasets import check_dataset_id
+
+    try:
+        check_dataset_id(dataset_id)
+    except ValueError as error:
+        raise UsageError(f"--dataset-id: {error}") from None
 
 
 def _mean_std(mean: float, std: float) -> str:
@@ -94,7 +127,12 @@ def _print_result(label: str, result) -> None:
 
 def evaluate_command(
     checkpoint: Annotated[
-        Path | None, typer.Argument(help="A learner checkpoint saved by `sbil train`.")
+        Path | None,
+        typer.Argument(
+            help="A training run folder written by `sbil train` (every seed-<s>/ learner is "
+            "evaluated, then the seeds are summarised) or one learner checkpoint folder.",
+            metavar="RUN_OR_CHECKPOINT",
+        ),
     ] = None,
     env: Annotated[
         str | None,
@@ -106,93 +144,257 @@ def evaluate_command(
         str | None,
         typer.Option(help="Evaluate this expert (e.g. scripted) instead of a checkpoint."),
     ] = None,
+    expert_noise: NoiseOption = "none",
     n_envs: Annotated[int, typer.Option(help="Environments stepped together.")] = 16,
     experts_root: ExpertsDirOption = None,
     dataset: Annotated[
         str | None,
         typer.Option(
             help="Also report the action-match rate against this Minari dataset's expert "
-            "actions (e.g. sbil/cartpole/scripted-v0)."
+            "actions (e.g. sbil/cartpole/scripted-v0), on episodes the learner did not train "
+            "on (its checkpoint records which it did)."
         ),
     ] = None,
     root: RootOption = None,
     holdout_from: Annotated[
         int | None,
         typer.Option(
-            help="With --dataset: match only on episodes K.. of it, those not trained on "
-            "by `sbil train --episodes K` (default: all episodes).",
+            help="With --dataset: match only on episodes K.. of it (default: every episode "
+            "the learner did not train on); refused if it trained on any of them.",
             metavar="K",
         ),
     ] = None,
+    iqm: Annotated[
+        bool,
+        typer.Option(
+            "--iqm",
+            help="For a run: also the interquartile mean of the seeds' mean returns, with a "
+            "95% stratified bootstrap interval (rliable's convention).",
+        ),
+    ] = False,
     output: Annotated[
         Path | None,
         typer.Option(help="Also write the per-episode returns (and match rate) to this JSON file."),
     ] = None,
     progress: ProgressOption = None,
 ) -> None:
-    """Evaluate a trained learner (or an expert) over seeded episodes; print mean ± std."""
-    from sbil.deep.evaluation import action_match_rate, evaluate
-
+    """Evaluate a training run, a learner or an expert over seeded episodes; print mean ± std."""
     with errors_as_messages():
         if (checkpoint is None) == (expert is None):
-            raise ValueError("Give either a CHECKPOINT or --expert NAME (exactly one).")
+            raise UsageError(
+                "Give either a RUN_OR_CHECKPOINT folder or --expert NAME (exactly one)."
+            )
         require("--episodes", episodes, 1)
-        require("--seed", seed, 0)
+        check_seed("--seed", seed, episodes)
         require("--n-envs", n_envs, 1)
+        noise = _parse_noise(expert_noise)
         if dataset is None and (holdout_from is not None or root is not None):
-            raise ValueError("--holdout-from and --root need --dataset ID.")
-        if expert is not None:
-            from sbil.deep.experts import get_expert
-
-            if env is None:
-                raise ValueError("--env is required with --expert.")
-            policy, label = get_expert(env, expert, root=experts_root), f"{expert} expert"
-        else:
-            policy, label = _load_checkpoint(checkpoint), f"learner {checkpoint}"
-            env = env or _checkpoint_env(policy)
-            warning = _check_checkpoint_fits(policy, checkpoint, env)
-            if warning:
-                err_console.print(f"[yellow]Warning:[/] {warning}", highlight=False)
-        held_out = None if dataset is None else _held_out(dataset, root, holdout_from, env)
-        with progress_bar(progress, f"evaluating on {env}") as callback:
-            result = evaluate(policy, env, episodes, seed, n_envs=n_envs, progress=callback)
-        match = None
-        if held_out is not None:
-            demos, first = held_out
-            match = {
-                "dataset": dataset,
-                "episodes": [first, first + demos.n_episodes - 1],
-                "n_states": demos.n_steps,
-                "rate": action_match_rate(policy, demos),
-            }
+            raise UsageError("--holdout-from and --root need --dataset ID.")
+        if holdout_from is not None:
+            require("--holdout-from", holdout_from, 0)
+        if expert is not None and env is None:
+            raise UsageError("--env is required with --expert.")
+        if expert is None and not noise.deterministic:
+            raise UsageError("--expert-noise applies to --expert only.")
         if output is not None:
-            payload = {"policy": label, **result.to_dict()}
-            if match is not None:
-                payload["action_match"] = match
-            _write_json_atomically(output, payload)
-    _print_result(label, result)
-    if match is not None:
-        first, last = match["episodes"]
-        console.print(
-            f"Action match with {dataset} episodes {first}..{last} ({match['n_states']} "
-            f"states): {match['rate']:.2%}",
-            highlight=False,
-        )
+            from sbil.files import check_writable_file
+
+            check_writable_file(output, what="--output")  # before any episode runs
+
+        policies = _policies(checkpoint, expert, env, noise, seed, experts_root)
+        env = env or policies[0].env_id
+        matches = None
+        if dataset is not None:
+            matches = _match_sets(policies, dataset, root, holdout_from, env)
+
+        from sbil.deep.evaluation import action_match_rate, evaluate
+
+        with progress_bar(progress, f"evaluating on {env}") as callback:
+            results = [
+                evaluate(item.policy, env, episodes, seed, n_envs=n_envs, progress=callback)
+                for item in policies
+            ]
+        rates = None
+        if matches is not None:
+            rates = [
+                action_match_rate(item.policy, demos)
+                for item, (demos, _) in zip(policies, matches, strict=True)
+            ]
+        payload = _report(policies, results, matches, rates, dataset, checkpoint, iqm)
+        if output is not None:
+            from sbil.files import write_json_atomic
+
+            write_json_atomic(output, payload, allow_nan=True)
 
 
-def _held_out(dataset_id: str, root: Path | None, holdout_from: int | None, env: str):
-    """``(demonstrations of episodes K.. of the dataset, K)``, checked against ``env``."""
-    from sbil.deep.data import load_demonstrations
+@dataclass(frozen=True)
+class _Evaluated:
+    """One policy to evaluate: a learner of a run (``seed`` set), one checkpoint, or an expert
+    (``folder`` None)."""
+
+    policy: Any
+    label: str
+    env_id: str | None
+    folder: Path | None
+    seed: int | None = None
+
+
+def _policies(checkpoint, expert, env, noise, seed, experts_root) -> list[_Evaluated]:
+    """Load what is to be evaluated, checked against ``env``, before any episode runs."""
+    if expert is not None:
+        from sbil.deep.experts import get_expert
+
+        policy = get_expert(env, expert, root=experts_root, noise=noise, seed=seed)
+        label = f"{expert} expert" + ("" if noise.deterministic else f" ({noise})")
+        return [_Evaluated(policy, label, env, None)]
+    from sbil.deep.evaluation import checkpoint_folders
+
+    folders = checkpoint_folders(checkpoint)
+    from sbil.deep.checkpoint import load_learner  # torch missing: main names the extra
+
+    loaded = []
+    for learner_seed, folder in folders.items():
+        policy = load_learner(folder)
+        task = env or _checkpoint_env(policy)
+        warning = _check_checkpoint_fits(policy, folder, task)
+        if warning:
+            err_console.print(f"[yellow]Warning:[/] {warning}", highlight=False)
+        loaded.append(_Evaluated(policy, f"learner {folder}", task, folder, learner_seed))
+    return loaded
+
+
+def _match_sets(policies, dataset_id: str, root, holdout_from: int | None, env: str):
+    """For each policy: ``(demonstrations it is matched on, their episode indices)``.
+
+    Episodes a learner trained on are never used: with ``--holdout-from K`` every episode
+    ``K..`` must be unseen (else refused); without it, every unseen episode is used. A
+    checkpoint that does not record its training episodes is matched on ``K..`` (or all)
+    with a loud warning.
+    """
+    from sbil.deep.datasets import load_demonstrations
+    from sbil.deep.evaluation import training_episodes
 
     demos = load_demonstrations(dataset_id, root=root, env_id=env)
-    if holdout_from is None or holdout_from == 0:
-        return demos, 0
-    if not 0 <= holdout_from < demos.n_episodes:
+    n = demos.n_episodes
+    if holdout_from is not None and holdout_from >= n:
         raise ValueError(
-            f"--holdout-from must be in 0..{demos.n_episodes - 1} ({dataset_id} has "
-            f"{demos.n_episodes} episodes), got {holdout_from}."
+            f"--holdout-from must be in 0..{n - 1} ({dataset_id} has {n} episodes), got "
+            f"{holdout_from}."
         )
-    return demos.split(holdout_from)[1], holdout_from
+    first = holdout_from or 0
+    sets = []
+    for item in policies:
+        candidates = list(range(first, n))
+        trained = None if item.folder is None else training_episodes(item.folder, dataset_id, root)
+        who = "this learner" if item.seed is None else f"seed {item.seed}"
+        if item.folder is not None and trained is None:
+            err_console.print(
+                f"[bold yellow]Warning:[/] {item.folder} does not record which episodes it "
+                f"trained on, so the action match on {dataset_id} episodes "
+                f"{_ranges(candidates)} may include training episodes (not held-out).",
+                highlight=False,
+            )
+        elif trained:
+            overlap = sorted(trained.intersection(candidates))
+            if overlap and holdout_from is not None:
+                raise ValueError(
+                    f"{who} trained on episodes {_ranges(overlap)} of {dataset_id}, which "
+                    f"--holdout-from {holdout_from} would report as held-out; pass a larger "
+                    "--holdout-from, or leave it out to match on every episode it did not "
+                    "train on."
+                )
+            candidates = [e for e in candidates if e not in trained]
+            if not candidates:
+                raise ValueError(
+                    f"{who} trained on every episode of {dataset_id} ({_ranges(sorted(trained))}"
+                    "), so none is held out for the action match; collect a dataset with more "
+                    "episodes, or leave out --dataset."
+                )
+        sets.append((demos.select(candidates), candidates))
+    return sets
+
+
+def _ranges(episodes: list[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``"0..2, 5, 7..8"``."""
+    parts, start = [], None
+    for i, e in enumerate(episodes):
+        if start is None:
+            start = e
+        if i + 1 == len(episodes) or episodes[i + 1] != e + 1:
+            parts.append(str(e) if e == start else f"{start}..{e}")
+            start = None
+    return ", ".join(parts)
+
+
+def _report(policies, results, matches, rates, dataset, checkpoint, iqm) -> dict:
+    """Print each result (and, for a run, the summary over seeds); return the JSON payload."""
+    entries = []
+    for index, (item, result) in enumerate(zip(policies, results, strict=True)):
+        _print_result(item.label, result)
+        entry = {"policy": item.label, **result.to_dict()}
+        if matches is not None:
+            demos, episodes = matches[index]
+            entry["action_match"] = {
+                "dataset": dataset,
+                "episodes": episodes,
+                "n_states": demos.n_steps,
+                "rate": rates[index],
+            }
+            console.print(
+                f"Action match with {dataset} episodes {_ranges(episodes)} ({demos.n_steps} "
+                f"states): {rates[index]:.2%}",
+                highlight=False,
+            )
+        entries.append(entry)
+    if policies[0].seed is None:  # one checkpoint or an expert: the format of a single result
+        return entries[0]
+    for entry, item in zip(entries, policies, strict=True):
+        entry["learner_seed"] = item.seed
+    summary = _summarise(results, iqm)
+    console.print(_summary_line(checkpoint, summary), highlight=False)
+    return {"run": str(checkpoint), "learners": entries, "summary": summary}
+
+
+def _summarise(results, iqm: bool) -> dict:
+    """Mean over seeds of each seed's mean return, a 95% t-interval and optionally the IQM."""
+    import numpy as np
+
+    means = np.array([r.mean for r in results])
+    summary: dict = {
+        "n_seeds": len(means),
+        "seed_means": means.tolist(),
+        "mean": float(means.mean()),
+    }
+    if len(means) > 1:
+        from scipy import stats
+
+        half = float(stats.t.ppf(0.975, len(means) - 1) * means.std(ddof=1) / np.sqrt(len(means)))
+        summary["std"] = float(means.std(ddof=1))
+        summary["ci95"] = [summary["mean"] - half, summary["mean"] + half]
+    if iqm:
+        from sbil.experiments.stats import stratified_bootstrap_ci
+
+        interval = stratified_bootstrap_ci(means, n_resamples=2000, seed=0)
+        summary["iqm"] = {
+            "estimate": interval.estimate,
+            "ci95": [interval.low, interval.high],
+            "method": "stratified bootstrap of the seeds, 2000 resamples, seed 0",
+        }
+    return summary
+
+
+def _summary_line(run, summary: dict) -> str:
+    line = f"Run {run}, {summary['n_seeds']} seed(s): mean return {summary['mean']:.2f}"
+    if "ci95" in summary:
+        low, high = summary["ci95"]
+        line += f", 95% CI {low:.2f} .. {high:.2f} (Student t over the seeds' means)"
+    if "iqm" in summary:
+        low, high = summary["iqm"]["ci95"]
+        line += (
+            f"; IQM {summary['iqm']['estimate']:.2f}, 95% CI {low:.2f} .. {high:.2f} "
+            "(stratified bootstrap)"
+        )
+    return line
 
 
 def _check_checkpoint_fits(policy, checkpoint: Path, env: str) -> str | None:
@@ -224,14 +426,6 @@ def _check_checkpoint_fits(policy, checkpoint: Path, env: str) -> str | None:
     return None
 
 
-def _load_checkpoint(path: Path):
-    if not path.exists():
-        raise ValueError(f"Checkpoint {path} does not exist.")
-    from sbil.deep.checkpoint import load_learner  # torch missing: main names the extra
-
-    return load_learner(path)
-
-
 def _checkpoint_env(policy) -> str:
     for owner in (policy, getattr(policy, "config", None)):
         env_id = getattr(owner, "env_id", None)
@@ -247,20 +441,39 @@ def expert_list_command(
     from rich.table import Table
 
     from sbil.deep.envs import BUILTIN_ENVS
-    from sbil.deep.experts import SCRIPTED, experts_dir, trained_experts
+    from sbil.deep.experts import (
+        SCRIPTED,
+        SCRIPTED_RETURNS,
+        SCRIPTED_RETURNS_EPISODES,
+        experts_dir,
+        trained_experts,
+    )
 
-    table = Table("task", "expert", "source", "reported return")
-    for env_id in BUILTIN_ENVS:
-        table.add_row(env_id, SCRIPTED, "sbil.deep.experts", "see docs/experts.md")
-    for trained in trained_experts(experts_root):
-        table.add_row(
-            trained.env_id,
-            trained.name,
-            trained.model_path,
-            f"{_mean_std(trained.return_mean, trained.return_std)} ({trained.n_eval_episodes} ep.)",
+    with errors_as_messages():
+        table = Table("task", "expert", "source", "measured return (mean ± std)")
+        for env_id in BUILTIN_ENVS:
+            mean, std = SCRIPTED_RETURNS[env_id]
+            table.add_row(
+                env_id,
+                SCRIPTED,
+                "built-in controller",
+                f"{_mean_std(mean, std)} ({SCRIPTED_RETURNS_EPISODES} ep., seeds 0..)",
+            )
+        for trained in trained_experts(experts_root):
+            table.add_row(
+                trained.env_id,
+                trained.name,
+                trained.model_path,
+                f"{_mean_std(trained.return_mean, trained.return_std)} "
+                f"({trained.n_eval_episodes} ep., seeds {trained.eval_seed}..)",
+            )
+        console.print(table)
+        console.print(
+            f"Trained experts are cached in {experts_dir(experts_root)}. Any expert can act "
+            "stochastically with --expert-noise (collect, expert eval, evaluate --expert); "
+            "measure it with `sbil expert eval TASK --expert-noise ...`.",
+            highlight=False,
         )
-    console.print(table)
-    console.print(f"Trained experts are cached in {experts_dir(experts_root)}", highlight=False)
 
 
 def expert_eval_command(
@@ -268,27 +481,30 @@ def expert_eval_command(
     expert: Annotated[str, typer.Option(help="Expert name (see `sbil expert list`).")] = "scripted",
     episodes: Annotated[int, typer.Option(help="Number of evaluation episodes.")] = 100,
     seed: SeedOption = 0,
+    expert_noise: NoiseOption = "none",
     experts_root: ExpertsDirOption = None,
     progress: ProgressOption = None,
 ) -> None:
     """Evaluate an expert over seeded episodes; print mean ± std of its return."""
-    from sbil.deep.evaluation import evaluate
-    from sbil.deep.experts import get_expert
-
     with errors_as_messages():
         require("--episodes", episodes, 1)
-        require("--seed", seed, 0)
-        policy = get_expert(env, expert, root=experts_root)
+        check_seed("--seed", seed, episodes)
+        noise = _parse_noise(expert_noise)
+        from sbil.deep.evaluation import evaluate
+        from sbil.deep.experts import get_expert
+
+        policy = get_expert(env, expert, root=experts_root, noise=noise, seed=seed)
         with progress_bar(progress, f"evaluating {expert} on {env}") as callback:
             result = evaluate(policy, env, episodes, seed, progress=callback)
-    _print_result(f"{expert} expert", result)
+    label = f"{expert} expert" + ("" if noise.deterministic else f" ({noise})")
+    _print_result(label, result)
 
 
 def expert_train_command(
     env: Annotated[str, typer.Argument(help="Gymnasium task id, e.g. CartPole-v1.")],
     algo: Annotated[str, typer.Option(help="stable-baselines3 algorithm: ppo or dqn.")] = "ppo",
     timesteps: Annotated[int, typer.Option(help="Training environment steps.")] = 100_000,
-    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Training seed (0..2**32-1).")] = 0,
     eval_episodes: Annotated[int, typer.Option(help="Episodes to report its return.")] = 100,
     experts_root: Annotated[
         Path | None,
@@ -301,11 +517,12 @@ def expert_train_command(
     device: Annotated[str, typer.Option(help="Torch device for training.")] = "cpu",
 ) -> None:
     """Train a stable-baselines3 expert locally (needs the `experts` extra) and cache it."""
-    from sbil.deep.experts import train_sb3_expert
-
     with errors_as_messages():
         require("--timesteps", timesteps, 1)
         require("--eval-episodes", eval_episodes, 1)
+        check_seed("--seed", seed)
+        from sbil.deep.experts import train_sb3_expert
+
         trained = train_sb3_expert(
             env,
             algo=algo,

@@ -1,0 +1,169 @@
+"""Tests for sbil.cli._common: the seed rule, seed lists, exit codes and help rendering."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from sbil.cli import _common
+from sbil.cli._common import (
+    MAX_SEED_COUNT,
+    UsageError,
+    check_seed,
+    errors_as_messages,
+    parse_seeds,
+    require,
+)
+from sbil.seeds import MAX_SEED
+
+
+@pytest.mark.parametrize(
+    ("text", "seeds"),
+    [
+        ("0", [0]),
+        ("0,1,2", [0, 1, 2]),
+        ("0-4", [0, 1, 2, 3, 4]),
+        ("0-9,12", [*range(10), 12]),
+        (" 5 , 3-4 ,", [5, 3, 4]),  # order kept, blanks ignored
+        (f"{MAX_SEED}", [MAX_SEED]),
+        (f"{MAX_SEED - 1}-{MAX_SEED}", [MAX_SEED - 1, MAX_SEED]),
+    ],
+)
+def test_parse_seeds_reads_lists_and_ranges(text, seeds):
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,b", "--seeds must be comma-separated seeds or ranges"),
+        ("1.5", "--seeds must be comma-separated"),
+        ("-1", "--seeds must be comma-separated"),
+        ("", "--seeds must name at least one seed"),
+        (",", "--seeds must name at least one seed"),
+        ("5-3", "--seeds: the range 5-3 is empty"),
+        ("0-4,3", "names seed 3 more than once"),
+        ("0-9,5-6", "names seed 5 more than once"),
+        ("2,2", "names seed 2 more than once"),
+        (f"{MAX_SEED + 1}", "past the largest seed 4294967295"),
+        ("99999999999999999999", "past the largest seed"),
+        ("0-999999999", "names 1000000000 seeds, more than the 10000 allowed"),
+    ],
+)
+def test_parse_seeds_refuses_bad_lists_with_a_usage_error(text, message):
+    with pytest.raises(UsageError, match=message):
+        parse_seeds(text)
+
+
+def test_parse_seeds_names_the_option_and_takes_a_limit():
+    with pytest.raises(UsageError, match="--eval-seeds must name"):
+        parse_seeds("", "--eval-seeds")
+    assert len(parse_seeds(f"0-{MAX_SEED_COUNT - 1}")) == MAX_SEED_COUNT
+    with pytest.raises(UsageError, match="more than the 3 allowed"):
+        parse_seeds("0-3", max_count=3)
+
+
+def test_parse_seeds_is_linear_not_quadratic():
+    started = time.perf_counter()
+    assert len(parse_seeds("0-9999")) == 10_000
+    # Many single seeds: the repeat check sorts ranges instead of comparing every pair.
+    text = ",".join(str(s) for s in range(10_000))
+    assert len(parse_seeds(text)) == 10_000
+    started_refusal = time.perf_counter()
+    with pytest.raises(UsageError):
+        parse_seeds("0-999999999999")  # refused from the count, no list is built
+    assert time.perf_counter() - started_refusal < 0.1
+    assert time.perf_counter() - started < 2.0  # quadratic: ~10^8 comparisons, minutes
+
+
+@pytest.mark.parametrize(
+    ("seed", "count", "message"),
+    [
+        (-1, 1, r"--seed must be an integer in 0..4294967295 \(2\*\*32 - 1\), got -1"),
+        (99999999999999999999, 1, "got 99999999999999999999"),
+        (2**63 - 1, 2, "got 9223372036854775807"),
+        (MAX_SEED, 2, r"--seed 4294967295 with 2 episodes uses seeds up to 4294967296"),
+        (MAX_SEED - 5, 10, "pass a --seed of at most 4294967286"),
+    ],
+)
+def test_check_seed_applies_the_one_rule_to_derived_seeds_too(seed, count, message):
+    with pytest.raises(UsageError, match=message):
+        check_seed("--seed", seed, count)
+
+
+def test_check_seed_accepts_the_range():
+    assert check_seed("--seed", 0) == 0
+    assert check_seed("--seed", MAX_SEED) == MAX_SEED
+    assert check_seed("--seed", MAX_SEED - 9, 10) == MAX_SEED - 9
+
+
+def test_require_is_a_usage_error():
+    require("--episodes", 1, 1)
+    with pytest.raises(UsageError, match="--episodes must be at least 1, got 0"):
+        require("--episodes", 0, 1)
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "line"),
+    [
+        (UsageError("--x must be at least 1, got 0."), 2, "Error: --x must be at least 1, got 0."),
+        (ValueError("No dataset."), 1, "Error: No dataset."),
+        (FileNotFoundError(2, "No such file or directory", "/a/b"), 1, "No such file or"),
+        (OSError(28, "No space left on device", "/a/b"), 1, "No space left on device: /a/b."),
+    ],
+)
+def test_errors_become_one_line_and_the_exit_code_of_their_kind(capsys, error, code, line):
+    with pytest.raises(typer.Exit) as exit, errors_as_messages():
+        raise error
+    assert exit.value.exit_code == code
+    err = capsys.readouterr().err
+    assert line in err and len(err.strip().splitlines()) == 1
+
+
+def test_lock_conflicts_are_failures(capsys):
+    from sbil.files import LockHeldError
+
+    with pytest.raises(typer.Exit) as exit, errors_as_messages():
+        raise LockHeldError("x is in use by process 1 on h.", "process 1 on h")
+    assert exit.value.exit_code == 1
+
+
+def test_missing_extras_and_interrupts_pass_through_to_main():
+    with pytest.raises(ModuleNotFoundError), errors_as_messages():
+        raise ModuleNotFoundError("no torch", name="torch")
+    with pytest.raises(KeyboardInterrupt), errors_as_messages():
+        raise KeyboardInterrupt
+
+
+def test_exit_interrupted_says_so_once_with_status_130(capsys, monkeypatch):
+    monkeypatch.setattr(_common, "_interrupt_reported", False)
+    with pytest.raises(typer.Exit) as exit:
+        _common.exit_interrupted("checkpoint saved in runs/a; resume with --resume")
+    assert exit.value.exit_code == 130 and _common.interrupt_reported()
+    assert capsys.readouterr().err.strip() == (
+        "Interrupted (Ctrl-C); checkpoint saved in runs/a; resume with --resume."
+    )
+
+
+def test_flags_render_without_a_bool_type_in_help():
+    app = typer.Typer(add_completion=False)
+
+    @app.command()
+    def go(
+        quick: Annotated[bool, typer.Option("--quick/--slow", help="Be quick.")] = False,
+        n: int = 1,
+    ) -> None:
+        """Go."""
+
+    @app.command()
+    def stay() -> None:
+        """Stay."""
+
+    _common.use_plain_flag_help(app)
+    out = CliRunner().invoke(app, ["go", "--help"], env={"COLUMNS": "120"}).output
+    assert "--quick" in out and "--help" in out and "<int>" in out
+    assert "<bool>" not in out
