@@ -536,7 +536,7 @@ def test_the_action_match_never_uses_episodes_a_learner_trained_on(
 
     refused = runner.invoke(app, [*args, "--holdout-from", "2"])
     assert refused.exit_code == 1
-    assert "seed 1 trained on episodes 2 of sbil/cartpole/scripted-v0, which --holdout-from 2" in (
+    assert "seed 1 trained on episode 2 of sbil/cartpole/scripted-v0, which --holdout-from 2" in (
         refused.output
     )
     fine = runner.invoke(app, [*args, "--holdout-from", "3"])

@@ -40,7 +40,8 @@ NoiseOption = Annotated[
         "--expert-noise",
         help="none (deterministic expert), epsilon:E (a uniformly random action with "
         "probability E; any expert) or sample (draw from an SB3 expert's own policy, as "
-        "predict(deterministic=False)); seeded by --seed. See docs/experts.md.",
+        "predict(deterministic=False)); seeded by --seed, and named in the dataset's id and "
+        "metadata.",
         metavar="NOISE",
     ),
 ]
@@ -298,7 +299,7 @@ def _match_sets(policies, dataset_id: str, root, holdout_from: int | None, env: 
             overlap = sorted(trained.intersection(candidates))
             if overlap and holdout_from is not None:
                 raise ValueError(
-                    f"{who} trained on episodes {_ranges(overlap)} of {dataset_id}, which "
+                    f"{who} trained on {_episodes(overlap)} of {dataset_id}, which "
                     f"--holdout-from {holdout_from} would report as held-out; pass a larger "
                     "--holdout-from, or leave it out to match on every episode it did not "
                     "train on."
@@ -312,6 +313,11 @@ def _match_sets(policies, dataset_id: str, root, holdout_from: int | None, env: 
                 )
         sets.append((demos.select(candidates), candidates))
     return sets
+
+
+def _episodes(episodes: list[int]) -> str:
+    """``"episode 3"`` or ``"episodes 0..2, 5"``."""
+    return f"episode{'s' if len(episodes) > 1 else ''} {_ranges(episodes)}"
 
 
 def _ranges(episodes: list[int]) -> str:
