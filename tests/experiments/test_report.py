@@ -1,127 +1,131 @@
-"""Tests for sbil.experiments.report: rendering from small computed results."""
+"""Tests for sbil.experiments.report: it renders what it is given and nothing else."""
 
 import dataclasses
 
 import numpy as np
-import pytest
 
-from sbil.experiments import consistency as cs
 from sbil.experiments import report
-from sbil.experiments.landing import LandingResult, edm_landing
-from sbil.experiments.reproduce import consistency_claims, landing_claims
-from sbil.tabular.claims import all_note_claims
+from sbil.experiments.claims import Claim, ClaimSection, fmt
 
-CONFIG = cs.ConsistencyConfig(
-    n_mdps=3,
-    n_states=5,
-    n_actions=3,
-    n_params=2,
-    sizes=(50, 5_000, 500_000),
-    n_seeds=2,
-    n_seeds_example3=3,
-    n_oracle=1,
-    n_oracle_seeds=1,
-    n_tabular=2,
-    seed=3,
-)
 META = {
-    "command": "test",
+    "command": "sbil reproduce --quick",
     "date_utc": "2026-01-01 00:00 UTC",
-    "git_commit": "abc",
-    "runtime_s": 1.0,
-    "config": {},
+    "git_commit": "abc123",
+    "runtime_s": 1.25,
+    "config": {"quick": True},
 }
-FIGURES = ("landing.png", "consistency.png", "limits.png")
 
 
-@pytest.fixture(scope="module")
-def inputs():
-    landing = edm_landing([0.05, 0.2, 0.5, 0.8], [-1.0, 0.5, 1.0, 2.0])
-    study = cs.run_consistency(CONFIG)
-    summary = cs.summarise(study, n_resamples=100)
-    oracle_summary = cs.summarise(cs.oracle_subset(study), n_resamples=100)
-    claims = (
-        all_note_claims()
-        + landing_claims(landing)
-        + consistency_claims(study, summary, oracle_summary)
+def _sections():
+    note_claim = Claim(
+        id="theorem1",
+        title="A statement of the note.",
+        value=-0.245177,
+        agrees=True,
+        text="Why, with -0.2452 filled in.",
+        check="it reads the same",
+        note_value="approximately -0.245",
+        tolerance=5e-4,
     )
-    return {
-        "claims": claims,
-        "landing": landing,
-        "study": study,
-        "summary": summary,
-        "oracle_summary": oracle_summary,
-    }
+    other = Claim(
+        id="beyond_one",
+        title="A result beyond it.",
+        value=np.inf,
+        agrees=True,
+        text="Explained.",
+        check="above 0",
+    )
+    formula = Claim(
+        id="example1",
+        title="TV is a formula.",
+        value=0.98,
+        agrees=True,
+        text="At |S| = 50.",
+        note_value="1 − 1/|S|",
+    )
+    return [
+        ClaimSection(
+            id="note",
+            title="The note's claims",
+            blocks=(formula, note_claim, "A closing paragraph."),
+            claim_style="heading",
+            caveats=("Caveat one.",),
+        ),
+        ClaimSection(
+            id="beyond",
+            title="Beyond the note",
+            blocks=("### A sub-heading", "![fig](fig.png)", other),
+            files=("fig.png", "table.csv"),
+            caveats=("Caveat two.",),
+        ),
+    ]
 
 
-def _render(inputs, **overrides):
-    kwargs = {**inputs, "meta": META, "figures": FIGURES, **overrides}
-    return report.render_report(**kwargs)
+def _render(sections=None, meta=META):
+    return report.render_report(
+        title="Title", preamble="Preamble.", sections=sections or _sections(), meta=meta
+    )
 
 
-def test_every_claim_has_a_verdict_and_its_value(inputs):
-    text = _render(inputs)
-    for c in inputs["claims"]:
-        row = next(line for line in text.splitlines() if line.startswith(f"| `{c.id}` |"))
-        cells = [cell.strip() for cell in row.strip("|").split("|")]
-        assert cells[2] == report._fmt(c.sbil_value)
-        assert cells[3] == ("agrees" if c.agrees else "**DISAGREES**")
-    assert "occupancy matching (oracle)" in text  # the finite-data comparison table
+def test_summary_has_every_claim_with_the_note_value_as_printed():
+    text = _render()
+    assert "| `theorem1` | approximately -0.245 | -0.2452 | agrees |" in text
+    assert "| `beyond_one` | — | ∞ | agrees |" in text
+    assert "| `example1` | 1 − 1/\\|S\\| | 0.9800 | agrees |" in text  # '|' escaped in a cell
 
 
-def test_a_failing_claim_renders_as_disagrees(inputs):
-    claims = list(inputs["claims"])
-    claims[3] = dataclasses.replace(claims[3], agrees=False)  # theorem1
-    text = _render(inputs, claims=claims)
-    assert "| `theorem1` | -0.2452 | -0.2452 | **DISAGREES** |" in text
+def test_claims_render_in_their_sections_style_and_order():
+    text = _render()
+    heading = (
+        "### `theorem1` — agrees\n\n*A statement of the note.*\n\nWhy, with -0.2452 filled in."
+        "\n\nChecked: it reads the same (tolerance 5.00e-04)."
+    )
+    assert heading in text
+    assert "Checked: ." not in text and "### `example1` — agrees" in text
+    assert "**`beyond_one` — agrees.** Explained." in text
+    order = [
+        text.index(s)
+        for s in (
+            "## The note's claims",
+            "### `example1`",
+            "### `theorem1`",
+            "A closing paragraph.",
+            "## Beyond the note",
+            "### A sub-heading",
+            "![fig](fig.png)",
+            "**`beyond_one`",
+            "## What disagrees",
+            "## Scope and caveats",
+            "## Files",
+        )
+    ]
+    assert order == sorted(order)
+
+
+def test_a_failing_claim_is_listed_as_disagreeing():
+    sections = _sections()
+    bad = dataclasses.replace(sections[0].blocks[1], agrees=False)
+    sections[0] = dataclasses.replace(sections[0], blocks=(sections[0].blocks[0], bad))
+    text = _render(sections)
+    assert "| `theorem1` | approximately -0.245 | -0.2452 | **DISAGREES** |" in text
     assert "### `theorem1` — **DISAGREES**" in text
-    section = text.split("## What disagrees with the note, and why")[1].split("## Scope")[0]
-    assert "- `theorem1`:" in section
-    assert "Every number the note states is reproduced" not in text
+    part = text.split("## What disagrees, and why")[1].split("## Scope")[0]
+    assert "- `theorem1`: A statement of the note. sbil: -0.2452" in part
+    assert "Nothing: every claim above agrees" not in text
 
 
-def test_convention_wording_is_consistent(inputs):
-    text = _render(inputs)
-    # 'note' is the sign of eqs. (4)-(5), p ∝ exp(-lse f); never "the opposite sign of" them.
-    assert "opposite sign of the note's eqs" not in text
-    assert "p(s) ∝ exp(−logsumexp f(s)) (the sign of the note's eqs. (4)-(5))" in text
+def test_caveats_files_and_provenance_come_from_the_inputs():
+    text = _render()
+    assert "- Caveat one.\n- Caveat two." in text
+    assert "`fig.png`, `table.csv`." in text
+    assert "sbil commit `abc123`, in 1.2 s" in text or "sbil commit `abc123`, in 1.3 s" in text
+    assert "Configuration: `{'quick': True}`." in text
+    assert "no git commit" in _render(meta={**META, "git_commit": None})
 
 
-@pytest.mark.parametrize(
-    "value,expected",
-    [
-        (None, "—"),
-        (0.0, "0"),
-        (np.inf, "∞"),
-        (-np.inf, "−∞"),
-        (1.5e-5, "1.50e-05"),
-        (0.25, "0.2500"),
-    ],
-)
-def test_fmt(value, expected):
-    assert report._fmt(value) == expected
-
-
-def test_flip_regions_are_described_from_the_data():
-    # Two regions: a 2x2 block at small d_E(s1) and one isolated corner point.
-    theta = np.ones((3, 4))
-    theta[0, :2] = theta[1, :2] = -0.5
-    theta[2, 3] = -0.01
-    landing = LandingResult(
-        d1=np.array([0.1, 0.2, 0.5, 0.9]),
-        k=np.array([-1.0, 0.0, 2.0]),
-        theta=theta,
-        converged=np.ones((3, 4), dtype=bool),
-        consistent_d1=np.array([0.3, 0.4, np.nan]),
-        theta_expert=1.0,
-        convention="reference",
-    )
-    flip = landing_claims(landing)[1]
-    regions = flip.details["regions"]
-    assert [r["n_points"] for r in regions] == [4, 1]
-    assert regions[0]["k_min"] == -1.0 and regions[0]["k_max"] == 0.0
-    assert regions[0]["d1_max"] == 0.2
-    text = report._explain(flip)
-    assert "2 connected regions" in text
-    assert "a single grid point at k = 2, d_E(s1) = 0.90 (theta* = -0.0100)" in text
-    assert "k from -1 to 0" in text
+def test_the_renderer_computes_nothing():
+    """Every number in the report is in a claim, a block or the meta given."""
+    text = _render()
+    assert fmt(-0.245177) in text and "0.9800" in text
+    for word in ("inconsisten", "oracle", "BC", "EDM"):
+        assert word not in text  # no wording of its own about the claims

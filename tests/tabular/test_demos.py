@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
+from sbil.tabular.checks import validate_visitation
 from sbil.tabular.demos import (
     Demonstrations,
     empirical_visitation,
     sample_demonstrations,
     sample_visitation,
-    validate_visitation,
 )
 from sbil.tabular.mdp import random_mdp
 from sbil.tabular.visitation import state_action_visitation

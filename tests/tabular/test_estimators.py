@@ -270,12 +270,54 @@ def test_accepts_demonstrations():
         fit_bc(tabular_features(2, 2), bad)
 
 
-def test_deterministic():
-    features, _, d_e = _realisable(4)
-    d = sample_visitation(d_e, 50, seed=0)
-    a = fit_edm(features, d, raise_on_failure=False)
-    b = fit_edm(features, d, raise_on_failure=False)
-    np.testing.assert_array_equal(a.theta, b.theta)
+_FITS_IN_A_FRESH_PROCESS = """
+import numpy as np
+from sbil.tabular.demos import sample_visitation
+from sbil.tabular.estimators import fit_bc, fit_edm
+from sbil.tabular.mdp import random_mdp
+from sbil.tabular.policies import policy_probs, random_features
+from sbil.tabular.visitation import state_action_visitation
+rng = np.random.default_rng(4)
+features = random_features(8, 3, 3, seed=rng)
+theta = rng.normal(size=3)
+d_e = state_action_visitation(random_mdp(8, 3, seed=rng, discount=0.9),
+                              policy_probs(features, theta))
+d = np.stack([sample_visitation(d_e, n, seed=s) for n in (20, 50, 1000) for s in range(3)])
+for fit in (fit_bc(features, d, raise_on_failure=False),
+            fit_edm(features, d, raise_on_failure=False),
+            fit_edm(features, d, convention="note", raise_on_failure=False)):
+    print(" ".join(x.hex() for x in np.ravel(fit.theta)), " ".join(np.ravel(fit.status)))
+"""
+
+
+def test_same_numbers_in_another_process_with_other_thread_settings():
+    """Bit for bit across processes, BLAS thread counts, hash seeds and threadpoolctl's
+    presence (which decides whether the fit pins BLAS to one thread)."""
+    import os
+    import subprocess
+    import sys
+
+    def run(threads: str, hash_seed: str, hide_threadpoolctl: bool) -> str:
+        env = {
+            **os.environ,
+            "OPENBLAS_NUM_THREADS": threads,
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+            "PYTHONHASHSEED": hash_seed,
+        }
+        prefix = "import sys; sys.modules['threadpoolctl'] = None\n" if hide_threadpoolctl else ""
+        return subprocess.run(
+            [sys.executable, "-c", prefix + _FITS_IN_A_FRESH_PROCESS],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    reference = run("1", "0", False)
+    assert reference.count("\n") == 3 and "converged" in reference
+    assert run("2", "777", True) == reference
+    assert run("2", "31", False) == reference
 
 
 def _separable(features: np.ndarray, d: np.ndarray, per_state: bool) -> bool:

@@ -131,7 +131,17 @@ def test_whole_float_horizon_is_accepted():
     assert TabularMDP(_chain(), np.array([1.0, 0.0]), horizon=3.0).horizon == 3
 
 
-def test_convention_validation():
+def test_visitation_kind():
+    assert TabularMDP(_chain(), np.array([1.0, 0.0]), horizon=3).visitation_kind == (
+        "finite_horizon"
+    )
+    assert TabularMDP(_chain(), np.array([1.0, 0.0]), discount=0.5).visitation_kind == (
+        "discounted"
+    )
+    assert TabularMDP(_chain(), np.array([1.0, 0.0])).visitation_kind == "stationary"
+
+
+def test_visitation_kind_validation():
     with pytest.raises(ValueError, match="at most one of horizon and discount"):
         TabularMDP(_chain(), np.array([1.0, 0.0]), horizon=3, discount=0.9)
     with pytest.raises(ValueError, match=r"discount must be a number in \[0, 1\); got 1\.0; for"):

@@ -5,11 +5,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sbil.tabular.objectives import bc_objective, edm_objective
+from sbil.tabular.numeric import log_softmax
+from sbil.tabular.objectives import bc_objective, edm_objective, edm_objective_for
 from sbil.tabular.policies import (
     edm_state_log_prob,
     example3_features,
-    log_softmax,
     logits,
     random_features,
 )
@@ -147,3 +147,31 @@ def test_order_and_shape_errors():
         bc_objective(theta, features, [[0.5, 0.5], [0.0]])
     with pytest.raises(ValueError, match="convention must be"):
         edm_objective(theta, features, d, convention="paper")
+
+
+@pytest.mark.parametrize("convention", ["reference", "note"])
+def test_edm_objective_for_equals_edm_objective(convention):
+    features = random_features(5, 3, 4, seed=0)
+    theta = np.random.default_rng(1).normal(size=(2, 4))
+    d = np.random.default_rng(2).dirichlet(np.ones(15), size=2).reshape(2, 5, 3)
+    fixed = edm_objective_for(convention)(theta, features, d)
+    direct = edm_objective(theta, features, d, convention=convention)
+    for a, b in ((fixed.value, direct.value), (fixed.grad, direct.grad), (fixed.hess, direct.hess)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="convention must be 'reference' or 'note'"):
+        edm_objective_for("paper")
+
+
+def test_fit_edm_decodes_the_convention_once(monkeypatch):
+    """The energy sign is validated at the edge, not on every Newton iteration."""
+    import sbil.tabular.objectives as objectives
+    from sbil.tabular.estimators import fit_edm
+
+    calls = []
+    real = objectives.energy_sign
+    monkeypatch.setattr(objectives, "energy_sign", lambda c: calls.append(c) or real(c))
+    features = random_features(6, 3, 4, seed=3)
+    d = np.random.default_rng(4).dirichlet(np.ones(18)).reshape(6, 3)
+    fit = fit_edm(features, d, convention="note")
+    assert fit.n_iter > 3
+    assert calls == ["note"]

@@ -14,20 +14,18 @@ from sbil.tabular.policies import (
 )
 from sbil.tabular.visitation import state_action_visitation
 
-CONVENTIONS = [{"discount": 0.9}, {"horizon": 7}, {}]
+VISITATION_KINDS = [{"discount": 0.9}, {"horizon": 7}, {}]
 
 
-def _mdp(convention: dict, sparse: bool, seed: int = 1):
-    return random_mdp(
-        6, 3, seed=seed, successors=3 if convention else 6, sparse=sparse, **convention
-    )
+def _mdp(kind: dict, sparse: bool, seed: int = 1):
+    return random_mdp(6, 3, seed=seed, successors=3 if kind else 6, sparse=sparse, **kind)
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-@pytest.mark.parametrize("convention", CONVENTIONS)
-def test_gradient_matches_finite_differences(convention, sparse):
+@pytest.mark.parametrize("kind", VISITATION_KINDS)
+def test_gradient_matches_finite_differences(kind, sparse):
     rng = np.random.default_rng(0)
-    mdp = _mdp(convention, sparse)
+    mdp = _mdp(kind, sparse)
     features = random_features(6, 3, 4, seed=2)
     d_e = rng.dirichlet(np.ones(18)).reshape(6, 3)
     theta = rng.normal(size=4)
@@ -46,9 +44,9 @@ def test_gradient_matches_finite_differences(convention, sparse):
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-@pytest.mark.parametrize("convention", CONVENTIONS)
-def test_recovers_realisable_expert(convention, sparse):
-    mdp = _mdp(convention, sparse)
+@pytest.mark.parametrize("kind", VISITATION_KINDS)
+def test_recovers_realisable_expert(kind, sparse):
+    mdp = _mdp(kind, sparse)
     features = random_features(6, 3, 4, seed=2)
     theta_e = np.array([0.5, -1.0, 1.5, 0.3])
     d_e = state_action_visitation(mdp, policy_probs(features, theta_e))
@@ -144,3 +142,39 @@ def test_options_validated(option, message):
     mdp, d_e = _never_taken_action()
     with pytest.raises(ValueError, match=message):
         fit_occupancy_matching(mdp, tabular_features(3, 2), d_e, **option)
+
+
+def test_lbfgsb_stopping_early_is_finished_by_newton(monkeypatch):
+    """L-BFGS-B may stop on its relative-reduction test with the gradient just above tol (it
+    did on 5 finite-data fits of `sbil reproduce` at seed 0, and on the limits at seeds 2 and
+    3); the fit must still converge rather than report L-BFGS-B's message as a failure."""
+    import scipy.optimize
+
+    import sbil.tabular.oracle as oracle
+
+    real = scipy.optimize.minimize
+    messages = []
+
+    def loose(*args, **kwargs):
+        kwargs["options"] = {**kwargs["options"], "ftol": 1e-4}  # stops far from the optimum
+        res = real(*args, **kwargs)
+        messages.append(str(res.message))
+        return res
+
+    monkeypatch.setattr(oracle.scipy.optimize, "minimize", loose)
+    mdp = _mdp({}, False)
+    features = random_features(6, 3, 4, seed=2)
+    theta_e = np.array([0.5, -1.0, 1.5, 0.3])
+    d_e = state_action_visitation(mdp, policy_probs(features, theta_e))
+    fit = fit_occupancy_matching(mdp, features, d_e)
+    assert "RELATIVE REDUCTION" in messages[0]  # L-BFGS-B did stop early
+    assert fit.converged and fit.status == "converged" and fit.grad_norm <= 1e-8
+    np.testing.assert_allclose(fit.theta, theta_e, atol=1e-6)
+
+
+def test_lbfgsb_iteration_limit_is_still_a_failure():
+    mdp = _mdp({}, False)
+    features = random_features(6, 3, 4, seed=2)
+    d_e = state_action_visitation(mdp, policy_probs(features, np.array([0.5, -1.0, 1.5, 0.3])))
+    fit = fit_occupancy_matching(mdp, features, d_e, max_iter=1, raise_on_failure=False)
+    assert not fit.converged and fit.status == "max_iter reached"

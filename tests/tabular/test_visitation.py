@@ -17,11 +17,11 @@ from sbil.tabular.visitation import (
 )
 
 
-def _chain(**convention) -> TabularMDP:
+def _chain(**kind) -> TabularMDP:
     """0 -> 1 with probability 1, 1 -> 1; start in 0."""
     p = np.zeros((2, 1, 2))
     p[0, 0, 1] = p[1, 0, 1] = 1.0
-    return TabularMDP(p, np.array([1.0, 0.0]), **convention)
+    return TabularMDP(p, np.array([1.0, 0.0]), **kind)
 
 
 def test_chain_by_hand():
@@ -75,7 +75,7 @@ def test_state_distributions_by_hand_and_their_average():
     )
 
 
-def test_explicit_convention_arguments_checked():
+def test_explicit_visitation_kind_arguments_checked():
     mdp = _chain()
     pi = np.ones((2, 1))
     with pytest.raises(ValueError, match="needs a horizon; pass horizon="):
@@ -95,10 +95,10 @@ def test_explicit_convention_arguments_checked():
         state_visitation(mdp, np.ones((2, 2)) / 2)
 
 
-@pytest.mark.parametrize("convention", [{"horizon": 9}, {"discount": 0.95}, {}])
-def test_sparse_equals_dense(convention):
-    dense = random_mdp(30, 3, seed=11, successors=3, **convention)
-    sparse = random_mdp(30, 3, seed=11, successors=3, sparse=True, **convention)
+@pytest.mark.parametrize("kind", [{"horizon": 9}, {"discount": 0.95}, {}])
+def test_sparse_equals_dense(kind):
+    dense = random_mdp(30, 3, seed=11, successors=3, **kind)
+    sparse = random_mdp(30, 3, seed=11, successors=3, sparse=True, **kind)
     pi = np.random.default_rng(2).dirichlet(np.ones(3), size=30)
     np.testing.assert_allclose(
         state_visitation(sparse, pi), state_visitation(dense, pi), rtol=1e-10, atol=1e-13
@@ -119,10 +119,43 @@ def test_iterative_equals_direct(monkeypatch):
     np.testing.assert_allclose(iterative, direct, rtol=1e-9, atol=1e-14)
 
 
-def test_deterministic():
-    mdp = random_mdp(12, 3, seed=0, discount=0.9)
-    pi = np.full((12, 3), 1 / 3)
-    np.testing.assert_array_equal(state_visitation(mdp, pi), state_visitation(mdp, pi))
+_VISITATION_IN_A_FRESH_PROCESS = """
+import numpy as np
+from sbil.tabular.mdp import random_mdp
+from sbil.tabular.visitation import state_visitation
+for kwargs in ({"discount": 0.9}, {"horizon": 7}, {}, {"discount": 0.9, "sparse": True,
+               "successors": 4}):
+    mdp = random_mdp(40, 3, seed=0, **kwargs)
+    pi = np.random.default_rng(1).dirichlet(np.ones(3), size=40)
+    print(" ".join(x.hex() for x in state_visitation(mdp, pi)))
+"""
+
+
+def test_same_numbers_in_another_process_with_other_thread_settings():
+    """Bit for bit: no dependence on process state (hash seed) or BLAS/OpenMP thread counts."""
+    import os
+    import subprocess
+    import sys
+
+    def run(threads: str, hash_seed: str) -> str:
+        env = {
+            **os.environ,
+            "OPENBLAS_NUM_THREADS": threads,
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+            "PYTHONHASHSEED": hash_seed,
+        }
+        return subprocess.run(
+            [sys.executable, "-c", _VISITATION_IN_A_FRESH_PROCESS],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    one = run("1", "0")
+    assert one.count("\n") == 4
+    assert run("2", "12345") == one
 
 
 @settings(max_examples=40, deadline=None)
@@ -136,14 +169,14 @@ def test_deterministic():
 def test_visitation_properties(n_s, n_a, seed, kind, concentration):
     """Sums to one, is nonnegative, satisfies its defining equation."""
     rng = np.random.default_rng(seed)
-    convention = {"horizon": {"horizon": 6}, "discount": {"discount": 0.9}, "stationary": {}}[kind]
+    options = {"horizon": {"horizon": 6}, "discount": {"discount": 0.9}, "stationary": {}}[kind]
     mdp = random_mdp(
         n_s,
         n_a,
         seed=rng,
         concentration=concentration,
         initial=rng.dirichlet(np.ones(n_s)),
-        **convention,
+        **options,
     )
     pi = rng.dirichlet(np.ones(n_a), size=n_s)
     d = state_visitation(mdp, pi)

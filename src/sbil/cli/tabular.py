@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
@@ -25,7 +25,7 @@ QuickOption = Annotated[
     ),
 ]
 SeedOption = Annotated[
-    int, typer.Option("--seed", help="Root seed of random MDPs and data (a non-negative integer).")
+    int, typer.Option("--seed", help="Root seed of random MDPs and data (0 .. 2**32 - 1).")
 ]
 
 
@@ -43,37 +43,54 @@ def _single_threaded_blas() -> None:
         os.environ.setdefault(var, "1")
 
 
-def _fail(message: str) -> NoReturn:
-    """Print one error line to stderr and exit with status 2 (bad usage)."""
-    from rich.markup import escape
+DeepOption = Annotated[
+    bool,
+    typer.Option(
+        "--deep",
+        help="Also run the deep studies of the critique (sbil.experiments.deep_critique; needs "
+        "the 'deep' extra, i.e. torch) and add their section to the report.",
+    ),
+]
 
-    from sbil.cli._common import err_console
 
-    err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code=2)
+def reproduce(
+    out: OutOption = "report",
+    quick: QuickOption = False,
+    seed: SeedOption = 0,
+    deep: DeepOption = False,
+) -> None:
+    """Recompute the EDM critique's claims and the studies beyond it; write a report folder.
 
-
-def reproduce(out: OutOption = "report", quick: QuickOption = False, seed: SeedOption = 0) -> None:
-    """Recompute the EDM critique's claims and the studies beyond it; write a report folder."""
+    Exit codes follow sbil's rule (sbil.cli._common): 2 for a bad command line (--seed, an
+    empty --out), 1 when the report cannot be written (--out is a file, holds other files, is
+    not writable, or another run is writing it), 130 on Ctrl-C (the previous report is left
+    as it was).
+    """
     _single_threaded_blas()
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from sbil.cli._common import UsageError, errors_as_messages
     from sbil.experiments.reproduce import (
-        ReportPathError,
+        DEEP_STAGE,
+        STAGES,
         ReproduceConfig,
         check_out_dir,
+        deep_entry,
         run_reproduce,
     )
 
     console = Console()
-    try:
-        config = ReproduceConfig(out=out, quick=quick, seed=seed)
+    with errors_as_messages():
+        try:
+            config = ReproduceConfig(out=out, quick=quick, seed=seed, deep=deep)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if deep:
+            deep_entry()  # says at once when the deep studies are missing
         check_out_dir(config.out_dir)  # before the progress display, so errors stay one line
-    except ValueError as exc:  # ReportPathError included
-        _fail(str(exc))
-    try:
+        stages = (*STAGES, DEEP_STAGE) if deep else STAGES
         with Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -81,10 +98,12 @@ def reproduce(out: OutOption = "report", quick: QuickOption = False, seed: SeedO
             console=console,
             transient=True,
         ) as bar:
-            task = bar.add_task("starting", total=None)
-            result = run_reproduce(config, progress=lambda msg: bar.update(task, description=msg))
-    except ReportPathError as exc:
-        _fail(str(exc))
+            task = bar.add_task(stages[0], total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, description=stages[min(done, len(stages) - 1)])
+
+            result = run_reproduce(config, progress=progress)
 
     table = Table(title=f"sbil reproduce ({result.runtime_s:.1f} s)")
     table.add_column("claim")
@@ -92,9 +111,11 @@ def reproduce(out: OutOption = "report", quick: QuickOption = False, seed: SeedO
     table.add_column("sbil", justify="right")
     table.add_column("verdict")
     for c in result.claims:
-        note = "—" if c.note_value is None else f"{c.note_value:.4g}"
         table.add_row(
-            c.id, note, f"{c.sbil_value:.4g}", "[green]agrees" if c.agrees else "[red]disagrees"
+            c.id,
+            "—" if c.note_value is None else c.note_value,
+            f"{c.value:.4g}",
+            "[green]agrees" if c.agrees else "[red]disagrees",
         )
     console.print(table)
     console.print(f"Report written to [bold]{result.out / 'REPORT.md'}[/] (and results.json).")

@@ -19,19 +19,21 @@ configuration and the git commit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sbil.experiments.io import git_commit
-from sbil.experiments.stats import iqm, stratified_bootstrap_ci, wilson_interval
-from sbil.tabular.claims import theorem1_mdp, total_variation
+from sbil.experiments.stats import Interval, iqm, stratified_bootstrap_ci, wilson_interval
+from sbil.files import git_commit
+from sbil.progress import ProgressCallback
+from sbil.tabular.critique import theorem1_mdp
 from sbil.tabular.demos import sample_visitation
 from sbil.tabular.estimators import NO_FINITE_MINIMISER, fit_bc, fit_edm
 from sbil.tabular.mdp import TabularMDP, random_mdp
+from sbil.tabular.numeric import total_variation
 from sbil.tabular.oracle import fit_occupancy_matching
 from sbil.tabular.policies import (
     example3_features,
@@ -43,8 +45,6 @@ from sbil.tabular.visitation import state_action_visitation
 
 #: Eight data sizes, log-spaced from 10 to 10^6.
 DEFAULT_SIZES = tuple(int(n) for n in np.round(np.logspace(1, 6, 8)))
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -206,8 +206,17 @@ def random_problems(
     return problems
 
 
-def _policy_tv(pi: np.ndarray, d_e: np.ndarray, pi_e: np.ndarray) -> np.ndarray:
-    """``sum_s d_E(s) TV(pi(.|s), pi_E(.|s))`` for policies ``pi[..., s, a]``."""
+def policy_tv(pi: np.ndarray, d_e: np.ndarray, pi_e: np.ndarray) -> np.ndarray:
+    """``sum_s d_E(s) TV(pi(.|s), pi_E(.|s))``: policy TV averaged over the expert's states.
+
+    Args:
+        pi: learned policies ``pi[..., s, a]``.
+        d_e: the expert's visitation ``d_E[..., s, a]``.
+        pi_e: the expert's policy ``pi_E[..., s, a]``.
+
+    Returns:
+        ``tv[...]``.
+    """
     return (d_e.sum(-1) * total_variation(pi, pi_e, axis=-1)).sum(-1)
 
 
@@ -274,7 +283,7 @@ def _study_group(
         ok = ok.reshape(shape)
         err = np.where(ok, np.linalg.norm(theta - theta_e, axis=-1), np.inf)
         safe_theta = np.where(ok[..., None], theta, 0.0)
-        ptv = np.where(ok, _policy_tv(policy_probs(features, safe_theta), d_e, pi_e), np.nan)
+        ptv = np.where(ok, policy_tv(policy_probs(features, safe_theta), d_e, pi_e), np.nan)
         blocks.append(
             {
                 "problem": np.full(ok.size, problems[0].name),
@@ -321,7 +330,7 @@ def _limit_block(
             continue
         err[b] = float(np.linalg.norm(theta[b] - p.theta_expert))
         pi = policy_probs(p.features, theta[b])
-        ptv[b] = float(_policy_tv(pi, p.d_expert, pi_e[b]))
+        ptv[b] = float(policy_tv(pi, p.d_expert, pi_e[b]))
         d_pi = state_action_visitation(p.mdp, pi)
         vtv[b] = float(total_variation(d_pi, p.d_expert, axis=(-2, -1)))
         kl[b] = _kl(p.d_expert, d_pi)
@@ -361,7 +370,7 @@ def _oracle_finite_block(
     pi_e = policy_probs(features, theta_e)
     err = np.where(ok, np.linalg.norm(theta - theta_e, axis=-1), np.inf)
     pi = policy_probs(features, np.where(ok[..., None], theta, 0.0))
-    ptv = np.where(ok, _policy_tv(pi, d_e, pi_e), np.nan)
+    ptv = np.where(ok, policy_tv(pi, d_e, pi_e), np.nan)
     shape = ok.shape
     return {
         "problem": np.full(ok.size, problems[0].name),
@@ -412,19 +421,27 @@ class ConsistencyResult:
 
 
 def run_consistency(
-    config: ConsistencyConfig, progress: Progress | None = None
+    config: ConsistencyConfig, progress: ProgressCallback | None = None
 ) -> ConsistencyResult:
     """Run the consistency study.
 
     Args:
         config: what to run.
-        progress: optional callback receiving a short description of each stage.
+        progress: optional ``progress(done, total)``, called after each of its stages (the
+            Example 3 MDP; the random MDPs with the oracle's fits; the one-hot comparison).
 
     Returns:
         ConsistencyResult with tidy rows.
     """
-    say = progress or (lambda _msg: None)
-    say("example 3 MDP")
+    total = 2 + bool(config.n_tabular)
+    done = 0
+
+    def stage_done() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
     ex3 = [example3_problem()]
     with_oracle = 1 if config.n_oracle else 0
     blocks = _study_group(
@@ -436,7 +453,7 @@ def run_consistency(
         oracle_count=with_oracle,
         oracle_seeds=with_oracle * config.n_seeds_example3,
     )
-    say(f"{config.n_mdps} random MDPs")
+    stage_done()
     problems = random_problems(config)
     blocks += _study_group(
         problems,
@@ -448,12 +465,12 @@ def run_consistency(
         oracle_seeds=config.oracle_seeds,
     )
     if config.n_oracle:
-        say(f"occupancy matching on {config.n_oracle} MDPs")
         subset = problems[: config.n_oracle]
         pi_e = np.stack([policy_probs(p.features, p.theta_expert) for p in subset])
         blocks.append(_oracle_block(subset, pi_e))
         pi_e3 = policy_probs(ex3[0].features, ex3[0].theta_expert)[None]
         blocks.append(_oracle_block(ex3, pi_e3))
+    stage_done()
     rows = pd.concat([pd.DataFrame(b) for b in blocks], ignore_index=True)
     commit = git_commit()
     cfg = asdict(config)
@@ -464,9 +481,9 @@ def run_consistency(
     rows["git_commit"] = commit
     tabular = pd.DataFrame()
     if config.n_tabular:
-        say(f"one-hot features on {config.n_tabular} MDPs")
         tabular = tabular_comparison(config)
         tabular["git_commit"] = commit
+        stage_done()
     return ConsistencyResult(config=config, rows=rows, tabular=tabular)
 
 
@@ -490,7 +507,7 @@ def tabular_comparison(config: ConsistencyConfig) -> pd.DataFrame:
         theta, ok, _ = _fit(method, features, d_e)
         pis[method] = policy_probs(features, np.where(ok[:, None], theta, 0.0))
         out[f"converged_{method}"] = ok
-        out[f"policy_tv_{method}"] = np.where(ok, _policy_tv(pis[method], d_e, pi_e), np.nan)
+        out[f"policy_tv_{method}"] = np.where(ok, policy_tv(pis[method], d_e, pi_e), np.nan)
     both = out["converged_bc"] & out["converged_edm"]
     diff = np.abs(pis["bc"] - pis["edm"]).max(axis=(-2, -1))
     out["max_policy_diff"] = np.where(both, diff, np.nan)
@@ -619,3 +636,59 @@ def error_slope(summary: pd.DataFrame, problem: str, method: str, *, min_n: int 
     if len(s) < 2:
         return float("nan")
     return float(np.polyfit(np.log(s["n_samples"]), np.log(s["iqm"]), 1)[0])
+
+
+def error_slope_interval(
+    result: ConsistencyResult,
+    problem: str,
+    method: str,
+    *,
+    min_n: int = 1000,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """:func:`error_slope` with a stratified-bootstrap confidence interval.
+
+    The data sets at each N are independent draws, so each resample redraws, for every
+    (N, problem) independently, that problem's data seeds with replacement (rliable's
+    stratified bootstrap, strata = (N, problem) pairs), takes the IQM over problems and seeds
+    at each N and fits the least-squares slope of log IQM on log N over ``N >= min_n``.
+
+    Returns:
+        Interval whose estimate equals :func:`error_slope` on :func:`summarise`; NaN ends when
+        fewer than two sizes qualify or an IQM is infinite or zero.
+    """
+    rows = result.rows
+    rows = rows[
+        (rows["problem"] == problem)
+        & (rows["method"] == method)
+        & np.isfinite(rows["n_samples"])
+        & (rows["n_samples"] >= min_n)
+    ]
+    sizes = sorted(set(rows["n_samples"]))
+    nan = Interval(float("nan"), float("nan"), float("nan"), confidence)
+    if len(sizes) < 2:
+        return nan
+    blocks = [
+        rows[rows["n_samples"] == n].pivot(index="seed", columns="problem_id", values="error")
+        for n in sizes
+    ]
+    matrix = np.concatenate([b.to_numpy() for b in blocks], axis=1)  # [seed, (N, problem)]
+    if not np.all(np.isfinite(matrix)) or np.any(matrix <= 0):
+        return nan
+    widths = [b.shape[1] for b in blocks]
+    edges = np.cumsum([0, *widths])
+    log_n = np.log(np.asarray(sizes, dtype=np.float64))
+    centred = log_n - log_n.mean()
+
+    def slope(batch: np.ndarray) -> np.ndarray:  # [..., seed, (N, problem)] -> [...]
+        logs = np.stack(
+            [np.log(iqm(batch[..., lo:hi], axis=(-2, -1))) for lo, hi in itertools.pairwise(edges)],
+            axis=-1,
+        )
+        return (logs * centred).sum(-1) / (centred * centred).sum()
+
+    return stratified_bootstrap_ci(
+        matrix, slope, n_resamples=n_resamples, confidence=confidence, seed=seed
+    )

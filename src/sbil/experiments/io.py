@@ -1,7 +1,10 @@
-"""Provenance and atomic file writes for experiment outputs.
+"""Atomic writers for the experiments' own file types: figures and CSV tables.
 
-Every result file is written to a temporary file in the destination folder and then moved
-into place with ``os.replace``, so a crash never leaves a half-written report behind.
+They build on :func:`sbil.files.write_atomic`: the file is written to a temporary sibling and
+moved into place with ``os.replace``, so a crash never leaves a half-written figure or table.
+JSON and text go through :func:`sbil.files.write_json_atomic` and
+:func:`sbil.files.write_text_atomic`, and provenance through :func:`sbil.files.git_commit`
+(None outside a git checkout).
 """
 
 from __future__ import annotations
@@ -10,21 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sbil import files
-from sbil.files import write_atomic, write_json_atomic, write_text_atomic
+from sbil.files import write_atomic
 
-__all__ = [
-    "git_commit",
-    "save_figure_atomic",
-    "write_csv_atomic",
-    "write_json_atomic",
-    "write_text_atomic",
-]
-
-
-def git_commit() -> str:
-    """The git commit of sbil's checkout (see :func:`sbil.files.git_commit`), or "unknown"."""
-    return files.git_commit() or "unknown"
+__all__ = ["save_figure_atomic", "write_csv_atomic"]
 
 
 def save_figure_atomic(figure: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:

@@ -4,7 +4,7 @@ The class has two states and two actions with logits ``(0, theta)`` in s1 and
 ``(0, k theta)`` in s2. The expert is ``theta_E`` (default 1). The expert's state
 distribution is set by the dynamics: the next state is s1 with probability ``q`` whatever
 ``(s, a)``, and the start distribution is ``(q, 1 - q)``, so ``d_E(s1) = q`` under any
-visitation convention (checked against :func:`sbil.tabular.visitation.state_visitation`).
+kind of visitation (checked against :func:`sbil.tabular.visitation.state_visitation`).
 
 With the reference energy convention EDM's objective is the negative log-likelihood of the
 joint softmax ``p(s, a) ∝ exp f(s, a)``, so its optimum matches feature moments,
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sbil.tabular.checks import Convention
 from sbil.tabular.estimators import fit_edm
 from sbil.tabular.mdp import TabularMDP, two_state_mdp
 from sbil.tabular.objectives import edm_objective
@@ -78,7 +79,7 @@ class LandingResult:
     converged: np.ndarray
     consistent_d1: np.ndarray
     theta_expert: float
-    convention: str
+    convention: Convention
 
     @property
     def flips(self) -> np.ndarray:
@@ -96,7 +97,7 @@ class LandingResult:
 
 
 def consistent_state_probability(
-    k: float, *, theta_expert: float = 1.0, convention: str = "reference"
+    k: float, *, theta_expert: float = 1.0, convention: Convention = "reference"
 ) -> float:
     """The d_E(s1) for which EDM's infinite-data gradient at the expert is zero.
 
@@ -132,7 +133,7 @@ def consistent_state_probability(
 
 
 def edm_state_model_s1(
-    k: float, *, theta_expert: float = 1.0, convention: str = "reference"
+    k: float, *, theta_expert: float = 1.0, convention: Convention = "reference"
 ) -> float:
     """EDM's state model at the expert, ``p_{theta_E}(s1)`` (moment matching's prediction)."""
     f = logits(example3_features(k), np.array([theta_expert]))
@@ -144,7 +145,7 @@ def edm_landing(
     k: Sequence[float] = DEFAULT_K_GRID,
     *,
     theta_expert: float = 1.0,
-    convention: str = "reference",
+    convention: Convention = "reference",
 ) -> LandingResult:
     """EDM's infinite-data limit theta* for every (d_E(s1), k) on the grids, in one batch.
 

@@ -15,56 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from sbil.tabular.mdp import (
-    ROW_SUM_TOLERANCE,
-    TabularMDP,
-    as_float_array,
-    first_index,
+from sbil.tabular.checks import (
     validate_policy,
+    validate_visitation,
     validated_count,
     validated_discount,
     validated_rng,
 )
+from sbil.tabular.mdp import TabularMDP
 from sbil.tabular.visitation import state_action_visitation
-
-
-def validate_visitation(d: Any, name: str = "d") -> np.ndarray:
-    """Check a visitation ``d[..., s, a]`` (leading dimensions a batch); return it as float64.
-
-    Every problem's weights must be finite, nonnegative and sum to one within
-    :data:`sbil.tabular.mdp.ROW_SUM_TOLERANCE`. Nothing is renormalised silently.
-
-    Raises:
-        ValueError: naming the offending index (plain ints) and how to fix it.
-    """
-    d = as_float_array(d, name, "d[..., s, a]")
-    if d.ndim < 2 or 0 in d.shape[-2:]:
-        raise ValueError(
-            f"{name} must be d[..., s, a] with S, A >= 1; got shape {d.shape}; pass one weight "
-            "per (state, action), e.g. state_action_visitation(mdp, pi)."
-        )
-    bad = ~np.isfinite(d)
-    if bad.any():
-        raise ValueError(
-            f"{name} has a NaN or inf entry at index ({first_index(bad)}); pass finite weights."
-        )
-    if (d < 0).any():
-        raise ValueError(
-            f"{name} has a negative entry at index ({first_index(d < 0)}); visitation weights "
-            "must be >= 0, so set it to 0 or recompute the visitation."
-        )
-    sums = d.sum(axis=(-2, -1))
-    err = np.abs(sums - 1.0)
-    if (err > ROW_SUM_TOLERANCE).any():
-        idx = np.unravel_index(int(np.argmax(err)), sums.shape)
-        where = f" for problem ({', '.join(str(int(i)) for i in idx)},)" if sums.ndim else ""
-        where = where.replace(",)", ")") if len(idx) > 1 else where
-        raise ValueError(
-            f"{name} sums to {float(sums[idx]):.12g}{where}, not 1 (tolerance "
-            f"{ROW_SUM_TOLERANCE:g}); cast it to float64 and divide by its sum, "
-            f"{name} / {name}.sum(axis=(-2, -1), keepdims=True)."
-        )
-    return d
 
 
 @dataclass(frozen=True)

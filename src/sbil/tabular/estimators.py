@@ -30,7 +30,6 @@ with an exact linear-programming separability test in every case checked.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,10 +40,15 @@ try:  # Optional: the tabular core needs numpy and scipy only.
 except ImportError:  # pragma: no cover - exercised by a test that hides the module
     ThreadpoolController = None
 
-from sbil.tabular.demos import Demonstrations, empirical_visitation, validate_visitation
-from sbil.tabular.mdp import as_float_array, first_index
-from sbil.tabular.objectives import Objective, bc_objective, edm_objective
-from sbil.tabular.policies import Convention, energy_sign
+from sbil.tabular.checks import (
+    Convention,
+    as_float_array,
+    first_index,
+    validate_visitation,
+    validated_convention,
+)
+from sbil.tabular.demos import Demonstrations, empirical_visitation
+from sbil.tabular.objectives import Objective, ObjectiveFn, bc_objective, edm_objective_for
 
 #: A Hessian (invariances removed) whose smallest eigenvalue is below this fraction of its
 #: largest, at round-off level, is treated as singular: no finite minimiser.
@@ -87,9 +91,6 @@ class FitResult:
     grad_norm: Any
     value: Any
     status: Any
-
-
-ObjectiveFn = Callable[..., Objective]
 
 
 def fit_bc(
@@ -182,13 +183,9 @@ def fit_edm(
         ValueError: on invalid data.
         FitError: on failure when ``raise_on_failure``.
     """
-    energy_sign(convention)  # validates the name
-
-    def objective(theta: np.ndarray, feats: np.ndarray, data: np.ndarray, *, order: int = 2):
-        return edm_objective(theta, feats, data, convention=convention, order=order)
-
+    convention = validated_convention(convention)  # once: the loop gets the decoded sign
     return _fit(
-        objective,
+        edm_objective_for(convention),
         f"EDM ({convention} convention)",
         features,
         d,

@@ -3,111 +3,44 @@
 Index order everywhere: ``P[s, a, s']`` is the probability of moving to ``s'`` after taking
 action ``a`` in state ``s``; ``initial[s]`` is the start distribution (``rho0`` in the note).
 
-An MDP carries the visitation it is analysed under: a finite ``horizon`` H (visitation is the
-average ``(1/H) sum_{t<H} Pr(s_t = s)``), a ``discount`` gamma (normalised occupancy
-``(1 - gamma) sum_t gamma^t Pr(s_t = s)``), or neither (the stationary distribution). See
-:mod:`sbil.tabular.visitation`.
+An MDP carries the kind of visitation it is analysed under (:attr:`TabularMDP.visitation_kind`):
+a finite ``horizon`` H (visitation is the average ``(1/H) sum_{t<H} Pr(s_t = s)``), a
+``discount`` gamma (normalised occupancy ``(1 - gamma) sum_t gamma^t Pr(s_t = s)``), or neither
+(the stationary distribution). See :mod:`sbil.tabular.visitation`. (The sign of EDM's state
+energy is a different thing, the energy *convention* of :mod:`sbil.tabular.checks`.)
+
+Generic checks (arrays, counts, seeds, policies) live in :mod:`sbil.tabular.checks`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 
-#: Probability vectors (rows of ``P[s, a, :]``, ``initial``, policy rows, visitations
-#: ``d[s, a]``) must sum to one within this tolerance. Defined here only; the other tabular
-#: modules import it.
-ROW_SUM_TOLERANCE = 1e-8
+from sbil.tabular.checks import (
+    ROW_SUM_TOLERANCE,
+    as_float_array,
+    first_index,
+    validate_policy,
+    validated_count,
+    validated_discount,
+    validated_rng,
+)
+
+#: How a policy's visitation is defined on an MDP: finite-horizon average, normalised
+#: discounted occupancy, or stationary distribution.
+VisitationKind = Literal["finite_horizon", "discounted", "stationary"]
 
 Transitions = np.ndarray | tuple[sp.csr_array, ...]
 
 
-def as_float_array(values: Any, name: str, expected: str) -> np.ndarray:
-    """``values`` as a float64 array, or a one-sentence ValueError naming ``name``.
-
-    Numpy's own errors for strings or ragged nested lists ("could not convert...",
-    "inhomogeneous shape") say nothing about which argument was wrong or how to fix it.
-
-    Args:
-        values: anything array-like.
-        name: the argument's name, for the message.
-        expected: what was expected, e.g. ``"P[s, a, s']"``.
-
-    Returns:
-        ``np.asarray(values, dtype=np.float64)`` (no copy when already float64).
-    """
-    try:
-        return np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        reason = "ragged nested sequences" if "inhomogeneous" in str(exc) else "non-numbers"
-        raise ValueError(
-            f"{name} must be a rectangular array of numbers {expected}; got "
-            f"{type(values).__name__} with {reason}; pass an ndarray or nested lists of equal "
-            "length holding only numbers."
-        ) from exc
-
-
-def first_index(mask: np.ndarray) -> str:
-    """The first True entry of ``mask`` as ``"i, j, ..."`` in plain ints (for messages)."""
-    return ", ".join(str(int(i)) for i in np.argwhere(mask)[0])
-
-
-def validated_count(value: Any, name: str, *, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum``; non-integers (2.5, True, NaN) are errors.
-
-    Raises:
-        ValueError: if ``value`` is not an integer (an integral float such as 3.0 is fine)
-            or is below ``minimum``.
-    """
-    integral = isinstance(value, (int, np.integer)) or (
-        isinstance(value, (float, np.floating)) and np.isfinite(value) and value == int(value)
-    )
-    if isinstance(value, (bool, np.bool_)) or not integral or int(value) < minimum:
-        raise ValueError(
-            f"{name} must be an integer >= {minimum}; got {value!r}; pass a whole number, "
-            f"e.g. {name}={max(minimum, 1)}."
-        )
-    return int(value)
-
-
-def validated_discount(value: Any, name: str = "discount") -> float:
-    """``value`` as a float in ``[0, 1)``.
-
-    Raises:
-        ValueError: for non-numbers, NaN, or values outside ``[0, 1)``.
-    """
-    number = isinstance(value, (int, float, np.integer, np.floating))
-    if isinstance(value, (bool, np.bool_)) or not number or not 0.0 <= float(value) < 1.0:
-        raise ValueError(
-            f"{name} must be a number in [0, 1); got {value!r}; for an undiscounted infinite "
-            "horizon leave both horizon and discount unset (stationary distribution)."
-        )
-    return float(value)
-
-
-def validated_rng(seed: Any, name: str = "seed") -> np.random.Generator:
-    """A ``np.random.Generator`` from an int seed or a Generator; None is refused.
-
-    Explicit randomness: every random draw in sbil names its seed, so the same seed gives the
-    same numbers. ``np.random.default_rng(None)`` would draw fresh OS entropy instead.
-    """
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(
-            f"{name} must be a non-negative int or a np.random.Generator; got {seed!r}; pass "
-            f"e.g. {name}=0 (same seed, same numbers)."
-        )
-    return np.random.default_rng(int(seed))
-
-
 @dataclass(frozen=True)
 class TabularMDP:
-    """A finite MDP with a start distribution and a visitation convention.
+    """A finite MDP with a start distribution and a kind of visitation.
 
     Attributes:
         transitions: ``P[s, a, s']``, either a dense float64 array of shape ``(S, A, S)`` or a
@@ -141,7 +74,7 @@ class TabularMDP:
             else (transitions[0].shape[0])
         )
         initial = _validated_distribution(self.initial, n_states, "initial")
-        horizon, discount = _validated_convention(self.horizon, self.discount)
+        horizon, discount = _validated_visitation_kind(self.horizon, self.discount)
         rewards = None
         if self.rewards is not None:
             n_actions = (
@@ -179,6 +112,16 @@ class TabularMDP:
         return isinstance(self.transitions, tuple)
 
     @property
+    def visitation_kind(self) -> VisitationKind:
+        """``"finite_horizon"`` (``horizon`` set), ``"discounted"`` (``discount`` set) or
+        ``"stationary"`` (neither)."""
+        if self.horizon is not None:
+            return "finite_horizon"
+        if self.discount is not None:
+            return "discounted"
+        return "stationary"
+
+    @property
     def rho0(self) -> np.ndarray:
         """Alias of ``initial``: the start distribution ``rho0[s]``, shape ``(S,)``."""
         return self.initial
@@ -207,39 +150,6 @@ class TabularMDP:
             term = sp.diags_array(pi[:, a]) @ p_a
             total = term if total is None else total + term
         return sp.csr_array(total)
-
-
-def validate_policy(pi: Any, n_states: int, n_actions: int) -> np.ndarray:
-    """Check a policy ``pi[s, a]`` of shape ``(S, A)``; return it as float64.
-
-    Raises:
-        ValueError: wrong shape, NaN/inf, negative entries or rows not summing to one.
-    """
-    pi = as_float_array(pi, "policy pi", "pi[s, a]")
-    if pi.shape != (n_states, n_actions):
-        raise ValueError(
-            f"policy pi[s, a] must have shape (S, A) = ({n_states}, {n_actions}); got "
-            f"{pi.shape}; pass one policy (use policy_probs(features, theta) for logits)."
-        )
-    bad = ~np.isfinite(pi)
-    if bad.any():
-        raise ValueError(
-            f"policy has a NaN or inf entry at pi[{first_index(bad)}]; pass finite values."
-        )
-    if (pi < 0).any():
-        s, a = (int(i) for i in np.argwhere(pi < 0)[0])
-        raise ValueError(
-            f"policy has a negative entry pi[{s}, {a}] = {pi[s, a]:g}; probabilities must be "
-            ">= 0, so set it to 0 (or a positive value) and renormalise that row."
-        )
-    err = np.abs(pi.sum(axis=1) - 1.0)
-    if (err > ROW_SUM_TOLERANCE).any():
-        s = int(np.argmax(err))
-        raise ValueError(
-            f"policy row pi[{s}, :] sums to {pi[s].sum():.12g}, not 1 (tolerance "
-            f"{ROW_SUM_TOLERANCE:g}); divide each row by its sum, pi / pi.sum(1, keepdims=True)."
-        )
-    return pi
 
 
 def _readonly(x: np.ndarray) -> np.ndarray:
@@ -356,7 +266,7 @@ def _validated_distribution(values: Any, n_states: int, name: str) -> np.ndarray
     return _readonly(x)
 
 
-def _validated_convention(horizon: Any, discount: Any) -> tuple[int | None, float | None]:
+def _validated_visitation_kind(horizon: Any, discount: Any) -> tuple[int | None, float | None]:
     if horizon is not None and discount is not None:
         raise ValueError(
             "set at most one of horizon and discount: horizon gives the finite-horizon average "

@@ -12,19 +12,15 @@ form; the tests compare them with finite differences.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
-from sbil.tabular.mdp import as_float_array
-from sbil.tabular.policies import (
-    Convention,
-    _sum_last,
-    energy_sign,
-    log_softmax,
-    logits,
-)
+from sbil.tabular.checks import Convention, as_float_array
+from sbil.tabular.numeric import log_softmax, sum_last
+from sbil.tabular.policies import energy_sign, logits
 
 
 @dataclass(frozen=True)
@@ -121,7 +117,7 @@ def bc_objective(
     """
     theta, features, d = _check(theta, features, d)
     ps = _PerState(theta, features)
-    d_state = _sum_last(d)
+    d_state = sum_last(d)
     value = np.sum(d_state * ps.l, axis=-1) - np.sum(d * ps.f, axis=(-2, -1))
     if order < 1:
         return Objective(value)
@@ -170,10 +166,40 @@ def edm_objective(
     Returns:
         Objective(value ``[...]``, grad ``[..., k]``, hess ``[..., k, k]``).
     """
+    return edm_objective_for(convention)(theta, features, d, order=order)
+
+
+#: An objective as the estimators call it: ``objective(theta, features, d, *, order)``.
+ObjectiveFn = Callable[..., Objective]
+
+
+def edm_objective_for(convention: Convention) -> ObjectiveFn:
+    """EDM's objective with its energy sign fixed: ``objective(theta, features, d, *, order=2)``.
+
+    The convention is validated once, here; the returned function is what a fitting loop
+    calls on every iteration (:func:`sbil.tabular.estimators.fit_edm`), with the sign already
+    decoded. Same values as :func:`edm_objective`.
+
+    Raises:
+        ValueError: if ``convention`` is not ``"reference"`` or ``"note"``.
+    """
     sigma = energy_sign(convention)
+
+    def objective(
+        theta: np.ndarray, features: np.ndarray, d: np.ndarray, *, order: int = 2
+    ) -> Objective:
+        return _signed_edm_objective(theta, features, d, sigma, order)
+
+    return objective
+
+
+def _signed_edm_objective(
+    theta: np.ndarray, features: np.ndarray, d: np.ndarray, sigma: float, order: int
+) -> Objective:
+    """:func:`edm_objective` with the energy sign ``sigma`` (+1 or -1) given as a number."""
     theta, features, d = _check(theta, features, d)
     ps = _PerState(theta, features)
-    d_state = _sum_last(d)
+    d_state = sum_last(d)
     total = d_state.sum(-1)
     energy = sigma * ps.l
     log_r = log_softmax(energy)  # log p_theta(s)

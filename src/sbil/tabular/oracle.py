@@ -32,6 +32,7 @@ import scipy.optimize
 import scipy.sparse as sp
 import scipy.sparse.linalg
 
+from sbil.tabular.checks import as_float_array
 from sbil.tabular.estimators import (
     CONVERGED,
     LINE_SEARCH_FAILED,
@@ -42,9 +43,10 @@ from sbil.tabular.estimators import (
     validate_data,
     validate_fit_options,
 )
-from sbil.tabular.mdp import TabularMDP, as_float_array
+from sbil.tabular.mdp import TabularMDP
+from sbil.tabular.numeric import log_softmax
 from sbil.tabular.objectives import bc_objective
-from sbil.tabular.policies import log_softmax, logits
+from sbil.tabular.policies import logits
 from sbil.tabular.visitation import state_distributions, state_visitation
 
 
@@ -167,7 +169,7 @@ def fit_occupancy_matching(
     minimiser" (a true minimiser would need ``d_E`` itself to be that small there).
 
     Args:
-        mdp: the MDP; its ``horizon``/``discount`` pick the visitation convention.
+        mdp: the MDP; its ``horizon``/``discount`` pick the kind of visitation.
         features: ``Phi[s, a, k]``.
         d_expert: ``d_E[s, a]``, summing to one.
         theta0: start ``theta[k]``; zeros when None.
@@ -218,15 +220,17 @@ def fit_occupancy_matching(
         options={"maxiter": max_iter, "gtol": tol / np.sqrt(n_k), "ftol": 1e-16, "maxcor": 20},
     )
     theta, n_iter = res.x, int(res.nit)
-    kl, grad = kl_and_grad(theta)
-    if np.linalg.norm(grad) <= tol:
-        theta, status, n_newton = _newton_check(kl_and_grad, theta, tol=tol, step_tol=step_tol)
+    if res.nit >= max_iter and not res.success:
+        status = MAX_ITER
+    else:
+        # L-BFGS-B also stops on its relative-reduction test or a failed line search with a
+        # gradient just above ``tol``; Newton's method from there finishes the fit (and tells a
+        # minimiser from an infimum at infinity), whatever L-BFGS-B's stopping reason.
+        theta, status, n_newton = _newton_finish(kl_and_grad, theta, tol=tol, step_tol=step_tol)
         n_iter += n_newton
-        kl, grad = kl_and_grad(theta)
         if status == CONVERGED and _saturated(mdp, features, theta):
             status = NO_FINITE_MINIMISER
-    else:
-        status = MAX_ITER if res.nit >= max_iter else str(res.message)
+    kl, grad = kl_and_grad(theta)
     grad_norm = float(np.linalg.norm(grad))
     converged = status == CONVERGED
     result = FitResult(
@@ -262,7 +266,7 @@ def _failure_message(status, grad_norm, tol, theta, n_iter, res) -> str:
 NEWTON_CHECK_STEPS = 50
 
 
-def _newton_check(
+def _newton_finish(
     kl_and_grad, theta: np.ndarray, *, tol: float, step_tol: float
 ) -> tuple[np.ndarray, str, int]:
     """Newton iterations from a point with a small gradient: minimiser or infimum at infinity?

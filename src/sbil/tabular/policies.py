@@ -13,14 +13,33 @@ eqs. (4)-(5) write the energy with the opposite sign, ``p_theta(s) ∝ exp(-logs
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
-from sbil.tabular.mdp import as_float_array, validated_count, validated_rng
+from sbil.tabular.checks import (
+    CONVENTIONS,
+    Convention,
+    as_float_array,
+    validated_convention,
+    validated_count,
+    validated_rng,
+)
+from sbil.tabular.numeric import log_softmax, logsumexp
 
-Convention = Literal["reference", "note"]
-CONVENTIONS: tuple[str, ...] = ("reference", "note")
+__all__ = [
+    "CONVENTIONS",
+    "Convention",
+    "edm_state_log_prob",
+    "energy_sign",
+    "example3_features",
+    "log_softmax",
+    "logits",
+    "logsumexp",
+    "policy_probs",
+    "random_features",
+    "shift_logits",
+    "state_shift_features",
+    "tabular_features",
+]
 
 
 def logits(features: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -49,36 +68,6 @@ def logits(features: np.ndarray, theta: np.ndarray) -> np.ndarray:
     # A batched matmul [..., S*A, K] @ [..., K, 1]: several times faster than the einsum.
     flat = features.reshape(*features.shape[:-3], n_s * n_a, n_k) @ theta[..., None]
     return flat.reshape(*flat.shape[:-2], n_s, n_a)
-
-
-def _max_last(x: np.ndarray) -> np.ndarray:
-    """``max`` over the last axis; pairwise for short axes (numpy's reduce is slow there)."""
-    if x.shape[-1] > 8 or x.shape[-1] == 0:
-        return np.max(x, axis=-1)
-    top = x[..., 0].copy()
-    for i in range(1, x.shape[-1]):
-        np.maximum(top, x[..., i], out=top)
-    return top
-
-
-def _sum_last(x: np.ndarray) -> np.ndarray:
-    """``sum`` over the last axis (einsum is faster than ``np.sum`` for short axes)."""
-    return np.einsum("...i->...", x)
-
-
-def log_softmax(f: np.ndarray, axis: int = -1) -> np.ndarray:
-    """``f - logsumexp(f)`` along ``axis``, computed stably."""
-    f = np.moveaxis(np.asarray(f, dtype=np.float64), axis, -1)
-    shifted = f - _max_last(f)[..., None]
-    out = shifted - np.log(_sum_last(np.exp(shifted)))[..., None]
-    return np.moveaxis(out, -1, axis)
-
-
-def logsumexp(f: np.ndarray, axis: int = -1) -> np.ndarray:
-    """``log sum exp f`` along ``axis`` (the axis removed), computed stably."""
-    f = np.moveaxis(np.asarray(f, dtype=np.float64), axis, -1)
-    top = _max_last(f)
-    return np.log(_sum_last(np.exp(f - top[..., None]))) + top
 
 
 def policy_probs(features: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -186,17 +175,13 @@ def state_shift_features(features: np.ndarray) -> np.ndarray:
     return np.concatenate([features, onehot], axis=-1)
 
 
-def energy_sign(convention: str) -> float:
+def energy_sign(convention: Convention) -> float:
     """The sign sigma of EDM's state energy: +1 for ``"reference"``, -1 for ``"note"``.
 
     Raises:
         ValueError: for any other convention name.
     """
-    if convention == "reference":
-        return 1.0
-    if convention == "note":
-        return -1.0
-    raise ValueError(f"convention must be 'reference' or 'note'; got {convention!r}.")
+    return 1.0 if validated_convention(convention) == "reference" else -1.0
 
 
 def edm_state_log_prob(f: np.ndarray, *, convention: Convention = "reference") -> np.ndarray:

@@ -1,6 +1,7 @@
 """Exact state and state-action visitation of a policy in a finite MDP.
 
-Three conventions, chosen by the MDP (``horizon``, ``discount``, or neither):
+Three kinds of visitation, chosen by the MDP (:attr:`TabularMDP.visitation_kind`: ``horizon``,
+``discount``, or neither):
 
 * finite horizon H: ``d(s) = (1/H) sum_{t<H} Pr(s_t = s)`` with ``Pr(s_0) = rho0`` and
   ``Pr(s_{t+1} = s') = sum_s Pr(s_t = s) P_pi[s, s']``;
@@ -26,7 +27,8 @@ import scipy.sparse as sp
 import scipy.sparse.csgraph
 import scipy.sparse.linalg
 
-from sbil.tabular.mdp import TabularMDP, validate_policy, validated_count, validated_discount
+from sbil.tabular.checks import validate_policy, validated_count, validated_discount
+from sbil.tabular.mdp import TabularMDP
 
 #: Sparse discounted solves use SuperLU up to this many states, iterative solves beyond.
 DIRECT_SOLVE_MAX_STATES = 20_000
@@ -37,18 +39,19 @@ class VisitationError(ValueError):
 
 
 def state_visitation(mdp: TabularMDP, pi: np.ndarray) -> np.ndarray:
-    """The policy's state visitation under the MDP's own convention.
+    """The policy's state visitation, of the MDP's own kind (:attr:`TabularMDP.visitation_kind`).
 
     Args:
-        mdp: the MDP; its ``horizon``/``discount`` pick the convention (module docstring).
+        mdp: the MDP; its ``horizon``/``discount`` pick the kind of visitation (module docstring).
         pi: policy ``pi[s, a]``, shape ``(S, A)``, rows summing to one.
 
     Returns:
         ``d[s]``, shape ``(S,)``, nonnegative, summing to one.
     """
-    if mdp.horizon is not None:
+    kind = mdp.visitation_kind
+    if kind == "finite_horizon":
         return finite_horizon_visitation(mdp, pi)
-    if mdp.discount is not None:
+    if kind == "discounted":
         return discounted_visitation(mdp, pi)
     return stationary_distribution(mdp, pi)
 
