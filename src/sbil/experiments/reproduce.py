@@ -68,8 +68,8 @@ __all__ = [
 REPORT_TITLE = "sbil report: does EDM learn the expert?"
 
 PREAMBLE = (
-    "Everything in the note's and the following tabular sections is computed exactly on finite "
-    "MDPs (float64) by `sbil.tabular`.\n\n"
+    "The note's claims and the results beyond them are computed exactly on finite MDPs "
+    "(float64) by `sbil.tabular`.\n\n"
     "BC maximises log pi(a|s) on the expert's pairs. EDM (Jarrett, Bica & van der Schaar, "
     "2020) adds a state model built from the same logits, p_theta(s) ∝ exp(logsumexp_a f(s, a)), "
     "and maximises log pi(a|s) + log p_theta(s). The note by Swamy, Choudhury, Bagnell & Wu "
