@@ -224,6 +224,7 @@ class DeepCritiqueConfig:
             drift_seeds=2,
             drift_snapshots=6,
             return_checkpoints=2,
+            sharp_drift_updates=300,
             consistency_sizes=(100, 1_000, 10_000),
             consistency_seeds=2,
             consistency_updates=300,
@@ -1033,20 +1034,6 @@ class RealisableExpert:
         return from_arrays(obs, act, env_id=self.env_id, n_actions=env_spec(self.env_id).n_actions)
 
 
-class NoisyPolicy:
-    """``policy``'s action, or with probability ``noise`` a uniformly random one (seeded)."""
-
-    def __init__(self, policy, noise: float, n_actions: int, seed: int) -> None:
-        self.policy, self.noise, self.n_actions = policy, noise, n_actions
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        """Actions ``[n]`` for observations ``[n, d]``."""
-        actions = np.asarray(self.policy(obs), dtype=np.int64)
-        random = self.rng.random(len(actions)) < self.noise
-        return np.where(random, self.rng.integers(0, self.n_actions, len(actions)), actions)
-
-
 def realisable_expert(
     config: DeepCritiqueConfig, *, action_noise: float, pool_pairs: int
 ) -> RealisableExpert:
@@ -1054,7 +1041,8 @@ def realisable_expert(
 
     BC (published settings, ``config.expert_bc_updates`` updates) on
     ``config.expert_bc_episodes`` scripted trajectories, in which each action is replaced by
-    a uniformly random one with probability ``action_noise``, gives a network ``f_E`` of
+    a uniformly random one (possibly the same) with probability ``action_noise`` (the
+    ``epsilon`` noise of :func:`sbil.deep.experts.get_expert`), gives a network ``f_E`` of
     exactly the learners' architecture; the expert is ``pi_E(a|s) = softmax(f_E(s))[a]``, a
     distribution the learners' class contains. Without action noise the demonstrations are
     separable and BC's logits grow without bound (a nearly deterministic clone); with it
@@ -1065,12 +1053,8 @@ def realisable_expert(
     spec = env_spec(env_id)
     scripted = get_expert(env_id)
     seed = _episode_seed(config, _BC_EXPERT_SEEDS)
-    demos = recorded_episodes(
-        NoisyPolicy(scripted, action_noise, spec.n_actions, seed),
-        env_id,
-        config.expert_bc_episodes,
-        seed=seed,
-    )
+    noisy = get_expert(env_id, noise=f"epsilon:{action_noise}" if action_noise else None, seed=seed)
+    demos = recorded_episodes(noisy, env_id, config.expert_bc_episodes, seed=seed)
     clone = train(
         demos, LearnerConfig(algo="bc", n_updates=config.expert_bc_updates), seeds=[config.seed]
     ).learner(0)
@@ -1172,8 +1156,6 @@ def drift_study(
     demos = expert.demonstrations()
     seeds = [config.seed * 1_000 + 100 + k for k in range(config.drift_seeds)]
     snapshot_every = max(1, n_updates // config.drift_snapshots)
-    n_snap = n_updates // snapshot_every
-    picks = np.unique(np.linspace(0, n_snap, config.return_checkpoints + 1).round().astype(int))
     tv, returns, rho = {}, {}, None
     episode_seed = _episode_seed(config, _RETURN_SEEDS)
     for algo in ("edm", "bc"):
@@ -1188,6 +1170,13 @@ def drift_study(
             k: v.expand(len(seeds), *v.shape[1:]).clone() for k, v in expert.policy_state.items()
         }
         states = [start, *(state for _, state in result.snapshots)]
+        updates = [0, *(update for update, _ in result.snapshots)]
+        if updates[-1] != n_updates:  # n_updates is not a multiple of the spacing
+            states.append(result.policy_state)
+            updates.append(n_updates)
+        picks = np.unique(
+            np.linspace(0, len(states) - 1, config.return_checkpoints + 1).round().astype(int)
+        )
         tv[algo] = np.stack(
             [policy_tv(stacked_network(s), expert.net, expert.tv_states) for s in states], axis=1
         )
@@ -1211,9 +1200,9 @@ def drift_study(
     ).returns[0]
     return DriftResult(
         n_pairs=len(expert.pool_actions),
-        updates=np.arange(n_snap + 1) * snapshot_every,
+        updates=np.array(updates),
         tv=tv,
-        return_updates=picks * snapshot_every,
+        return_updates=np.array(updates)[picks],
         returns=returns,
         expert_returns=expert_returns,
         rho=rho,
@@ -1432,7 +1421,7 @@ def _range(values) -> str:
     if not values:
         return "—"
     low, high = min(values), max(values)
-    return fmt(low, 3) if low == high else f"{fmt(low, 3)}-{fmt(high, 3)}"
+    return fmt(low, 3) if low == high else f"{fmt(low, 3)} to {fmt(high, 3)}"
 
 
 def ptheta_claim(tasks: Sequence[TaskStudy], config: DeepCritiqueConfig) -> Claim:
@@ -1648,7 +1637,7 @@ def drift_claim(
     text = (
         f"The expert is a {shape} ELU network cloned by BC ({config.expert_bc_updates:,} "
         f"updates) from {config.expert_bc_episodes} scripted {expert.env_id} trajectories in "
-        f"which each action was replaced by a random one with probability "
+        f"which each action was replaced by a uniformly random one with probability "
         f"{expert.action_noise:g}; its greedy action is the scripted one on "
         f"{expert.scripted_match:.1%} of held-out scripted states, and acting by softmax (its "
         f"largest action probability averages {expert.max_probability:.3f}) it is a policy "
@@ -1808,13 +1797,15 @@ def rho_claim(tasks: Sequence[TaskStudy], config: DeepCritiqueConfig) -> Claim:
         "mean_D lse f` on detached SGLD samples `q`. Its gradient is `(1 + 2 rho) grad rho`: "
         "for fixed samples a step lowers rho while rho > -1/2 and raises it while rho < -1/2, "
         "so `rho = -1/2`, the minimiser of `rho + rho**2`, is where the state term's gradient "
-        "factor `1 + 2 rho` vanishes. The chains pull the other way (they climb `lse f`, "
-        "raising rho). Where they cannot keep up with the network, rho is held at -1/2 and "
-        "the state term switches itself off (EDM then trains almost like BC); where they "
-        "can, rho stays near the contrastive-divergence balance 0 and the factor is near 1. "
-        f"Measured over the last {tail:,} of {config.updates:,} updates (mean ± update-to-"
-        f"update sd): rho within 0.05 of -1/2 on {names(at_half)}; within 0.1 of 0 on "
-        f"{names(near_zero)}.\n\n"
+        "factor `1 + 2 rho` vanishes. The chains pull the other way: they climb `lse f`, "
+        "raising rho. So rho sits near -1/2 when the network's descent outpaces the chains, "
+        "and the state term then switches itself off (its gradient averages near zero); it "
+        "sits near 0, the contrastive-divergence balance, when the chains keep up, and the "
+        "factor is then near 1. Which of the two happens on a task is measured here, not "
+        f"predicted. Over the last {tail:,} of {config.updates:,} updates (mean ± update-to-"
+        f"update sd), EDM's rho is within 0.05 of -1/2 on {names(at_half)} and within 0.1 of "
+        f"0 on {names(near_zero)}; the state term's mean gradient factor abs(1 + 2 rho) is "
+        f"above 1/2 (the term stays on) on {names([s for s in edm if s.factor > 0.5])}.\n\n"
         + table(
             [
                 "task",
@@ -2257,7 +2248,8 @@ def _section(tasks, shifts, drifts, consistency, config, runtime) -> ClaimSectio
         intro,
         "### p_theta, d_pi and d_E",
         "Mixing and distances (T = 1 samples p_theta; T = 0.005, EDM's training setting, "
-        "samples about p_theta^200). 'p_theta' is *improper* when `logsumexp f` grows along "
+        "samples about p_theta^200). 'p_theta' is *improper* when `logsumexp f` does not "
+        "decay along "
         f"some of {config.n_directions:,} random directions (then no chain can mix), *mixed* "
         f"when R-hat < {RHAT_THRESHOLD} and the two starts agree, else *not mixed*; distances "
         f"are those of the chains after {config.chain_lengths[-1]:,} steps (the T = 1 rows "
