@@ -187,8 +187,11 @@ def test_evaluate_output_to_a_bad_path_fails_before_any_episode(app, tmp_path, m
     assert f"Cannot write --output {path}" in result.output
 
 
-def test_expert_list_and_eval(app):
-    listed = runner.invoke(app, ["expert", "list"], env={"COLUMNS": "200"})
+def test_expert_list_and_eval(app, monkeypatch):
+    from rich.console import Console
+
+    monkeypatch.setattr(deep, "console", Console(width=200, soft_wrap=True))  # one-line rows
+    listed = runner.invoke(app, ["expert", "list"])
     assert listed.exit_code == 0, listed.output
     for env_id in ("CartPole-v1", "Acrobot-v1", "LunarLander-v3", "MountainCar-v0"):
         assert env_id in listed.output
