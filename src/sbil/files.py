@@ -377,8 +377,7 @@ def lock(target: str | os.PathLike[str]) -> Iterator[None]:
             holder = _read_holder(fd)
             os.close(fd)
             raise LockHeldError(
-                f"{target} is in use by {holder}; wait for it to finish, or write somewhere "
-                "else.",
+                f"{target} is in use by {holder}; wait for it to finish, or write somewhere else.",
                 holder,
             ) from None
         except OSError as error:
