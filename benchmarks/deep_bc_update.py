@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from sbil.deep.data import from_arrays
 from sbil.deep.learners import LearnerConfig, train
 
 
@@ -32,13 +33,14 @@ def main() -> None:
     args = parser.parse_args()
 
     observations, actions = expert_pairs()
+    demos = from_arrays(observations, actions)
     config = LearnerConfig(algo="bc", n_updates=args.updates)
-    train(observations, actions, config, seeds=[0], n_actions=2)  # warm up
+    train(demos, config, seeds=[0], n_actions=2)  # warm up
     rates: dict[int, list[float]] = {n: [] for n in args.threads}
     for _ in range(args.repeats):
         for n in args.threads:
             start = time.perf_counter()
-            train(observations, actions, config, seeds=[0], n_actions=2, num_threads=n)
+            train(demos, config, seeds=[0], n_actions=2, num_threads=n)
             rates[n].append(args.updates / (time.perf_counter() - start))
     print(
         f"{datetime.date.today()} torch {torch.__version__}; BC, batch 32, "

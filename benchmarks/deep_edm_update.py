@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sbil.deep.data import from_arrays
 from sbil.deep.learners import LearnerConfig, train
 
 
@@ -100,6 +101,7 @@ def main() -> None:
     np.random.seed(0)  # noqa: NPY002 (the reference structure uses the global RNG)
 
     observations, actions = expert_pairs()
+    demos = from_arrays(observations, actions)
     reference = ReferenceStructureEDM(observations, actions, 2)
     config = LearnerConfig(algo="edm", n_updates=args.updates)
     batched_config = LearnerConfig(algo="edm", n_updates=max(1, args.updates // 4))
@@ -112,14 +114,13 @@ def main() -> None:
 
     def run_single() -> float:
         start = time.perf_counter()
-        train(observations, actions, config, seeds=[0], n_actions=2, num_threads=args.threads)
+        train(demos, config, seeds=[0], n_actions=2, num_threads=args.threads)
         return (time.perf_counter() - start) / args.updates
 
     def run_batched() -> float:
         start = time.perf_counter()
         train(
-            observations,
-            actions,
+            demos,
             batched_config,
             seeds=range(args.seeds),
             n_actions=2,

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from sbil.deep.data import from_arrays
 from sbil.deep.learners import (
     LearnerConfig,
     LearnerInputError,
     cross_entropy,
     edm_loss,
-    every_nth_step_rows,
     minibatch_indices,
     seed_generator,
     state_log_density_gap,
@@ -60,14 +60,14 @@ def test_rho_and_edm_loss_by_hand():
     got = state_log_density_gap(torch.tensor(LOGITS), torch.tensor(SAMPLE_LOGITS))
     assert got.item() == pytest.approx(rho, rel=1e-12)
     ce = cross_entropy(torch.tensor(LOGITS), torch.tensor(ACTIONS)).item()
-    loss, ce_term, rho_term = edm_loss(
+    terms = edm_loss(
         torch.tensor(LOGITS),
         torch.tensor(ACTIONS),
         torch.tensor(LOGITS),
         torch.tensor(SAMPLE_LOGITS),
     )
-    assert loss.item() == pytest.approx(ce + rho + rho**2, rel=1e-12)
-    assert (ce_term.item(), rho_term.item()) == pytest.approx((ce, rho), rel=1e-12)
+    assert terms.loss.item() == pytest.approx(ce + rho + rho**2, rel=1e-12)
+    assert (terms.cross_entropy.item(), terms.rho.item()) == pytest.approx((ce, rho), rel=1e-12)
 
 
 def test_losses_are_per_learner():
@@ -81,7 +81,7 @@ def test_losses_are_per_learner():
 def test_first_loss_equals_hand_computation_with_l2_and_entropy():
     obs, actions = _data(n=32)  # batch = all data, so the first minibatch is a permutation
     config = LearnerConfig(algo="bc", n_updates=1, l2_coef=0.01, entropy_coef=0.1)
-    result = train(obs, actions, config, seeds=[4], n_actions=2)
+    result = train(from_arrays(obs, actions), config, seeds=[4], n_actions=2)
     net = StackedMLP.initialized([seed_generator(4, 0)], in_dim=4, hidden_sizes=(64, 64), out_dim=2)
     with torch.no_grad():
         logits = net(torch.from_numpy(obs)[None])[0].double().numpy()
@@ -101,9 +101,9 @@ def test_batched_learner_follows_its_single_run(algo):
     obs, actions = _data(n=2000)
     config = LearnerConfig(algo=algo, n_updates=100, sgld_buffer_size=500)
     seeds = [3, 7, 11]
-    batched = train(obs, actions, config, seeds=seeds, n_actions=2)
+    batched = train(from_arrays(obs, actions), config, seeds=seeds, n_actions=2)
     for i in (0, 2):
-        single = train(obs, actions, config, seeds=[seeds[i]], n_actions=2)
+        single = train(from_arrays(obs, actions), config, seeds=[seeds[i]], n_actions=2)
         np.testing.assert_allclose(batched.loss[i], single.loss[0], rtol=0, atol=1e-5)
         np.testing.assert_allclose(batched.rho[i], single.rho[0], rtol=0, atol=1e-5)
         for name, value in single.policy_state.items():
@@ -114,8 +114,8 @@ def test_batched_learner_follows_its_single_run(algo):
 def test_same_seed_twice_is_identical():
     obs, actions = _data()
     config = LearnerConfig(algo="edm", n_updates=30, sgld_buffer_size=200)
-    a = train(obs, actions, config, seeds=[5], n_actions=2)
-    b = train(obs, actions, config, seeds=[5], n_actions=2)
+    a = train(from_arrays(obs, actions), config, seeds=[5], n_actions=2)
+    b = train(from_arrays(obs, actions), config, seeds=[5], n_actions=2)
     assert np.array_equal(a.loss, b.loss)
     assert all(torch.equal(a.policy_state[k], b.policy_state[k]) for k in a.policy_state)
     np.testing.assert_array_equal(a.learner(0)(obs), b.learner(0)(obs))
@@ -127,11 +127,16 @@ def test_same_seed_twice_is_identical():
 def test_decoupled_edm_policy_follows_bc_exactly_and_edm_does_not():
     obs, actions = _data()
     base = LearnerConfig(algo="bc", n_updates=200, sgld_buffer_size=200)
-    bc = train(obs, actions, base, seeds=[1], n_actions=2)
+    bc = train(from_arrays(obs, actions), base, seeds=[1], n_actions=2)
     decoupled = train(
-        obs, actions, dataclasses.replace(base, algo="edm-decoupled"), seeds=[1], n_actions=2
+        from_arrays(obs, actions),
+        dataclasses.replace(base, algo="edm-decoupled"),
+        seeds=[1],
+        n_actions=2,
     )
-    edm = train(obs, actions, dataclasses.replace(base, algo="edm"), seeds=[1], n_actions=2)
+    edm = train(
+        from_arrays(obs, actions), dataclasses.replace(base, algo="edm"), seeds=[1], n_actions=2
+    )
     np.testing.assert_allclose(decoupled.cross_entropy, bc.cross_entropy, rtol=0, atol=1e-6)
     for name, value in bc.policy_state.items():
         np.testing.assert_allclose(decoupled.policy_state[name], value, rtol=0, atol=1e-6)
@@ -149,7 +154,7 @@ def test_decoupled_energy_term_sends_no_gradient_to_the_policy():
     x = torch.randn(1, 6, 4)
     a = torch.randint(0, 2, (1, 6))
     samples = torch.randn(1, 6, 4)
-    loss, _, _ = edm_loss(policy(x), a, energy(x), energy(samples))
+    loss = edm_loss(policy(x), a, energy(x), energy(samples)).loss
     grads = torch.autograd.grad(loss.sum(), list(policy.parameters()))
     bc_grads = torch.autograd.grad(ce_loss(policy(x), a).sum(), list(policy.parameters()))
     for g, h in zip(grads, bc_grads, strict=True):
@@ -164,65 +169,68 @@ def test_normalisation_makes_the_learner_scale_invariant():
     config = LearnerConfig(
         algo="edm", n_updates=50, sgld_buffer_size=200, normalize_observations=True
     )
-    plain = train(obs, actions, config, seeds=[0], n_actions=2)
-    scaled = train(obs * 100 + 7, actions, config, seeds=[0], n_actions=2)
+    plain = train(from_arrays(obs, actions), config, seeds=[0], n_actions=2)
+    scaled = train(from_arrays(obs * 100 + 7, actions), config, seeds=[0], n_actions=2)
     np.testing.assert_allclose(plain.loss, scaled.loss, atol=1e-3)
-    np.testing.assert_allclose(scaled.obs_mean, obs.mean(0) * 100 + 7, rtol=1e-4)
+    np.testing.assert_allclose(scaled.obs_mean[0], obs.mean(0) * 100 + 7, rtol=1e-4)
     np.testing.assert_array_equal(plain.learner(0)(obs), scaled.learner(0)(obs * 100 + 7))
 
 
-def test_every_nth_step_rows_and_minibatches():
-    assert every_nth_step_rows([5, 3], 2).tolist() == [0, 2, 4, 5, 7]
-    assert every_nth_step_rows([5, 3], 1).tolist() == list(range(8))
+def test_minibatches_are_distinct_indices():
     for n in (40, 100_000):
         idx = minibatch_indices(torch.Generator().manual_seed(0), n, 32)
         assert len(set(idx.tolist())) == 32 and idx.max() < n
 
 
-def test_small_data_caps_the_batch():
+def test_small_data_caps_the_batch_at_the_data_size():
+    # 10 pairs and batch 32: every update's minibatch is all 10 pairs, so the first update's
+    # cross-entropy is the initial network's mean over the whole data set.
     obs, actions = _data(n=10)
-    result = train(obs, actions, LearnerConfig(algo="edm", n_updates=3), seeds=[0], n_actions=2)
-    assert np.isfinite(result.loss).all()
+    result = train(
+        from_arrays(obs, actions), LearnerConfig(algo="bc", n_updates=3), seeds=[0], n_actions=2
+    )
+    net = StackedMLP.initialized([seed_generator(0, 0)], in_dim=4, hidden_sizes=(64, 64), out_dim=2)
+    with torch.no_grad():
+        logits = net(torch.from_numpy(obs)[None])[0].double().numpy()
+    ce = -(logits - _lse(logits)[:, None])[np.arange(10), actions].mean()
+    assert result.cross_entropy[0, 0] == pytest.approx(ce, rel=1e-5)
+    assert result.n_pairs == (10,)
 
 
 # --- bad input ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("obs", "actions", "n_actions", "match"),
-    [
-        (np.zeros(5, np.float32), np.zeros(5, int), 2, "2-D array"),
-        (np.zeros((0, 4), np.float32), np.zeros(0, int), 2, "empty"),
-        (np.zeros((5, 4), np.float32), np.zeros(4, int), 2, r"shape \[5\]"),
-        (np.array([[0.0], [np.nan]]), np.zeros(2, int), 2, "row 1 contains NaN"),
-        (np.array([[0.0], [np.inf]]), np.zeros(2, int), 2, "infinite"),
-        (np.zeros((3, 1)), np.array([0, 2, 1]), 2, r"row 1 is 2, outside 0..1"),
-        (np.zeros((3, 1)), np.array([0, -1, 1]), 2, "outside"),
-        (np.zeros((3, 1)), np.array([0.0, 0.5, 1.0]), 2, "not an integer"),
-        (np.zeros((3, 1)), np.array([0, 0, 0]), 1, "n_actions must be an integer >= 2"),
-    ],
-)
-def test_bad_training_data_is_named(obs, actions, n_actions, match):
-    with pytest.raises(LearnerInputError, match=match):
-        train(obs, actions, LearnerConfig(algo="bc", n_updates=1), seeds=[0], n_actions=n_actions)
+def test_train_takes_validated_demonstrations():
+    obs, actions = _data(n=20)
+    config = LearnerConfig(algo="bc", n_updates=1)
+    with pytest.raises(LearnerInputError, match="must be a Demonstrations"):
+        train(obs, config, seeds=[0], n_actions=2)
+    with pytest.raises(LearnerInputError, match="one Demonstrations per seed"):
+        train([from_arrays(obs, actions)], config, seeds=[0, 1], n_actions=2)
+    with pytest.raises(LearnerInputError, match="number of actions is unknown"):
+        train(from_arrays(obs, actions), config, seeds=[0])
+    with pytest.raises(LearnerInputError, match="ambiguous"):
+        train(from_arrays(obs, actions, n_actions=3), config, seeds=[0], n_actions=2)
+    with pytest.raises(LearnerInputError, match="outside 0..1"):
+        train(from_arrays(obs, actions + 1), config, seeds=[0], n_actions=2)
 
 
 def test_bad_seeds_device_and_config():
     obs, actions = _data(n=20)
     config = LearnerConfig(algo="bc", n_updates=1)
     with pytest.raises(LearnerInputError, match="at least one seed"):
-        train(obs, actions, config, seeds=[], n_actions=2)
-    with pytest.raises(LearnerInputError, match="non-negative integers"):
-        train(obs, actions, config, seeds=[-1], n_actions=2)
+        train(from_arrays(obs, actions), config, seeds=[], n_actions=2)
+    with pytest.raises(LearnerInputError, match=r"integers in 0..4294967295"):
+        train(from_arrays(obs, actions), config, seeds=[-1], n_actions=2)
     with pytest.raises(LearnerInputError, match="sequence of integers"):
-        train(obs, actions, config, seeds=3, n_actions=2)
+        train(from_arrays(obs, actions), config, seeds=3, n_actions=2)
     with pytest.raises(LearnerInputError, match=r"distinct .* got \[0\] more than once"):
-        train(obs, actions, config, seeds=[0, 1, 0], n_actions=2)
+        train(from_arrays(obs, actions), config, seeds=[0, 1, 0], n_actions=2)
     with pytest.raises(LearnerInputError, match="Unknown device"):
-        train(obs, actions, config, seeds=[0], n_actions=2, device="tpu-9")
+        train(from_arrays(obs, actions), config, seeds=[0], n_actions=2, device="tpu-9")
     if not torch.cuda.is_available():
         with pytest.raises(LearnerInputError, match="CUDA is not available"):
-            train(obs, actions, config, seeds=[0], n_actions=2, device="cuda")
+            train(from_arrays(obs, actions), config, seeds=[0], n_actions=2, device="cuda")
     with pytest.raises(LearnerInputError, match="algo must be one of"):
         LearnerConfig(algo="gail")
     with pytest.raises(LearnerInputError, match="batch_size must be a positive integer"):
@@ -236,7 +244,7 @@ def test_bad_seeds_device_and_config():
 def test_learner_rejects_bad_observations():
     obs, actions = _data(n=20)
     learner = train(
-        obs, actions, LearnerConfig(algo="bc", n_updates=1), seeds=[0], n_actions=2
+        from_arrays(obs, actions), LearnerConfig(algo="bc", n_updates=1), seeds=[0], n_actions=2
     ).learner(0)
     assert learner(obs).shape == (20,) and learner(obs).dtype == np.int64
     with pytest.raises(LearnerInputError, match=r"shape \[n, 4\]"):
@@ -271,7 +279,11 @@ def test_bc_learns_cartpole_from_ten_expert_trajectories():
     obs = np.concatenate([t.observations[:-1] for t in trajectories])
     actions = np.concatenate([t.actions for t in trajectories])
     result = train(
-        obs, actions, LearnerConfig(algo="bc"), seeds=[0], n_actions=2, env_id="CartPole-v1"
+        from_arrays(obs, actions),
+        LearnerConfig(algo="bc"),
+        seeds=[0],
+        n_actions=2,
+        env_id="CartPole-v1",
     )
     # 50 evaluation episodes (not the protocol's 300) to keep the test short.
     evaluation = evaluate(result.learner(0), "CartPole-v1", n_episodes=50, seed=0)
@@ -287,12 +299,12 @@ def test_edm_updates_match_a_reference_style_implementation():
     draws, give sbil's losses and weights."""
     from torch import nn
 
-    from sbil.deep.learners import _MINIBATCH, _POLICY_INIT, _SGLD
+    from sbil.deep.training import _MINIBATCH, _POLICY_INIT, _SGLD
     from sbil.deep.sgld import draw_chain_randomness, uniform_buffer
 
     obs, actions = _data(n=400)
     config = LearnerConfig(algo="edm", n_updates=5, sgld_buffer_size=100)
-    result = train(obs, actions, config, seeds=[2], n_actions=2)
+    result = train(from_arrays(obs, actions), config, seeds=[2], n_actions=2)
 
     init = StackedMLP.initialized(
         [seed_generator(2, _POLICY_INIT)], in_dim=4, hidden_sizes=(64, 64), out_dim=2

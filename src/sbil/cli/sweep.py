@@ -23,13 +23,15 @@ sweep_app = typer.Typer(
 )
 
 
-def _csv(text: str | None, cast=str) -> list | None:
+def _csv(option: str, text: str | None, cast=str) -> list | None:
+    from sbil.cli._common import UsageError
+
     if text is None:
         return None
     try:
         return [cast(part.strip()) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ValueError(f"expected comma-separated values, got {text!r}") from None
+        raise UsageError(f"{option} must be comma-separated values, got {text!r}.") from None
 
 
 def _log(line: str) -> None:
@@ -70,11 +72,11 @@ def sweep_command(
     """Run or resume a sweep; re-running the same command skips finished cells."""
     if ctx.invoked_subcommand is not None:
         return
-    from sbil.cli._common import errors_as_messages
+    from sbil.cli._common import UsageError, errors_as_messages, exit_interrupted, parse_seeds
 
     with errors_as_messages():
-        from sbil.cli.train import _parse_seeds
         from sbil.experiments.sweep import (
+            SweepError,
             SweepSpec,
             load_spec_file,
             run_sweep,
@@ -84,36 +86,48 @@ def sweep_command(
         )
 
         if (preset is None) == (spec is None):
-            raise ValueError("Give exactly one of --preset NAME (edm-paper, quick) or --spec FILE.")
+            raise UsageError("Give exactly one of --preset NAME (edm-paper, quick) or --spec FILE.")
         overrides: dict = {}
         for key, value in (
-            ("envs", _csv(envs)),
-            ("algos", _csv(algos)),
-            ("ks", _csv(ks, int)),
-            ("seeds", None if seeds is None else _parse_seeds(seeds)),
+            ("envs", _csv("--envs", envs)),
+            ("algos", _csv("--algos", algos)),
+            ("ks", _csv("--ks", ks, int)),
+            ("seeds", None if seeds is None else parse_seeds(seeds)),
             ("eval_episodes", eval_episodes),
         ):
             if value is not None:
                 overrides[key] = value
-        if preset is not None:
-            sweep_spec = make_preset(preset, **overrides)
-        else:
-            base = load_spec_file(spec)
-            sweep_spec = SweepSpec.from_dict({**base.to_dict(), **overrides})
-        if updates is not None:
-            sweep_spec = SweepSpec.from_dict(
-                {**sweep_spec.to_dict(), "options": {**sweep_spec.options, "n_updates": updates}}
-            )
+        try:  # a bad grid is a usage error, found before any work
+            if preset is not None:
+                sweep_spec = make_preset(preset, **overrides)
+            else:
+                base = load_spec_file(spec)
+                sweep_spec = SweepSpec.from_dict({**base.to_dict(), **overrides})
+            if updates is not None:
+                sweep_spec = SweepSpec.from_dict(
+                    {
+                        **sweep_spec.to_dict(),
+                        "options": {**sweep_spec.options, "n_updates": updates},
+                    }
+                )
+        except SweepError as error:
+            raise UsageError(str(error)) from None
         folder = out if out is not None else Path("sweeps") / (sweep_spec.preset or "sweep")
-        summary = run_sweep(
-            sweep_spec,
-            folder,
-            workers=workers,
-            backend=backend,
-            address=address,
-            retry_failed=retry_failed,
-            log=_log,
-        )
+        try:
+            summary = run_sweep(
+                sweep_spec,
+                folder,
+                workers=workers,
+                backend=backend,
+                address=address,
+                retry_failed=retry_failed,
+                log=_log,
+            )
+        except KeyboardInterrupt:
+            exit_interrupted(
+                "finished cells and training checkpoints are saved; re-run the same command to "
+                "resume"
+            )
     console.print(
         f"Sweep {folder}: {summary.n_cells} cells, {summary.done} done and {summary.failed} "
         f"failed now, {summary.skipped} finished before ({summary.seconds:.0f} s). "
@@ -131,13 +145,13 @@ def report_command(
     ] = None,
 ) -> None:
     """Write the sweep's report: Markdown, figures, tidy CSV and aggregate JSON."""
-    from sbil.cli._common import errors_as_messages
+    from sbil.cli._common import UsageError, errors_as_messages
 
     with errors_as_messages():
         from sbil.experiments.sweep_report import write_sweep_report
 
         if not (sweep_dir / "sweep.json").is_file():
-            raise ValueError(f"{sweep_dir} is not a sweep folder (no sweep.json).")
+            raise UsageError(f"{sweep_dir} is not a sweep folder (no sweep.json).")
         path = write_sweep_report(sweep_dir, out)
     console.print(f"Wrote {path}", highlight=False, markup=False)
 

@@ -18,41 +18,7 @@ from typing import Annotated
 
 import typer
 
-from sbil.cli._common import ProgressOption, console, err_console
-
-
-def _parse_seeds(text: str) -> list[int]:
-    """ "0,1,2" or "0-4" (inclusive) -> list of seeds (checked in linear time)."""
-    seeds: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        low, dash, high = part.partition("-")
-        try:
-            first, last = (int(low), int(high)) if dash else (int(part), int(part))
-        except ValueError:
-            raise ValueError(
-                "--seeds must be comma-separated integers or ranges like 0,1,2 or 0-9, "
-                f"got {text!r}."
-            ) from None
-        if last - first + 1 + len(seeds) > 10_000:
-            raise ValueError(
-                f"--seeds {text!r} names more than 10,000 seeds; a run trains all its seeds as "
-                "one model, so split them over several runs (or use `sbil sweep`)."
-            )
-        seeds.extend(range(first, last + 1))
-    if not seeds:
-        raise ValueError(f"--seeds must name at least one seed, got {text!r}.")
-    seen: set[int] = set()
-    repeated = sorted({seed for seed in seeds if seed in seen or seen.add(seed)})
-    if repeated:
-        raise ValueError(
-            f"--seeds {text!r} names seed(s) {repeated} more than once; equal seeds train "
-            "identical learners, so give distinct seeds."
-        )
-    return seeds
-
+from sbil.cli._common import ProgressOption, console
 
 #: LearnerConfig / train argument names as the command's options, for error messages.
 _OPTION_NAMES = {
@@ -84,17 +50,27 @@ def _as_options(message: str) -> str:
 
 
 @contextlib.contextmanager
-def _option_names() -> Iterator[None]:
-    """Re-raise the learners' input errors with option names instead of Python names."""
+def _option_names(usage: bool = False) -> Iterator[None]:
+    """Re-raise the learners' input errors with option names instead of Python names; with
+    ``usage``, any ValueError (a bad option, found before any work) is a usage error."""
+    from sbil.cli._common import UsageError
     from sbil.deep.learners import LearnerInputError
 
     try:
         yield
-    except LearnerInputError as error:
-        raise ValueError(_as_options(str(error))) from None
+    except UsageError:
+        raise
+    except (LearnerInputError, ValueError) as error:
+        if usage:
+            raise UsageError(_as_options(str(error))) from None
+        if isinstance(error, LearnerInputError):
+            raise ValueError(_as_options(str(error))) from None
+        raise
 
 
 def _parse_noise(text: str, step_size: float) -> float:
+    from sbil.cli._common import UsageError
+
     if text.strip().lower() == "langevin":
         from sbil.deep.sgld import langevin_noise_scale
 
@@ -102,7 +78,7 @@ def _parse_noise(text: str, step_size: float) -> float:
     try:
         return float(text)
     except ValueError:
-        raise ValueError(
+        raise UsageError(
             f"--sgld-noise must be a number or 'langevin' (= sqrt(2 * step)), got {text!r}."
         ) from None
 
@@ -211,22 +187,28 @@ def train_command(
     progress: ProgressOption = None,
 ) -> None:
     """Train BC / EDM / decoupled-EDM learners (one per seed) and save checkpoints."""
-    from sbil.cli._common import errors_as_messages, progress_bar
+    from sbil.cli._common import (
+        UsageError,
+        errors_as_messages,
+        exit_interrupted,
+        parse_seeds,
+        progress_bar,
+    )
 
     with errors_as_messages():
         from sbil.deep.learners import LearnerConfig, TrainingDiverged, TrainingInterrupted
         from sbil.experiments.runs import RunSpec, load_spec, run_training
 
         if resume and overwrite:
-            raise ValueError("Give at most one of --resume and --overwrite.")
+            raise UsageError("Give at most one of --resume and --overwrite.")
         if resume and (out / "config.json").is_file() and dataset is None and data is None:
             spec = load_spec(out)  # the run's own description: nothing else is needed
         else:
             try:
                 hidden_sizes = tuple(int(h) for h in hidden.split(","))
             except ValueError:
-                raise ValueError(f"--hidden must be integers like 64,64, got {hidden!r}.") from None
-            with _option_names():
+                raise UsageError(f"--hidden must be integers like 64,64, got {hidden!r}.") from None
+            with _option_names(usage=True):
                 config = LearnerConfig(
                     algo=algo,
                     hidden_sizes=hidden_sizes,
@@ -244,7 +226,7 @@ def train_command(
                 )
                 spec = RunSpec(
                     learner=config,
-                    seeds=tuple(_parse_seeds(seeds)),
+                    seeds=tuple(parse_seeds(seeds)),
                     dataset=dataset,
                     root=None if root is None else str(root),
                     data=None if data is None else str(data),
@@ -261,7 +243,7 @@ def train_command(
                     checkpoint_every=checkpoint_every,
                 )
             if spec.eval_episodes > 0 and spec.env_id is None and spec.data is not None:
-                raise ValueError("--eval-episodes needs a task to play: pass --env.")
+                raise UsageError("--eval-episodes needs a task to play: pass --env.")
         algo = spec.learner.algo
         label = f"training {algo} x{len(spec.seeds)}"
         try:
@@ -269,13 +251,10 @@ def train_command(
                 outcome = run_training(spec, out, overwrite=overwrite, resume=resume, progress=bar)
         except TrainingDiverged as error:
             raise ValueError(_as_options(str(error))) from None
-        except TrainingInterrupted as error:
-            err_console.print(
-                f"Interrupted: {error} Continue it with `sbil train --resume --out {out}`.",
-                highlight=False,
-                markup=False,
+        except TrainingInterrupted:
+            exit_interrupted(
+                f"the training state was saved; continue with `sbil train --resume --out {out}`"
             )
-            raise typer.Exit(code=130) from None
 
     _print_outcome(outcome, out)
 
@@ -283,11 +262,13 @@ def train_command(
 def _print_outcome(outcome, out: Path) -> None:
     spec = outcome.spec
     n_episodes = spec.episodes or "all"
+    pairs = sorted({s.n_pairs for s in outcome.seeds})
+    pairs_text = str(pairs[0]) if len(pairs) == 1 else f"{pairs[0]}-{pairs[-1]}"
     verb = "Resumed and trained" if outcome.resumed else "Trained"
     console.print(
-        f"{verb} {len(spec.seeds)} {spec.learner.algo} learner(s), {n_episodes} trajectories each "
-        f"({spec.windows} windows, every {spec.every_nth_step} step(s)), "
-        f"{spec.learner.n_updates} updates in {outcome.train_seconds:.1f} s -> {out}",
+        f"{verb} {len(spec.seeds)} {spec.learner.algo} learner(s) on {pairs_text} pairs from "
+        f"{n_episodes} trajectories each ({spec.windows} windows, every {spec.every_nth_step} "
+        f"step(s); {spec.learner.n_updates} updates, {outcome.train_seconds:.1f} s) -> {out}",
         highlight=False,
     )
     if outcome.held_out_episodes == 0:

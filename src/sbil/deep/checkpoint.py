@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib.metadata
 import io
 import json
 import os
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 
 from sbil.deep.learners import Learner, LearnerConfig
-from sbil.files import git_commit, write_bytes_atomic, write_json_atomic
+from sbil.files import write_bytes_atomic, write_json_atomic
 
 FORMAT = "sbil-learner"
 VERSION = 1
@@ -176,15 +175,3 @@ def load_learner(path: str | os.PathLike) -> Learner:
 
 
 _REQUIRED_FIELDS = ("config", "seed", "obs_dim", "n_actions", "obs_mean", "obs_std")
-
-
-def provenance() -> dict:
-    """Where a run came from: the git commit of sbil's checkout (None outside one) and the
-    versions of sbil, torch, gymnasium and numpy."""
-    versions = {"torch": torch.__version__, "numpy": np.__version__}
-    for package in ("sbil", "gymnasium"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    return {"git_commit": git_commit(), "versions": dict(sorted(versions.items()))}

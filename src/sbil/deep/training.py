@@ -64,6 +64,7 @@ from sbil.deep.sgld import (
 )
 from sbil.files import write_bytes_atomic
 from sbil.progress import ProgressCallback
+from sbil.seeds import MAX_SEED
 
 #: Version of the mid-training state file; a different version is never resumed.
 STATE_FORMAT = 1
@@ -197,15 +198,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
-    """Seeds as a tuple of distinct non-negative ints below 2**63 (linear time)."""
+    """Seeds as a tuple of distinct ints in ``0..2**32-1`` (:mod:`sbil.seeds`), in linear time."""
     if isinstance(seeds, (int, np.integer)):
         raise LearnerInputError(f"seeds must be a sequence of integers, e.g. [{seeds}].")
     seeds = tuple(seeds)
     if not seeds:
         raise LearnerInputError("Pass at least one seed.")
     for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s < 2**63:
-            raise LearnerInputError(f"Seeds must be integers in 0..2**63-1, got {s!r}.")
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s <= MAX_SEED:
+            raise LearnerInputError(f"Seeds must be integers in 0..{MAX_SEED}, got {s!r}.")
     seeds = tuple(int(s) for s in seeds)
     if len(set(seeds)) != len(seeds):
         seen: set[int] = set()

@@ -10,7 +10,9 @@ settings); :func:`run_training` turns it into a run folder::
     OUT/results.json     per seed: training figures, held-out action match, returns;
                          written last, so its presence marks a complete run
     OUT/.state/          mid-training state while the run is unfinished (for --resume)
-    OUT/.lock            held by the process writing the run
+
+While a process writes the run it holds :func:`sbil.files.lock` on ``OUT``, so a second
+process asked to write the same folder fails at once instead of after training.
 
 ``config.json`` stores the spec, so a run can be re-created, or resumed, from it alone
 (:func:`load_spec`). Which trajectories seed ``r`` trains on (:func:`training_episodes`):
@@ -28,12 +30,12 @@ no seed of the run trains on.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import shutil
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,11 +46,12 @@ import numpy as np
 
 from sbil.files import write_bytes_atomic, write_json_atomic
 from sbil.progress import ProgressCallback
+from sbil.seeds import check_seed_range
 
 WINDOWS: tuple[str, ...] = ("first", "sliding", "random")
 CONFIG_FILE, RESULTS_FILE, LOSSES_FILE = "config.json", "results.json", "losses.npz"
-STATE_DIR, LOCK_FILE = ".state", ".lock"
-_RUN_NAMES = {CONFIG_FILE, RESULTS_FILE, LOSSES_FILE, STATE_DIR, LOCK_FILE}
+STATE_DIR = ".state"
+_RUN_NAMES = {CONFIG_FILE, RESULTS_FILE, LOSSES_FILE, STATE_DIR}
 
 
 class RunError(ValueError):
@@ -127,11 +130,10 @@ class RunSpec:
                 raise RunError(
                     f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}."
                 )
-        if self.eval_seed + self.eval_episodes > 2**32:
-            raise RunError(
-                f"--eval-seed {self.eval_seed} + --eval-episodes {self.eval_episodes} exceeds "
-                "2**32, the largest episode seed; use a smaller --eval-seed."
-            )
+        try:
+            check_seed_range(self.eval_seed, max(self.eval_episodes, 1), name="--eval-seed")
+        except ValueError as error:
+            raise RunError(str(error)) from None
         if self.root is not None:
             object.__setattr__(self, "root", str(Path(self.root).expanduser().absolute()))
         if self.data is not None:
@@ -351,24 +353,6 @@ def load_run_data(spec: RunSpec) -> RunData:
 # --- the run folder: claimed, written, resumed ------------------------------------------------
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _lock_owner(lock: Path) -> tuple[str, int] | None:
-    try:
-        host, pid = lock.read_text().split()[:2]
-        return host, int(pid)
-    except (OSError, ValueError):
-        return None
-
-
 def is_run_folder(folder: Path) -> bool:
     """Whether ``folder`` holds only what :func:`run_training` writes (safe to replace)."""
     return (folder / CONFIG_FILE).is_file() and all(
@@ -394,82 +378,42 @@ def load_spec(folder: str | os.PathLike) -> RunSpec:
         raise RunError(f"Cannot read the run description {path} ({error}).") from None
 
 
-class RunFolder:
-    """A run folder claimed by this process (``.lock`` holds host and pid) until released."""
+def claim_run_folder(out: str | os.PathLike, *, overwrite: bool, resume: bool) -> Path:
+    """Check that a run may be written to ``out`` (call it holding :func:`sbil.files.lock`).
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    New or empty folders are fine; an interrupted run only with ``resume``; an earlier run is
+    replaced only with ``overwrite``; anything else is refused before any data is loaded.
+    """
+    from sbil.files import check_writable_folder
 
-    @classmethod
-    def claim(cls, out: str | os.PathLike, *, overwrite: bool, resume: bool) -> RunFolder:
-        """Claim ``out`` for a run, before any data is loaded or any update trained.
-
-        New or empty folders are claimed; an interrupted run only with ``resume``; a finished
-        or interrupted run is replaced only with ``overwrite``; anything else is refused, as is
-        a folder another live process is writing.
-        """
-        out = Path(out)
-        if out.exists() and not out.is_dir():
-            raise RunError(f"--out {out} is a file; give a folder for the run.")
-        if out.absolute() in (Path.cwd(), *Path.cwd().parents):
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file; give a folder for the run.")
+    if out.resolve() in (Path.cwd(), *Path.cwd().parents):  # resolve: also "..", symlinks
+        raise RunError(
+            f"--out {out} is the current folder or one of its parents; give a new subfolder."
+        )
+    if out.is_dir() and any(out.iterdir()):
+        if not is_run_folder(out):
             raise RunError(
-                f"--out {out} is the current folder or one of its parents; give a new subfolder."
+                f"--out {out} holds files that are not an sbil training run; give a new "
+                "folder (--overwrite only replaces an earlier run)."
             )
-        lock = out / LOCK_FILE
-        owner = _lock_owner(lock) if lock.exists() else None
-        if owner is not None:
-            host, pid = owner
-            if host != socket.gethostname() or _pid_alive(pid):
-                raise RunError(
-                    f"--out {out} is being written by another sbil process (pid {pid} on {host}); "
-                    "wait for it or give another folder (if no such process runs, delete "
-                    f"{lock})."
-                )
-        if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()):
-            if not is_run_folder(out):
-                raise RunError(
-                    f"--out {out} holds files that are not an sbil training run; give a new "
-                    "folder (--overwrite only replaces an earlier run)."
-                )
-            if overwrite:
-                _remove_run(out)
-            elif not resume:
-                state = "a finished run" if is_complete(out) else "an interrupted run"
-                raise RunError(
-                    f"--out {out} already holds {state}; pass --resume to continue it, "
-                    "--overwrite to replace it, or give a new folder."
-                )
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            if owner is not None:  # stale lock of a dead process
-                lock.unlink(missing_ok=True)
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+        if overwrite:
+            _remove_run(out)
+        elif not resume:
+            state = "a finished run" if is_complete(out) else "an interrupted run"
             raise RunError(
-                f"--out {out} was just claimed by another sbil process; give another folder."
-            ) from None
-        except OSError as error:
-            raise RunError(
-                f"Cannot write the run folder {out} ({error.strerror or error}); give a writable "
-                "--out."
-            ) from None
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"{socket.gethostname()} {os.getpid()}\n")
-        return cls(out)
-
-    @property
-    def state_dir(self) -> Path:
-        return self.path / STATE_DIR
-
-    def release(self) -> None:
-        (self.path / LOCK_FILE).unlink(missing_ok=True)
+                f"--out {out} already holds {state}; pass --resume to continue it, "
+                "--overwrite to replace it, or give a new folder."
+            )
+    check_writable_folder(out, what="the run folder")
+    return out
 
 
 def _remove_run(folder: Path) -> None:
     """Delete an earlier run's files (only names a run writes)."""
     for entry in folder.iterdir():
-        if entry.name == LOCK_FILE:
-            continue
         if entry.is_dir():
             shutil.rmtree(entry)
         else:
@@ -551,18 +495,24 @@ def run_training(
     if not isinstance(spec, RunSpec):
         raise RunError(f"spec must be a RunSpec, got {type(spec).__name__}.")
     resolve_device(spec.device)
-    folder = RunFolder.claim(out, overwrite=overwrite, resume=resume)
-    try:
-        return _run(spec, folder, stop_on_divergence, progress, eval_progress)
-    finally:
-        folder.release()
+    from sbil.files import lock
+
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(lock(out))
+        except OSError as error:  # its lock file beside --out cannot be made, e.g. /proc/x
+            raise RunError(
+                f"Cannot write the run folder {out} ({error.strerror or error}); pass a "
+                "writable --out."
+            ) from None
+        path = claim_run_folder(out, overwrite=overwrite, resume=resume)
+        return _run(spec, path, stop_on_divergence, progress, eval_progress)
 
 
-def _run(spec, folder: RunFolder, stop_on_divergence, progress, eval_progress) -> RunOutcome:
+def _run(spec, path: Path, stop_on_divergence, progress, eval_progress) -> RunOutcome:
     from sbil.deep.checkpoint import save_learner
-    from sbil.deep.checkpoint import provenance
+    from sbil.files import provenance
 
-    path = folder.path
     resumed = (path / CONFIG_FILE).is_file()
     if resumed:
         stored = load_spec(path)
@@ -601,7 +551,7 @@ def _run(spec, folder: RunFolder, stop_on_divergence, progress, eval_progress) -
         device=spec.device,
         num_threads=spec.threads,
         progress=progress,
-        state_dir=folder.state_dir,
+        state_dir=path / STATE_DIR,
         checkpoint_every=spec.checkpoint_every,
         stop_on_divergence=stop_on_divergence,
     )
@@ -695,7 +645,7 @@ def _run(spec, folder: RunFolder, stop_on_divergence, progress, eval_progress) -
         "learners": [o.to_dict() for o in outcomes],
     }
     write_json_atomic(path / RESULTS_FILE, results, allow_nan=True)
-    shutil.rmtree(folder.state_dir, ignore_errors=True)
+    shutil.rmtree(path / STATE_DIR, ignore_errors=True)
     return _outcome(path, spec, results, resumed)
 
 

@@ -24,7 +24,6 @@ import hashlib
 import itertools
 import json
 import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from sbil.files import write_json_atomic
+from sbil.files import lock, write_json_atomic
 
 SCHEMA = 1
 BACKENDS: tuple[str, ...] = ("local", "ray")
@@ -307,8 +306,8 @@ def run_group(sweep_dir: str, group: Group) -> list[dict]:
 
     Never raises for a failing cell: its rows carry ``status: "failed"`` and the error.
     """
-    from sbil.deep.checkpoint import provenance
     from sbil.experiments.runs import RunSpec, is_run_folder, run_training
+    from sbil.files import provenance
 
     sweep = Path(sweep_dir)
     folder = sweep / "runs" / group.group_id
@@ -410,28 +409,6 @@ def _random_policy(n_actions: int, seed: int):
         return rng.integers(0, n_actions, size=len(obs), dtype=np.int64)
 
     return policy
-
-
-def _claim(sweep_dir: Path) -> Path:
-    from sbil.experiments.runs import _lock_owner, _pid_alive
-
-    lock = sweep_dir / ".lock"
-    owner = _lock_owner(lock) if lock.exists() else None
-    if owner is not None:
-        host, pid = owner
-        if host != socket.gethostname() or _pid_alive(pid):
-            raise SweepError(
-                f"{sweep_dir} is being run by another sbil process (pid {pid} on {host}); wait "
-                f"for it (if no such process runs, delete {lock})."
-            )
-        lock.unlink(missing_ok=True)
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        raise SweepError(f"{sweep_dir} was just claimed by another sbil process.") from None
-    with os.fdopen(fd, "w") as handle:
-        handle.write(f"{socket.gethostname()} {os.getpid()}\n")
-    return lock
 
 
 def prepare(spec: SweepSpec, sweep_dir: Path, log: Callable[[str], None]) -> None:
@@ -559,9 +536,8 @@ def run_sweep(
             raise SweepError(
                 "--backend ray needs Ray: pip install 'sbil[ray]' (or pip install ray)."
             ) from None
-    lock = _claim(sweep)
     started = time.perf_counter()
-    try:
+    with lock(sweep):  # one process per sweep folder; a second fails at once
         prepare(spec, sweep, log)
         all_groups = groups(spec, sweep)
         finished = _finished_cells(sweep, retry_failed)
@@ -600,8 +576,6 @@ def run_sweep(
             _run_ray(todo, sweep, workers, address, record)
         else:
             _run_local(todo, sweep, workers, record)
-    finally:
-        lock.unlink(missing_ok=True)
     return SweepSummary(
         sweep_dir=sweep,
         n_cells=n_cells,
