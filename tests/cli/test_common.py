@@ -167,3 +167,20 @@ def test_flags_render_without_a_bool_type_in_help():
     out = CliRunner().invoke(app, ["go", "--help"], env={"COLUMNS": "120"}).output
     assert "--quick" in out and "--help" in out and "<int>" in out
     assert "<bool>" not in out
+
+
+def test_progress_without_a_terminal_prints_periodic_lines(capsys, monkeypatch):
+    from sbil.cli import _common
+
+    monkeypatch.setattr(_common, "stderr_is_terminal", lambda: False)
+    monkeypatch.setattr(_common, "err_console", _common.Console(stderr=True, soft_wrap=True))
+    with _common.progress_bar(None, "training edm x2") as update:
+        assert update is not None
+        for done in range(0, 1001, 10):
+            update(done, 1000)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert 10 <= len(lines) <= 12  # every 10%, not every call
+    assert lines[-1].startswith("training edm x2: 1000/1000 (100%)")
+    assert "ETA" in lines[1]
+    with _common.progress_bar(False, "quiet") as update:
+        assert update is None

@@ -395,11 +395,14 @@ def test_collect_into_an_unusable_root_says_which_option(app, tmp_path):
     assert "Traceback" not in result.output
 
 
-def test_progress_defaults_to_whether_stderr_is_a_terminal(monkeypatch):
+def test_progress_is_a_bar_on_a_terminal_and_lines_without_one(monkeypatch):
     for terminal in (True, False):
         monkeypatch.setattr(_common, "stderr_is_terminal", lambda terminal=terminal: terminal)
         with _common.progress_bar(None, "x") as callback:
-            assert (callback is not None) == terminal
+            assert callback is not None  # never silent by default
+            assert (getattr(callback, "__name__", "") == "update") and (
+                ("_progress_lines" in callback.__qualname__) != terminal
+            )
         with _common.progress_bar(True, "x") as callback:
             assert callback is not None  # an explicit flag wins
         with _common.progress_bar(False, "x") as callback:

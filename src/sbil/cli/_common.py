@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -216,14 +217,18 @@ def print_error(message: str) -> None:
 
 @contextlib.contextmanager
 def progress_bar(enabled: bool | None, description: str) -> Iterator[ProgressCallback | None]:
-    """Yield a ``progress(done, total)`` callback drawing a rich bar, or None when disabled.
+    """Yield a ``progress(done, total)`` callback that reports progress on stderr.
 
-    ``enabled=None`` (no flag given) shows the bar only when stderr is a terminal.
+    On a terminal (or with ``enabled=True``) it draws a rich bar with the elapsed time and an
+    ETA measured from the start. Without a terminal and no flag given (``enabled=None``), e.g.
+    in a log file, it prints a one-line message every 10% of the work or every 60 s, whichever
+    comes first, so a long run is never silent. ``enabled=False`` prints nothing.
     """
-    if enabled is None:
-        enabled = stderr_is_terminal()
-    if not enabled:
+    if enabled is False:
         yield None
+        return
+    if enabled is None and not stderr_is_terminal():
+        yield _progress_lines(description)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -232,15 +237,48 @@ def progress_bar(enabled: bool | None, description: str) -> Iterator[ProgressCal
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        "{task.fields[eta]}",
         console=err_console,
         transient=True,
     ) as bar:
-        task = bar.add_task(description, total=None)
+        task = bar.add_task(description, total=None, eta="")
+        started = time.monotonic()
 
         def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            bar.update(task, completed=done, total=total, eta=_eta(started, done, total))
 
         yield update
+
+
+def _eta(started: float, done: int, total: int) -> str:
+    """``"ETA 1:23"`` from the average speed since ``started`` (empty before any progress)."""
+    if done <= 0 or total <= done:
+        return ""
+    left = (time.monotonic() - started) * (total - done) / done
+    return f"ETA {int(left // 60)}:{int(left % 60):02d}"
+
+
+def _progress_lines(description: str) -> ProgressCallback:
+    """A callback printing ``description: done/total (p%), elapsed, ETA`` now and then."""
+    started = time.monotonic()
+    last = {"time": started, "fraction": 0.0}
+
+    def update(done: int, total: int) -> None:
+        now = time.monotonic()
+        fraction = done / total if total else 1.0
+        if fraction < 1.0 and fraction - last["fraction"] < 0.1 and now - last["time"] < 60:
+            return
+        last.update(time=now, fraction=fraction)
+        elapsed = now - started
+        eta = _eta(started, done, total)
+        err_console.print(
+            f"{description}: {done}/{total} ({100 * fraction:.0f}%), {elapsed:.0f} s elapsed"
+            + (f", {eta}" if eta else ""),
+            markup=False,
+            highlight=False,
+        )
+
+    return update
 
 
 # --- help rendering ---------------------------------------------------------------------------

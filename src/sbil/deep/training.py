@@ -227,11 +227,13 @@ def memory_estimate(
     params = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
     networks = 2 if config.algo == "edm-decoupled" else 1
     per_learner = 4 * (4 * params * networks)  # weights, gradients, two Adam moments (float32)
+    extra = 0
     if config.uses_sgld:
         per_learner += 4 * config.sgld_buffer_size * obs_dim
+        extra = 4 * config.sgld_buffer_size * obs_dim  # one learner's fresh draw while filling
     # forward + backward activations of 2B rows (data and chains), a few copies each
     per_learner += 4 * 6 * 2 * config.batch_size * sum(sizes)
-    return n_learners * per_learner + n_pairs * (4 * obs_dim + 8)
+    return n_learners * per_learner + extra + n_pairs * (4 * obs_dim + 8)
 
 
 def _physical_memory() -> int | None:
@@ -568,9 +570,11 @@ class _Group:
         self.sgld_gens = [seed_generator(s, _SGLD) for s in seeds]
         self.buffer = None
         if config.uses_sgld:
-            self.buffer = torch.stack(
-                [uniform_buffer(g, config.sgld_buffer_size, self.obs_dim) for g in self.sgld_gens]
-            ).to(device)
+            # Filled learner by learner: one buffer in memory, not a list plus its stacked copy.
+            self.buffer = torch.empty(len(seeds), config.sgld_buffer_size, self.obs_dim)
+            for k, g in enumerate(self.sgld_gens):
+                self.buffer[k] = uniform_buffer(g, config.sgld_buffer_size, self.obs_dim)
+            self.buffer = self.buffer.to(device)
         self.update = 0
         self.history: list[torch.Tensor] = []
         self.diverged: dict[int, tuple[int, float]] = {}

@@ -539,22 +539,29 @@ def _run(spec, path: Path, stop_on_divergence, progress, eval_progress) -> RunOu
             {"spec": spec.to_dict(), "resolved": resolved, "provenance": provenance()},
         )
 
-    from sbil.deep.learners import train
+    from sbil.deep.learners import LearnerInputError, TrainingDiverged, train
 
     started = time.perf_counter()
-    result = train(
-        data.per_seed,
-        spec.learner,
-        seeds=spec.seeds,
-        n_actions=data.n_actions,
-        env_id=data.env_id,
-        device=spec.device,
-        num_threads=spec.threads,
-        progress=progress,
-        state_dir=path / STATE_DIR,
-        checkpoint_every=spec.checkpoint_every,
-        stop_on_divergence=stop_on_divergence,
-    )
+    try:
+        result = train(
+            data.per_seed,
+            spec.learner,
+            seeds=spec.seeds,
+            n_actions=data.n_actions,
+            env_id=data.env_id,
+            device=spec.device,
+            num_threads=spec.threads,
+            progress=progress,
+            state_dir=path / STATE_DIR,
+            checkpoint_every=spec.checkpoint_every,
+            stop_on_divergence=stop_on_divergence,
+        )
+    except (LearnerInputError, TrainingDiverged):
+        # Refused (e.g. too large for memory) or diverged: nothing to resume, so the folder
+        # is left as it was found rather than looking like an interrupted run.
+        if not resumed:
+            _remove_run(path)
+        raise
     train_seconds = time.perf_counter() - started
 
     import io

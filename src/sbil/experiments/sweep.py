@@ -267,7 +267,9 @@ def dataset_id(env_id: str, expert: str) -> str:
 
 
 def groups(spec: SweepSpec, sweep_dir: Path) -> list[Group]:
-    """The sweep's groups, the most expensive first (so a pool's last tasks are short)."""
+    """The sweep's groups, smallest ``k`` first (so an unfinished sweep holds complete
+    comparisons of every learner at the small ``k`` that EDM's claim is about), and within a
+    ``k`` the most expensive first (so a pool's last tasks are short)."""
     from sbil.deep.learners import LearnerConfig
     from sbil.experiments.runs import RunSpec
 
@@ -295,7 +297,7 @@ def groups(spec: SweepSpec, sweep_dir: Path) -> list[Group]:
         out.append(Group(group_id, env_id, algo, k, options, run))
     cost = {"bc": 1, "edm": 4, "edm-decoupled": 5}
     heavy = {"LunarLander-v3": 3, "CartPole-v1": 2}
-    return sorted(out, key=lambda g: -(cost[g.algo] + heavy.get(g.env_id, 1)))
+    return sorted(out, key=lambda g: (g.k, -(cost[g.algo] + heavy.get(g.env_id, 1))))
 
 
 # --- one group: what a worker runs ---------------------------------------------------------------
