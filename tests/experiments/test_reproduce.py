@@ -40,6 +40,9 @@ def test_quick_run_writes_report_and_results(quick_run):
     assert by_id["theorem1"]["note_value"] == "approximately -0.245"
     assert by_id["edm_inconsistent_fraction"]["note_value"] is None
     assert data["runtime_s"] > 0 and "git_commit" in data
+    import numpy
+
+    assert data["versions"]["numpy"] == numpy.__version__  # provenance, from sbil.files
     report = (out / "REPORT.md").read_text()
     for cid in ids:
         assert f"`{cid}`" in report

@@ -80,6 +80,9 @@ PREAMBLE = (
     "free per-state shift of the logits (`edm_per_state_shift`)."
 )
 
+#: Packages whose versions results.json records (read from metadata; nothing is imported).
+REPORT_PACKAGES = ("matplotlib", "numpy", "pandas", "sbil", "scipy")
+
 #: The stages ``progress(done, total)`` counts, in order (``--deep`` adds one).
 STAGES = (
     "note's claims: examples 1-3, theorem 1",
@@ -464,7 +467,7 @@ def run_reproduce(
                     + (" --deep" if config.deep else "")
                     + (f" --seed {config.seed}" if config.seed else ""),
                     "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                    "git_commit": sbil_files.git_commit(),
+                    **sbil_files.provenance(REPORT_PACKAGES),
                     "runtime_s": round(runtime, 2),
                     "config": {
                         "quick": config.quick,
