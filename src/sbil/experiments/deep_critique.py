@@ -1598,6 +1598,14 @@ def shift_claim(shifts: Sequence[ShiftResult]) -> Claim:
     )
 
 
+def _mean_range(values: np.ndarray) -> str:
+    """``mean (low to high)`` of per-seed values (a return's range, never outside its values)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 1:
+        return fmt(values[0], 1)
+    return f"{fmt(values.mean(), 1)} ({fmt(values.min(), 1)} to {fmt(values.max(), 1)})"
+
+
 def _mean_interval(values: np.ndarray, *, digits: int = 3, tv: bool = False) -> str:
     """``mean [low, high]`` (95% t-interval over seeds; a TV interval is clipped to [0, 1])."""
     ci = t_interval(values)
@@ -1656,9 +1664,9 @@ def drift_claim(
         f"). EDM's rho averaged {_range(drift.rho[:, :10].mean(axis=1))} over the first 10 "
         f"updates and {_range(drift.rho[:, -max(1, drift.rho.shape[1] // 10) :].mean(axis=1))} "
         "over the last tenth. Softmax-acting return at the end "
-        f"({config.return_episodes} episodes per learner; the expert "
-        f"{fmt(drift.expert_returns.mean(), 1)} on the same seeds): EDM "
-        f"{_mean_interval(edm_ret, digits=1)}, BC {_mean_interval(bc_ret, digits=1)}. "
+        f"({config.return_episodes} episodes per learner, mean and range over learners; the "
+        f"expert {fmt(drift.expert_returns.mean(), 1)} on the same seeds): EDM "
+        f"{_mean_range(edm_ret)}, BC {_mean_range(bc_ret)}. "
         + (
             "Every EDM learner ends further from the expert than every BC learner, by "
             f"{fmt(edm_final.mean() - bc_final.mean(), 3)} in mean TV."
@@ -1723,8 +1731,8 @@ def consistency_claim(
             f"{int(n):,}",
             _mean_interval(cons.tv["bc"][i], tv=True),
             _mean_interval(cons.tv["edm"][i], tv=True),
-            _mean_interval(cons.returns["bc"][i], digits=1),
-            _mean_interval(cons.returns["edm"][i], digits=1),
+            _mean_range(cons.returns["bc"][i]),
+            _mean_range(cons.returns["edm"][i]),
         ]
         for i, n in enumerate(cons.sizes)
     ]
@@ -1735,8 +1743,8 @@ def consistency_claim(
         f"{int(max(cons.sizes)):,} each pair is drawn about "
         f"{cons.updates * 32 / max(cons.sizes):.2f} times, so the largest N also measures "
         "optimisation). TV is the mean action-probability TV to the expert on "
-        f"held-out expert states; returns act by softmax (the expert: "
-        f"{fmt(cons.expert_returns.mean(), 1)}); 95% t-intervals over seeds.\n\n"
+        f"held-out expert states (95% t-interval over seeds); returns act by softmax (mean, "
+        f"and the range over seeds; the expert: {fmt(cons.expert_returns.mean(), 1)}).\n\n"
         + table(["N", "BC TV", "EDM TV", "BC return", "EDM return"], rows)
         + "\n\n"
         + (
@@ -2009,23 +2017,36 @@ def plot_drift(drift: DriftResult, sharp_drift: DriftResult):
 
 
 def plot_consistency(cons: ConsistencyResult):
-    """TV to the expert and return against N, with 95% t-intervals over seeds."""
+    """TV to the expert (95% t-intervals over seeds, clipped at 0) and return against N."""
     fig, axes = _figure(1, 2, width=5.0)
     for offset, algo in zip((0.96, 1.04), ("bc", "edm"), strict=True):
-        for ax, values in ((axes[0, 0], cons.tv[algo]), (axes[0, 1], cons.returns[algo])):
-            intervals = [t_interval(v) for v in values]
-            mean = np.array([i.estimate for i in intervals])
-            low = np.array([i.low for i in intervals])
-            high = np.array([i.high for i in intervals])
-            ax.errorbar(
-                cons.sizes * offset,
-                mean,
-                yerr=[mean - low, high - mean],
-                fmt="o-",
-                color=_ALGO_COLOURS[algo],
-                capsize=3,
-                label=_ALGO_LABELS[algo],
-            )
+        colour = _ALGO_COLOURS[algo]
+        intervals = [t_interval(v) for v in cons.tv[algo]]
+        mean = np.array([i.estimate for i in intervals])
+        low = np.maximum(np.array([i.low for i in intervals]), 0.0)
+        high = np.array([i.high for i in intervals])
+        axes[0, 0].errorbar(
+            cons.sizes * offset,
+            mean,
+            yerr=[
+                mean - np.where(np.isfinite(low), low, mean),
+                np.where(np.isfinite(high), high, mean) - mean,
+            ],
+            fmt="o-",
+            color=colour,
+            capsize=3,
+            label=_ALGO_LABELS[algo],
+        )
+        returns = cons.returns[algo]
+        axes[0, 1].plot(
+            cons.sizes * offset,
+            returns.mean(1),
+            "o-",
+            color=colour,
+            label=f"{_ALGO_LABELS[algo]} (mean; dots: learners)",
+        )
+        for k in range(returns.shape[1]):
+            axes[0, 1].plot(cons.sizes * offset, returns[:, k], ".", color=colour, alpha=0.5)
     axes[0, 1].axhline(cons.expert_returns.mean(), color="k", ls=":", lw=1, label="expert")
     for ax, label in (
         (axes[0, 0], "mean action-probability TV to the expert"),
