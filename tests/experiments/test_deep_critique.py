@@ -171,6 +171,8 @@ def test_softmax_rollouts_record_every_step_and_repeat_with_the_seed():
         ({"consistency_sizes": (100, 10**7)}, "exceeds pool_pairs"),
         ({"tasks": ("Pendulum-v1",)}, "not supported"),
         ({"tasks": ()}, "tasks is empty"),
+        ({"expert_action_noise": 1.0}, "expert_action_noise must be in"),
+        ({"expert_action_noise": "0.1"}, "expert_action_noise must be in"),
     ],
 )
 def test_bad_configuration_is_a_one_line_error(change, message):

@@ -194,7 +194,8 @@ class DeepCritiqueConfig:
                 f"The largest consistency size {self.consistency_sizes[-1]} exceeds pool_pairs "
                 f"({self.pool_pairs}); raise pool_pairs or drop that size."
             )
-        if not 0 <= self.expert_action_noise < 1:
+        noise = self.expert_action_noise
+        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < 1:
             raise ValueError(
                 f"expert_action_noise must be in [0, 1), got {self.expert_action_noise!r}."
             )
