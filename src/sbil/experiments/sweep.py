@@ -626,11 +626,13 @@ def _run_ray(todo: Sequence[Group], sweep: Path, workers: int, address: str | No
     started_here = not ray.is_initialized()
     if started_here:
         if address is None:
+            # A small object store: tasks pass only group descriptions and rows.
             ray.init(
                 num_cpus=workers,
                 include_dashboard=False,
                 log_to_driver=False,
                 configure_logging=False,
+                object_store_memory=256 * 1024**2,
             )
         else:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
