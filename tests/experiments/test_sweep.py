@@ -226,3 +226,14 @@ def test_sweep_command_smoke_and_report(tiny_sweep, tmp_path):
     both = CliRunner().invoke(app, ["sweep", "--out", str(tmp_path / "z")])
     assert both.exit_code == 2 and "exactly one of --preset" in both.output
     assert os.listdir(tmp_path) == []  # nothing written for a usage error
+
+
+def test_a_stochastic_expert_records_its_own_dataset(tmp_path):
+    spec = SweepSpec.from_dict({**TINY, "ks": [1], "algos": ["bc"], "expert_noise": "epsilon:0.2"})
+    (group,) = groups(spec, tmp_path)
+    assert group.run["dataset"] == "sbil/cartpole/scripted-eps0_2-v0"
+    run_sweep(spec, tmp_path / "s")
+    references = json.loads((tmp_path / "s" / "references.json").read_text())
+    assert references["CartPole-v1"]["expert"]["noise"] == "epsilon:0.2"
+    meta = json.loads(next((tmp_path / "s" / "datasets").rglob("metadata.json")).read_text())
+    assert meta["expert_noise"] == "epsilon:0.2"

@@ -71,6 +71,9 @@ class SweepSpec:
     """Learner options to sweep over: name -> list of values (a product with the rest)."""
     expert: str = "scripted"
     """The expert that records the demonstrations (sbil expert list)."""
+    expert_noise: str = "none"
+    """none (the deterministic expert), epsilon:E, or sample (SB3 experts): see
+    docs/experts.md; the reference recorded a stochastic PPO expert."""
     collect_seed: int = 10_000
     """Demonstration episode i starts from reset(seed=collect_seed + i)."""
     dataset_episodes: int | None = None
@@ -260,10 +263,13 @@ class Group:
         return _short_hash(payload)
 
 
-def dataset_id(env_id: str, expert: str) -> str:
+def dataset_id(env_id: str, expert: str, noise: str = "none") -> str:
+    """The id of a task's demonstrations in a sweep (as ``sbil collect`` names them)."""
     from sbil.deep.data import default_dataset_id
+    from sbil.deep.experts import ExpertNoise
 
-    return default_dataset_id(env_id, expert)
+    tag = ExpertNoise.parse(noise).tag
+    return default_dataset_id(env_id, f"{expert}-{tag}" if tag else expert)
 
 
 def groups(spec: SweepSpec, sweep_dir: Path) -> list[Group]:
@@ -281,7 +287,7 @@ def groups(spec: SweepSpec, sweep_dir: Path) -> list[Group]:
         run = RunSpec(
             learner=LearnerConfig(algo=algo, **options),
             seeds=spec.seeds,
-            dataset=dataset_id(env_id, spec.expert),
+            dataset=dataset_id(env_id, spec.expert, spec.expert_noise),
             root=root,
             env_id=env_id,
             episodes=k,
@@ -423,7 +429,11 @@ def prepare(spec: SweepSpec, sweep_dir: Path, log: Callable[[str], None]) -> Non
     spec_file = sweep_dir / "sweep.json"
     if spec_file.is_file():
         stored = json.loads(spec_file.read_text())
-        if stored.get("spec") != spec.to_dict():
+        try:  # compared as specs, so a field added later with its default still matches
+            same = SweepSpec.from_dict(stored.get("spec", {})) == spec
+        except (SweepError, TypeError):
+            same = False
+        if not same:
             raise SweepError(
                 f"{sweep_dir} holds a different sweep (its sweep.json); re-run it with the same "
                 "preset/spec, or give a new folder."
@@ -434,7 +444,7 @@ def prepare(spec: SweepSpec, sweep_dir: Path, log: Callable[[str], None]) -> Non
     references_file = sweep_dir / "references.json"
     references = json.loads(references_file.read_text()) if references_file.is_file() else {}
     for env_id in spec.envs:
-        name = dataset_id(env_id, spec.expert)
+        name = dataset_id(env_id, spec.expert, spec.expert_noise)
         if not (root / name / "data").is_dir():
             log(f"recording {spec.n_dataset_episodes} {spec.expert} episodes of {env_id}")
             collect(
@@ -443,6 +453,7 @@ def prepare(spec: SweepSpec, sweep_dir: Path, log: Callable[[str], None]) -> Non
                 expert=spec.expert,
                 seed=spec.collect_seed,
                 root=root,
+                noise=spec.expert_noise,
             )
         demos = load_demonstrations(name, root=root)
         if demos.n_episodes < spec.n_dataset_episodes:
@@ -460,7 +471,10 @@ def prepare(spec: SweepSpec, sweep_dir: Path, log: Callable[[str], None]) -> Non
                 spec.eval_seed,
                 vectorize=False,
             )
-            expert = evaluate(get_expert(env_id, spec.expert), env_id, n, spec.eval_seed)
+            demonstrator = get_expert(
+                env_id, spec.expert, noise=spec.expert_noise, seed=spec.eval_seed
+            )
+            expert = evaluate(demonstrator, env_id, n, spec.eval_seed)
             references[env_id] = {
                 "random": {
                     "mean": random.mean,
@@ -474,6 +488,7 @@ def prepare(spec: SweepSpec, sweep_dir: Path, log: Callable[[str], None]) -> Non
                     "episodes": n,
                     "seed": spec.eval_seed,
                     "name": spec.expert,
+                    "noise": spec.expert_noise,
                 },
             }
             write_json_atomic(references_file, references)
