@@ -37,7 +37,6 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -457,10 +456,6 @@ class RunOutcome:
     eval_seconds: float
     resumed: bool
 
-    @property
-    def n_pairs(self) -> int:
-        return sum(s.n_pairs for s in self.seeds)
-
 
 def _tail_mean(values: np.ndarray) -> float | None:
     values = values[-100:]
@@ -680,10 +675,3 @@ def load_outcome(folder: str | os.PathLike) -> RunOutcome:
     except (OSError, json.JSONDecodeError) as error:
         raise RunError(f"Cannot read {path / RESULTS_FILE} ({error}).") from None
     return _outcome(path, load_spec(path), results, resumed=True)
-
-
-def seed_list(seeds: Sequence[int]) -> tuple[int, ...]:
-    """Seeds as validated by the learners (distinct, non-negative)."""
-    from sbil.deep.learners import check_seeds
-
-    return check_seeds(seeds)
