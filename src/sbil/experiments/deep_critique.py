@@ -2325,9 +2325,10 @@ def _section(tasks, shifts, drifts, consistency, config, runtime) -> ClaimSectio
         rho_claim(tasks, config),
     ]
     caveats = (
-        f"Deep studies: one seed ({config.seed}) per task for studies 1, 2 and 4; "
-        f"{config.drift_seeds} and {config.consistency_seeds} seeds for the realisable-expert "
-        "studies, whose intervals over so few seeds are wide.",
+        f"Deep studies: one learner (seed {config.seed}) per task and algorithm for the "
+        f"p_theta, shift and rho studies; {config.drift_seeds} per algorithm in the drift "
+        f"study and {config.consistency_seeds} per algorithm and N in the consistency study, "
+        "whose intervals over so few seeds are wide.",
         f"The consistency study trains {config.consistency_updates:,} updates per learner "
         f"(the published 10,000 elsewhere), to keep `sbil reproduce --deep` within about 20 "
         "minutes on two cores. "
