@@ -211,7 +211,7 @@ def test_train_takes_validated_demonstrations():
         train(from_arrays(obs, actions), config, seeds=[0])
     with pytest.raises(LearnerInputError, match="ambiguous"):
         train(from_arrays(obs, actions, n_actions=3), config, seeds=[0], n_actions=2)
-    with pytest.raises(LearnerInputError, match="outside 0..1"):
+    with pytest.raises(LearnerInputError, match=r"outside 0\.\.1"):
         train(from_arrays(obs, actions + 1), config, seeds=[0], n_actions=2)
 
 
@@ -299,8 +299,8 @@ def test_edm_updates_match_a_reference_style_implementation():
     draws, give sbil's losses and weights."""
     from torch import nn
 
-    from sbil.deep.training import _MINIBATCH, _POLICY_INIT, _SGLD
     from sbil.deep.sgld import draw_chain_randomness, uniform_buffer
+    from sbil.deep.training import _MINIBATCH, _POLICY_INIT, _SGLD
 
     obs, actions = _data(n=400)
     config = LearnerConfig(algo="edm", n_updates=5, sgld_buffer_size=100)
