@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -558,8 +559,6 @@ def _run(spec, path: Path, stop_on_divergence, progress, eval_progress) -> RunOu
             _remove_run(path)
         raise
     train_seconds = time.perf_counter() - started
-
-    import io
 
     buffer = io.BytesIO()
     np.savez(

@@ -238,7 +238,7 @@ def load_spec_file(path: str | os.PathLike) -> SweepSpec:
 # --- groups and cells ---------------------------------------------------------------------------
 
 
-def _short_hash(payload: Any) -> str:
+def _sha256(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -260,7 +260,7 @@ class Group:
     def config_hash(self, seed: int) -> str:
         payload = {**self.run, "seeds": [seed]}
         payload.pop("root", None)  # the sweep folder may move; the data is the same
-        return _short_hash(payload)
+        return _sha256(payload)
 
 
 def dataset_id(env_id: str, expert: str, noise: str = "none") -> str:
@@ -298,7 +298,7 @@ def groups(spec: SweepSpec, sweep_dir: Path) -> list[Group]:
             eval_seed=spec.eval_seed,
             checkpoint_every=spec.checkpoint_every,
         ).to_dict()
-        digest = _short_hash({**run, "root": None})[:8]
+        digest = _sha256({**run, "root": None})[:8]
         group_id = f"{env_id}__{algo}__k{k}__{digest}"
         out.append(Group(group_id, env_id, algo, k, options, run))
     cost = {"bc": 1, "edm": 4, "edm-decoupled": 5}
@@ -604,6 +604,21 @@ def run_sweep(
     )
 
 
+def _keep_busy(todo: Sequence[Group], workers: int, submit, wait_one, record) -> None:
+    """Keep ``workers`` groups in flight: ``submit(group) -> handle``;
+    ``wait_one(handles) -> [(handle, rows)]`` for the handles that finished. Shared by both
+    backends, so they schedule (and record) identically."""
+    pending: dict = {}
+    queue = list(todo)
+    while queue or pending:
+        while queue and len(pending) < workers:
+            group = queue.pop(0)
+            pending[submit(group)] = (group, time.perf_counter())
+        for handle, rows in wait_one(list(pending)):
+            group, started = pending.pop(handle)
+            record(group, rows, time.perf_counter() - started)
+
+
 def _run_local(todo: Sequence[Group], sweep: Path, workers: int, record) -> None:
     if workers == 1:
         for group in todo:
@@ -613,25 +628,18 @@ def _run_local(todo: Sequence[Group], sweep: Path, workers: int, record) -> None
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+    def wait_one(futures):
+        done, _ = wait(futures, return_when=FIRST_COMPLETED)
+        return [(future, future.result()) for future in done]
+
     context = multiprocessing.get_context("spawn")  # no torch state forked into workers
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending = {}
-        queue = list(todo)
         try:
-            while queue or pending:
-                while queue and len(pending) < workers:
-                    group = queue.pop(0)
-                    pending[pool.submit(run_group, str(sweep), group)] = (
-                        group,
-                        time.perf_counter(),
-                    )
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    group, started = pending.pop(future)
-                    record(group, future.result(), time.perf_counter() - started)
+            _keep_busy(
+                todo, workers, lambda g: pool.submit(run_group, str(sweep), g), wait_one, record
+            )
         except BaseException:
-            for future in pending:
-                future.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
             raise
 
 
@@ -653,16 +661,14 @@ def _run_ray(todo: Sequence[Group], sweep: Path, workers: int, address: str | No
             ray.init(address=address, log_to_driver=False, configure_logging=False)
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(run_group)
-        pending = {}
-        queue = list(todo)
-        while queue or pending:
-            while queue and len(pending) < workers:
-                group = queue.pop(0)
-                pending[remote.remote(str(sweep.absolute()), group)] = (group, time.perf_counter())
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                group, started = pending.pop(ref)
-                record(group, ray.get(ref), time.perf_counter() - started)
+
+        def wait_one(refs):
+            done, _ = ray.wait(refs, num_returns=1)
+            return [(ref, ray.get(ref)) for ref in done]
+
+        _keep_busy(
+            todo, workers, lambda g: remote.remote(str(sweep.absolute()), g), wait_one, record
+        )
     finally:
         if started_here:
             ray.shutdown()
