@@ -10,6 +10,8 @@ import pytest
 
 from sbil.experiments.stats import iqm, probability_of_improvement
 from sbil.experiments.sweep_report import (
+    ALGO_ORDER,
+    comparisons,
     judge_edm_claim,
     load_rows,
     summarise_sweep,
@@ -273,11 +275,197 @@ def test_improvement_with_ties_and_a_hand_value(tmp_path):
     assert poi["p"] == probability_of_improvement(np.array([2.0, 3.0]), np.array([1.0, 2.0]))
 
 
-def test_decoupled_edm_is_compared_with_edm(tmp_path):
+def test_decoupled_edm_is_compared_with_edm_and_bc(tmp_path):
     rows = _grid(_edm_ahead, algos=("bc", "edm", "edm-decoupled"))
     summary = summarise_sweep(_sweep(tmp_path, rows), n_resamples=50)
-    pairs = {(i["x"], i["y"]) for i in summary["improvement"]}
-    assert pairs == {("edm", "bc"), ("edm-decoupled", "edm")}
+    pairs = list(dict.fromkeys((i["x"], i["y"]) for i in summary["improvement"]))
+    assert pairs == [("edm", "bc"), ("edm-decoupled", "bc"), ("edm-decoupled", "edm")]
+
+
+SEVEN = ("bc", "edm", "edm-decoupled", "valuedice", "rcal", "iqlearn", "avril")
+SEVEN_NAMES = ("BC", "EDM", "decoupled EDM", "ValueDICE", "RCAL", "IQ-Learn", "AVRIL")
+# Normalised score of each learner before a small per-seed offset: ahead of BC (EDM, RCAL),
+# tied with it (decoupled EDM: the very same scores), behind it (ValueDICE, AVRIL), and
+# IQ-Learn ahead at k = 1 but behind at k = 3.
+_SEVEN_BASE = {
+    "bc": 0.5,
+    "edm": 0.7,
+    "edm-decoupled": 0.5,
+    "valuedice": 0.3,
+    "rcal": 0.9,
+    "iqlearn": 0.6,
+    "avril": 0.1,
+}
+
+
+def _seven_normalised(algo, k, seed):
+    base = _SEVEN_BASE[algo] - (0.2 if (algo, k) == ("iqlearn", 3) else 0.0)
+    return base + 0.01 * seed
+
+
+def _seven_learner_sweep(tmp_path, envs=("CartPole-v1", "Acrobot-v1"), ks=(1, 3)):
+    """A finished sweep folder of the seven learners x 2 envs x 2 ks x 3 seeds (per the
+    schema: rows/*.json, sweep.json, references.json)."""
+
+    def returns_of(env, algo, k, seed):
+        lo, hi = REFS[env]
+        return lo + _seven_normalised(algo, k, seed) * (hi - lo)
+
+    return _sweep(tmp_path, _grid(returns_of, envs=envs, algos=SEVEN, ks=ks))
+
+
+def test_comparisons_put_every_learner_against_bc_in_learner_order():
+    assert comparisons(["avril", "zeta", "bc", "edm-decoupled", "alpha", "edm"]) == [
+        ("edm", "bc"),
+        ("edm-decoupled", "bc"),
+        ("edm-decoupled", "edm"),
+        ("avril", "bc"),
+        ("alpha", "bc"),
+        ("zeta", "bc"),
+    ]
+    assert comparisons(["edm", "edm-decoupled"]) == [("edm-decoupled", "edm")]
+    assert comparisons(["bc"]) == [] and comparisons([]) == []
+    assert ALGO_ORDER == SEVEN
+
+
+def test_every_learner_gets_p_over_bc_and_an_iqm_by_hand(tmp_path):
+    summary = summarise_sweep(_seven_learner_sweep(tmp_path), n_resamples=200)
+    assert [v["variant"] for v in summary["variants"]] == list(SEVEN)
+    assert [v["name"] for v in summary["variants"]] == list(SEVEN_NAMES)
+    pairs = list(dict.fromkeys((i["x"], i["y"]) for i in summary["improvement"]))
+    assert pairs == [(a, "bc") for a in SEVEN[1:3]] + [("edm-decoupled", "edm")] + [
+        (a, "bc") for a in SEVEN[3:]
+    ]
+    # Per-learner table: "few" is the smaller half of ks {1, 3}, i.e. k = 1.
+    learners = summary["learners"]
+    assert learners["scopes"] == [{"name": "few", "ks": [1]}, {"name": "all", "ks": [1, 3]}]
+    rows = {r["variant"]: r for r in learners["rows"]}
+    assert list(rows) == list(SEVEN)
+    # Scores are separated by more than the seed offsets, so P is 1, 0 or (identical) 1/2.
+    expected_p = {
+        "edm": (1.0, 1.0),
+        "edm-decoupled": (0.5, 0.5),
+        "valuedice": (0.0, 0.0),
+        "rcal": (1.0, 1.0),
+        "iqlearn": (1.0, 0.5),  # ahead at k = 1, behind at k = 3
+        "avril": (0.0, 0.0),
+    }
+    for algo, (p_few, p_all) in expected_p.items():
+        (few,) = rows[algo]["few"]["vs_baseline"]
+        (overall,) = rows[algo]["all"]["vs_baseline"]
+        assert (few["x"], few["y"], few["n_tasks"], overall["n_tasks"]) == (algo, "bc", 2, 4)
+        assert (few["p"], overall["p"]) == (p_few, p_all), algo
+        assert few["low"] <= few["p"] <= few["high"]
+    assert rows["bc"]["few"]["vs_baseline"] == [] and rows["bc"]["all"]["vs_baseline"] == []
+    # IQM normalised over seeds x (env, k), by hand.
+    for algo in SEVEN:
+        for scope, ks in (("few", (1,)), ("all", (1, 3))):
+            matrix = np.array(
+                [[_seven_normalised(algo, k, s) for _ in range(2) for k in ks] for s in (0, 1, 2)]
+            )
+            assert rows[algo][scope]["normalised"]["iqm"] == pytest.approx(iqm(matrix)), algo
+    # The table quotes the same intervals as the per-k tables and the claim's paragraph.
+    for algo in SEVEN:
+        few = rows[algo]["few"]["normalised"]
+        agg = next(
+            a
+            for a in summary["aggregate"]
+            if a["variant"] == algo and (a["scope"], a["k"]) == ("k", 1)
+        )
+        assert (few["iqm"], few["low"], few["high"]) == (agg["iqm"], agg["low"], agg["high"])
+    (overall,) = rows["rcal"]["all"]["vs_baseline"]
+    table = next(
+        i for i in summary["improvement"] if (i["x"], i["y"], i["scope"]) == ("rcal", "bc", "all")
+    )
+    assert (overall["p"], overall["low"], overall["high"]) == (
+        table["p"],
+        table["low"],
+        table["high"],
+    )
+    claim = summary["claim"]["verdicts"][0]
+    (edm_few,) = rows["edm"]["few"]["vs_baseline"]
+    assert (claim["p"], claim["low"], claim["high"]) == (
+        edm_few["p"],
+        edm_few["low"],
+        edm_few["high"],
+    )
+
+
+def test_report_covers_seven_learners_in_tables_and_figures(tmp_path):
+    folder = _seven_learner_sweep(tmp_path)
+    report = write_sweep_report(folder, n_resamples=200)
+    text = report.read_text()
+    section = text.split("## Per learner", 1)[1].split("\n## ", 1)[0]
+    header = (
+        "| learner | IQM normalised, k = 1 | P(X > BC), k = 1 | IQM normalised, all (env, k) "
+        "| P(X > BC), all (env, k) |"
+    )
+    assert header in section
+    table_rows = [
+        line for line in section.splitlines() if line.startswith("| ") and "---" not in line
+    ]
+    assert [r.split(" | ")[0][2:] for r in table_rows[1:]] == list(SEVEN_NAMES)
+    assert "| BC | 0.510 [" in section and "(2×3) | (the baseline) |" in section
+    assert "| IQ-Learn | " in section and "| 1.000 [1.000, 1.000] |" in section
+    # The improvement table has one row per comparison and a column per scope.
+    improvement = text.split("## Probability of improvement", 1)[1].split("\n## ", 1)[0]
+    assert "| comparison | k = 1 | k = 3 | all k |" in improvement
+    for name in SEVEN_NAMES[1:]:
+        assert f"| P({name} > BC) | " in improvement, name
+    assert "| P(decoupled EDM > EDM) | " in improvement
+    assert "| P(AVRIL > BC) | 0.000 [0.000, 0.000] (2×3/3) |" in improvement
+    # Every other table lists all seven too, in order.
+    assert "| env | k | " + " | ".join(SEVEN_NAMES) + " |" in text
+    per_env = text.split("### CartPole-v1", 1)[1].split("###", 1)[0]
+    assert [line.split(" | ")[0][2:] for line in per_env.splitlines() if " | 1 | 3 |" in line] == [
+        *SEVEN_NAMES
+    ]
+    aggregate = text.split("## Aggregate normalised score", 1)[1].split("\n## ", 1)[0]
+    assert [line.split(" | ")[0][2:] for line in aggregate.splitlines() if "(2×3)" in line] == [
+        *SEVEN_NAMES
+    ]
+    for name in (
+        "return-vs-k-CartPole-v1.png",
+        "return-vs-k-Acrobot-v1.png",
+        "performance-profiles.png",
+    ):
+        assert (report.parent / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name})" in text
+
+
+def test_unknown_algorithms_are_reported_after_the_known_ones(tmp_path):
+    rows = _grid(
+        lambda env, algo, k, s: {"bc": 100.0, "zz-new": 300.0, "dsfn": 50.0}[algo] + s,
+        algos=("zz-new", "bc", "dsfn"),
+    )
+    folder = _sweep(tmp_path, rows)
+    summary = summarise_sweep(folder, n_resamples=50)
+    assert [v["variant"] for v in summary["variants"]] == ["bc", "dsfn", "zz-new"]
+    assert [v["name"] for v in summary["variants"]] == ["BC", "dsfn", "zz-new"]
+    few = {r["variant"]: r["few"]["vs_baseline"] for r in summary["learners"]["rows"]}
+    assert few["dsfn"][0]["p"] == 0.0 and few["zz-new"][0]["p"] == 1.0
+    text = write_sweep_report(folder, n_resamples=50).read_text()
+    assert "| P(dsfn > BC) | " in text and "| P(zz-new > BC) | " in text
+    assert "| env | k | BC | dsfn | zz-new |" in text
+    assert "**Not testable here**: this sweep has no finished EDM runs" in text
+
+
+def test_learner_table_against_several_bc_option_sets(tmp_path):
+    rows = [
+        _row("CartPole-v1", algo, 1, s, ret=ret + s, options={"lr": lr})
+        for algo, lr, ret in (("bc", 0.001, 100.0), ("bc", 0.01, 300.0), ("rcal", 0.001, 200.0))
+        for s in (0, 1)
+    ]
+    folder = _sweep(tmp_path, rows, grid={"lr": [0.001, 0.01]})
+    text = write_sweep_report(folder, n_resamples=20).read_text()
+    section = text.split("## Per learner", 1)[1].split("\n## ", 1)[0]
+    # One k only: the table has the "all" scope alone.
+    assert "k ≤" not in section
+    # RCAL's normalised scores are (200 - 20) / 480 = 0.375 and 181 / 480 = 0.377.
+    assert (
+        "| RCAL (lr=0.001) | 0.376 [0.375, 0.377] (1×2) | 1.000 [1.000, 1.000] vs BC (lr=0.001); "
+        "0.000 [0.000, 0.000] vs BC (lr=0.01) |"
+    ) in section
 
 
 def test_partial_grid_and_failed_rows(tmp_path):

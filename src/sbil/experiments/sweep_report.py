@@ -50,7 +50,11 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "ALGO_NAMES",
+    "ALGO_ORDER",
+    "BASELINE",
     "COMPARISONS",
+    "comparisons",
     "judge_edm_claim",
     "load_references",
     "load_rows",
@@ -62,10 +66,23 @@ __all__ = [
 
 SUMMARY_SCHEMA = 1
 CONFIDENCE = 0.95
-ALGO_ORDER = ("bc", "edm", "edm-decoupled")
-ALGO_NAMES = {"bc": "BC", "edm": "EDM", "edm-decoupled": "decoupled EDM"}
+ALGO_ORDER = ("bc", "edm", "edm-decoupled", "valuedice", "rcal", "iqlearn", "avril")
+"""The order of learners in every table and figure; algorithms not listed follow, by name."""
+ALGO_NAMES = {
+    "bc": "BC",
+    "edm": "EDM",
+    "edm-decoupled": "decoupled EDM",
+    "valuedice": "ValueDICE",
+    "rcal": "RCAL",
+    "iqlearn": "IQ-Learn",
+    "avril": "AVRIL",
+}
+"""Display names; an algorithm not listed is shown under its own name."""
+BASELINE = "bc"
+"""The learner every other one is compared with: P(X > BC) for each X present."""
 COMPARISONS: tuple[tuple[str, str], ...] = (("edm", "bc"), ("edm-decoupled", "edm"))
-"""The (X, Y) algorithm pairs whose probability of improvement P(X > Y) the report gives."""
+"""(X, Y) pairs whose P(X > Y) the report gives whenever both are present, besides each
+learner against :data:`BASELINE` (see :func:`comparisons`)."""
 
 _REQUIRED_ROW_KEYS = ("env_id", "algo", "k", "seed", "status")
 _ROW_DEFAULTS: dict[str, Any] = {
@@ -90,7 +107,43 @@ _ROW_DEFAULTS: dict[str, Any] = {
     "sbil_version": None,
     "run_dir": None,
 }
-_COLOURS = ("tab:blue", "tab:red", "tab:orange", "tab:green", "tab:purple", "tab:brown")
+# Ten distinct colours and markers (one per learner up to ten, then they repeat), so seven
+# learners stay apart in colour and, where lines overlap or print in grey, in marker.
+_COLOURS = (
+    "tab:blue",
+    "tab:red",
+    "tab:orange",
+    "tab:green",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:gray",
+    "tab:olive",
+    "tab:cyan",
+)
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+_LINESTYLES = ("-", "--", "-.", ":")
+
+
+def comparisons(algos: Iterable[str]) -> list[tuple[str, str]]:
+    """The (X, Y) algorithm pairs whose P(X > Y) the report gives, in learner order.
+
+    Every algorithm present against :data:`BASELINE` (BC), and the :data:`COMPARISONS` pairs
+    whose both sides are present.
+
+    Example:
+        >>> comparisons(["avril", "bc", "edm", "edm-decoupled"])
+        [('edm', 'bc'), ('edm-decoupled', 'bc'), ('edm-decoupled', 'edm'), ('avril', 'bc')]
+    """
+    present = set(algos)
+    pairs = {(a, BASELINE) for a in present if a != BASELINE and BASELINE in present}
+    pairs |= {(x, y) for x, y in COMPARISONS if x in present and y in present}
+    return sorted(pairs, key=lambda p: (_algo_rank(p[0]), _algo_rank(p[1])))
+
+
+def _algo_rank(algo: str) -> tuple[int, str]:
+    """Sort key of an algorithm: its place in :data:`ALGO_ORDER`, unknown ones after, by name."""
+    return (ALGO_ORDER.index(algo) if algo in ALGO_ORDER else len(ALGO_ORDER), str(algo))
 
 
 # ----------------------------------------------------------------------------- loading
@@ -180,8 +233,7 @@ def load_rows(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
         else math.nan
         for e, r, s in zip(frame["env_id"], frame["return_mean"], frame["status"], strict=True)
     ]
-    order = {a: i for i, a in enumerate(ALGO_ORDER)}
-    frame["_algo_order"] = frame["algo"].map(lambda a: order.get(a, len(order)))
+    frame["_algo_order"] = frame["algo"].map(lambda a: _algo_rank(str(a))[0])
     frame = frame.sort_values(["env_id", "_algo_order", "variant", "k", "seed", "row_file"])
     return frame.drop(columns="_algo_order").reset_index(drop=True)[
         [*columns, *[c for c in frame.columns if c not in columns and c != "_algo_order"]]
@@ -277,7 +329,9 @@ def summarise_sweep(
         A dictionary with keys ``protocol``, ``bootstrap``, ``counts``, ``references``, ``cells``
         (per env x variant x k: IQM over seeds of return, normalised score and action match,
         with intervals), ``aggregate`` (per variant, IQM normalised score over envs at each k
-        and over all (env, k)), ``improvement`` (P(X > Y) for :data:`COMPARISONS`), ``profiles``,
+        and over all (env, k)), ``improvement`` (P(X > Y) for the pairs of :func:`comparisons`
+        at each k and over all k), ``learners`` (per variant, IQM normalised score and
+        P(X > BC) at few k and over all k: the report's per-learner table), ``profiles``,
         ``failed``, ``missing``, ``duplicates``, ``excluded`` and ``claim``
         (:func:`judge_edm_claim`).
     """
@@ -307,6 +361,7 @@ def summarise_sweep(
         "cells": _cell_summaries(done, variants, boot),
         "aggregate": _aggregates(done, variants, boot),
         "improvement": _improvements(done, variants, boot),
+        "learners": _learners(done, variants, boot),
         "profiles": _profiles(done, variants, boot),
         "failed": _records(frame[frame["status"] == "failed"], ["cell_id", *keys, "algo", "error"]),
         "missing": _missing_cells(spec, frame),
@@ -375,10 +430,12 @@ class _Bootstrap:
 
 
 def _ordered_variants(frame: pd.DataFrame) -> list[dict[str, str]]:
+    """Every variant in the rows, in learner order (:data:`ALGO_ORDER`), then by name."""
     seen: dict[str, str] = {}
     for variant, algo in zip(frame["variant"], frame["algo"], strict=True):
-        seen.setdefault(variant, algo)
-    return [{"variant": v, "algo": a, "name": _display(v, a)} for v, a in seen.items()]
+        seen.setdefault(str(variant), str(algo))
+    ordered = sorted(seen.items(), key=lambda va: (_algo_rank(va[1]), va[0]))
+    return [{"variant": v, "algo": a, "name": _display(v, a)} for v, a in ordered]
 
 
 def _display(variant: str, algo: str) -> str:
@@ -525,27 +582,85 @@ def _aggregates(
     out = []
     for scope, k, ks in _scopes(done):
         for v in variants:
-            runs = done[done["variant"] == v["variant"]]
-            tasks = _tasks(runs, "normalised_score", ks)
-            if not tasks:
-                continue
-            matrix, seeds, dropped = _score_matrix(runs, "normalised_score", tasks)
-            entry: dict[str, Any] = {
-                "variant": v["variant"],
-                "scope": scope,
-                "k": k,
-                "envs": sorted({e for e, _ in tasks}),
-                "n_tasks": len(tasks),
-                "seeds": seeds,
-                "runs_dropped": dropped,
-            }
-            if matrix.size:
-                ci = boot.iqm(matrix, "aggregate", v["variant"], scope, k)
-                entry.update(iqm=ci.estimate, low=ci.low, high=ci.high)
-            else:
-                entry.update(iqm=None, low=None, high=None)
-            out.append(entry)
+            entry = _aggregate_iqm(done, v["variant"], ks, boot, scope, k)
+            if entry is not None:
+                out.append({"variant": v["variant"], "scope": scope, "k": k, **entry})
     return out
+
+
+def _aggregate_iqm(
+    done: pd.DataFrame, variant: str, ks: Sequence[int], boot: _Bootstrap, *scope: Any
+) -> dict[str, Any] | None:
+    """IQM normalised score of ``variant`` over its (env, k) tasks with k in ``ks``.
+
+    ``scope`` names the bootstrap draw: the same name gives the same interval wherever the
+    report quotes the figure. None when the variant has no normalised score on those tasks.
+    """
+    runs = done[done["variant"] == variant]
+    tasks = _tasks(runs, "normalised_score", ks)
+    if not tasks:
+        return None
+    matrix, seeds, dropped = _score_matrix(runs, "normalised_score", tasks)
+    entry: dict[str, Any] = {
+        "envs": sorted({e for e, _ in tasks}),
+        "n_tasks": len(tasks),
+        "seeds": seeds,
+        "runs_dropped": dropped,
+    }
+    if matrix.size:
+        ci = boot.iqm(matrix, "aggregate", variant, *scope)
+        entry.update(iqm=ci.estimate, low=ci.low, high=ci.high)
+    else:
+        entry.update(iqm=None, low=None, high=None)
+    return entry
+
+
+def _few_ks(ks: Iterable[int]) -> list[int]:
+    """The k values that count as "few" expert trajectories, the EDM claim's scope: the smaller
+    half of the distinct ks (at least the smallest one)."""
+    distinct = sorted({int(k) for k in ks})
+    return distinct[: max(1, len(distinct) // 2)]
+
+
+def _learners(
+    done: pd.DataFrame, variants: Sequence[Mapping[str, str]], boot: _Bootstrap
+) -> dict[str, Any]:
+    """Per learner (variant): IQM normalised score and P(X > BC), at few k and over all k.
+
+    "Few" is :func:`_few_ks` of the ks with finished runs (k <= 3 in the ``edm-paper`` preset);
+    that scope is left out when it is every k. Each figure is drawn under the bootstrap name of
+    the same figure elsewhere (the aggregate and improvement tables, the claim's paragraph), so
+    the report quotes one interval per figure.
+    """
+    all_ks = sorted({int(k) for k in done["k"]})
+    few = _few_ks(all_ks) if all_ks else []
+    scopes: list[tuple[str, list[int], tuple[Any, ...]]] = []
+    if few and few != all_ks:
+        scopes.append(("few", few, _scope_of(few, done)))
+    if all_ks:
+        scopes.append(("all", all_ks, ("all", None)))
+    baselines = [v["variant"] for v in variants if v["algo"] == BASELINE]
+    rows = []
+    for v in variants:
+        row: dict[str, Any] = {"variant": v["variant"], "algo": v["algo"], "name": v["name"]}
+        for label, ks, scope in scopes:
+            versus = []
+            if v["algo"] != BASELINE:
+                for b in baselines:
+                    entry = _improvement(done, v["variant"], b, ks, boot, *scope)
+                    if entry is not None:
+                        versus.append(entry)
+            row[label] = {
+                "normalised": _aggregate_iqm(done, v["variant"], ks, boot, *scope),
+                "vs_baseline": versus,
+            }
+        rows.append(row)
+    return {
+        "baseline": BASELINE,
+        "baseline_variants": baselines,
+        "scopes": [{"name": label, "ks": ks} for label, ks, _ in scopes],
+        "rows": rows,
+    }
 
 
 def _pairs(
@@ -589,7 +704,7 @@ def _improvements(
     done: pd.DataFrame, variants: Sequence[Mapping[str, str]], boot: _Bootstrap
 ) -> list[dict[str, Any]]:
     out = []
-    for x_algo, y_algo in COMPARISONS:
+    for x_algo, y_algo in comparisons(v["algo"] for v in variants):
         for x, y in _pairs(variants, x_algo, y_algo):
             for scope, k, ks in _scopes(done):
                 entry = _improvement(done, x, y, ks, boot, scope, k)
@@ -739,7 +854,7 @@ def judge_edm_claim(
         )
         if not ks_both:
             continue
-        small = ks_both[: max(1, len(ks_both) // 2)]
+        small = _few_ks(ks_both)
         scope = _scope_of(small, done)
         entry = _improvement(done, x, y, small, boot, *scope)
         if entry is None or entry["p"] is None:
@@ -1003,6 +1118,7 @@ def render_sweep_report(
         summary["claim"]["text"],
         "",
     ]
+    lines += _learner_section(summary, names)
     lines += _protocol_section(summary)
     lines += _references_section(summary)
     lines += _per_env_section(summary, figures, names)
@@ -1165,26 +1281,103 @@ def _improvement_section(summary: Mapping[str, Any], names: Mapping[str, str]) -
     entries = summary["improvement"]
     lines = ["## Probability of improvement", ""]
     if not entries:
-        pairs = ", ".join(f"{ALGO_NAMES[x]} vs {ALGO_NAMES[y]}" for x, y in COMPARISONS)
-        return [*lines, f"Not computable: no finished runs of both sides of {pairs}.", ""]
-    rows = [
-        [
-            f"P({names[e['x']]} > {names[e['y']]})",
-            "all k" if e["scope"] == "all" else f"k = {e['k']}",
-            _ci(e, 3, key="p"),
-            str(e["n_tasks"]),
-            f"{e['n_x']} / {e['n_y']}",
+        baseline = ALGO_NAMES[BASELINE]
+        pairs = " or ".join(
+            f"{ALGO_NAMES[x]} vs {ALGO_NAMES[y]}" for x, y in COMPARISONS if y != BASELINE
+        )
+        return [
+            *lines,
+            f"Not computable: no finished runs of both sides of any comparison (each learner "
+            f"vs {baseline}, {pairs}).",
+            "",
         ]
-        for e in entries
-    ]
+    scopes = _scope_labels(entries)
+    pairs = list(dict.fromkeys((e["x"], e["y"]) for e in entries))
+    by_key = {(e["x"], e["y"], _key(e)): e for e in entries}
+    rows = []
+    for x, y in pairs:
+        row = [f"P({names[x]} > {names[y]})"]
+        for key in scopes:
+            e = by_key.get((x, y, key))
+            row.append(f"{_ci(e, 3, key='p')} ({e['n_tasks']}×{e['n_x']}/{e['n_y']})" if e else "—")
+        rows.append(row)
     return [
         *lines,
         "P(X > Y): the probability that a run of X scores above a run of Y on the same task "
         "(ties count one half), averaged over the tasks (environments at one k, or all "
         "(environment, k) pairs); 0.5 means no difference. 95% intervals resample each "
-        "algorithm's runs independently within each task (rliable).",
+        "algorithm's runs independently within each task (rliable). In brackets: tasks × runs "
+        "per task of X / of Y.",
         "",
-        *_table(["comparison", "tasks at", "P [95% CI]", "tasks", "runs per task (X / Y)"], rows),
+        *_table(["comparison", *scopes.values()], rows),
+    ]
+
+
+def _learner_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
+    data = summary["learners"]
+    lines = ["## Per learner", ""]
+    if not data["scopes"] or not any(
+        row[s["name"]]["normalised"] or row[s["name"]]["vs_baseline"]
+        for row in data["rows"]
+        for s in data["scopes"]
+    ):
+        return [*lines, "No finished cell has a normalised score yet.", ""]
+    baseline = ALGO_NAMES.get(data["baseline"], data["baseline"])
+    several = len(data["baseline_variants"]) > 1
+    labels = {
+        s["name"]: "all (env, k)"
+        if s["name"] == "all"
+        else f"k = {s['ks'][0]}"
+        if len(s["ks"]) == 1
+        else f"k ≤ {max(s['ks'])}"
+        for s in data["scopes"]
+    }
+    headers = ["learner"]
+    for s in data["scopes"]:
+        headers += [
+            f"IQM normalised, {labels[s['name']]}",
+            f"P(X > {baseline}), {labels[s['name']]}",
+        ]
+    rows = []
+    for row in data["rows"]:
+        cells = [names.get(row["variant"], row["name"])]
+        for s in data["scopes"]:
+            part = row[s["name"]]
+            norm = part["normalised"]
+            cells.append(
+                f"{_ci(norm, 3)} ({norm['n_tasks']}×{len(norm['seeds'])})" if norm else "—"
+            )
+            if row["algo"] == data["baseline"]:
+                cells.append("(the baseline)")
+            elif not part["vs_baseline"]:
+                cells.append("—")
+            else:
+                cells.append(
+                    "; ".join(
+                        _ci(e, 3, key="p") + (f" vs {names[e['y']]}" if several else "")
+                        for e in part["vs_baseline"]
+                    )
+                )
+        rows.append(cells)
+    few = next((s for s in data["scopes"] if s["name"] == "few"), None)
+    listed = (
+        f"k ∈ {{{', '.join(str(k) for k in few['ks'])}}}, " if few and len(few["ks"]) > 1 else ""
+    )
+    scope_text = (
+        f"at {labels['few']} ({listed}the smaller half of this sweep's k values: the scope of "
+        "the EDM claim above) and over all (environment, k) tasks"
+        if few
+        else "over all (environment, k) tasks"
+    )
+    return [
+        *lines,
+        "One row per learner: the IQM normalised score (random policy 0, expert 1) over seeds "
+        f"and tasks, and P(X > {baseline}), the probability that a run of the learner scores "
+        f"above a {baseline} run on the same task (0.5: no difference), each with its 95% "
+        f"stratified bootstrap interval, {scope_text}; (tasks×seeds) in brackets. The same "
+        "figures, per k, are in the aggregate and improvement tables below.",
+        "",
+        *_table(headers, rows),
     ]
 
 
@@ -1290,18 +1483,32 @@ def _problems_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> l
 # ----------------------------------------------------------------------------- figures
 
 
-def _colour_map(summary: Mapping[str, Any]) -> dict[str, str]:
-    return {v["variant"]: _COLOURS[i % len(_COLOURS)] for i, v in enumerate(summary["variants"])}
+def _styles(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per variant, in learner order: a colour, a marker and a line style of its own."""
+    return {
+        v["variant"]: {
+            "color": _COLOURS[i % len(_COLOURS)],
+            "marker": _MARKERS[i % len(_MARKERS)],
+            "linestyle": _LINESTYLES[i % len(_LINESTYLES)],
+        }
+        for i, v in enumerate(summary["variants"])
+    }
+
+
+def _legend_below(fig: Figure, handles: Sequence[Any], labels: Sequence[str]) -> None:
+    """One legend for the whole figure, under the panels, in at most two rows."""
+    ncols = len(labels) if len(labels) <= 5 else math.ceil(len(labels) / 2)
+    fig.legend(handles, labels, loc="outside lower center", ncols=max(1, ncols), fontsize=8)
 
 
 def _plot_env(summary: Mapping[str, Any], env: str) -> Figure:
     from matplotlib.figure import Figure
 
     names = {v["variant"]: v["name"] for v in summary["variants"]}
-    colours = _colour_map(summary)
+    styles = _styles(summary)
     cells = [c for c in summary["cells"] if c["env_id"] == env]
     has_norm = any(c["normalised"] is not None for c in cells)
-    fig = Figure(figsize=(10.4 if has_norm else 5.2, 4.0), layout="constrained")
+    fig = Figure(figsize=(10.4 if has_norm else 6.4, 4.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, 2 if has_norm else 1))
     panels = [("return", "IQM return")] + (
         [("normalised", "IQM normalised score")] if has_norm else []
@@ -1325,8 +1532,10 @@ def _plot_env(summary: Mapping[str, Any], env: str) -> Figure:
                 x,
                 y,
                 yerr=np.vstack([y - lo, hi - y]),
-                color=colours[variant],
-                marker="o",
+                color=styles[variant]["color"],
+                marker=styles[variant]["marker"],
+                markersize=5,
+                lw=1.2,
                 capsize=3,
                 label=names[variant],
             )
@@ -1340,7 +1549,7 @@ def _plot_env(summary: Mapping[str, Any], env: str) -> Figure:
         ax.set_xlabel("k (expert trajectories)")
         ax.set_ylabel(f"{label} (95% CI over seeds)")
         ax.set_title(f"{env}: {label.split(' ', 1)[1]} against k")
-    axes[0].legend(fontsize=8)
+    _legend_below(fig, *axes[0].get_legend_handles_labels())
     return fig
 
 
@@ -1348,7 +1557,8 @@ def _plot_profiles(summary: Mapping[str, Any]) -> Figure:
     from matplotlib.figure import Figure
 
     names = {v["variant"]: v["name"] for v in summary["variants"]}
-    colours = _colour_map(summary)
+    styles = _styles(summary)
+    order_of = {v["variant"]: i for i, v in enumerate(summary["variants"])}
     taus = np.asarray(summary["profiles"]["taus"])
     curves = summary["profiles"]["curves"]
     scopes = _scope_labels(curves)
@@ -1356,21 +1566,36 @@ def _plot_profiles(summary: Mapping[str, Any]) -> Figure:
     order = sorted(scopes, key=lambda k: (k[0] != "all", k[1] or 0))
     ncols = min(3, len(order))
     nrows = math.ceil(len(order) / ncols)
-    fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows), layout="constrained")
+    fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows + 0.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).reshape(-1)
+    legend: dict[str, Any] = {}
+    # Many overlapping bands turn to mud; fainter ones when there are many learners.
+    alpha = 0.2 if len(names) <= 3 else 0.1
     for ax, key in zip(axes, order, strict=False):
         for c in curves:
             if _key(c) != key:
                 continue
-            colour = colours[c["variant"]]
-            ax.plot(taus, c["fraction"], color=colour, label=names[c["variant"]])
-            ax.fill_between(taus, c["low"], c["high"], color=colour, alpha=0.2, lw=0)
+            style = styles[c["variant"]]
+            i = order_of[c["variant"]]
+            (line,) = ax.plot(
+                taus,
+                c["fraction"],
+                **style,
+                lw=1.3,
+                markersize=4,
+                # Markers every tenth tau, staggered so that coinciding curves show each one.
+                markevery=(round(10 * i / len(names)) % 10, 10),
+                label=names[c["variant"]],
+            )
+            ax.fill_between(taus, c["low"], c["high"], color=style["color"], alpha=alpha, lw=0)
+            legend.setdefault(c["variant"], line)
         ax.axvline(1.0, color="k", ls=":", lw=0.8)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel(r"normalised score $\tau$")
         ax.set_ylabel(r"fraction of runs with score $> \tau$")
         ax.set_title(scopes[key] if key[0] == "k" else "all (environment, k) tasks")
-        ax.legend(fontsize=8)
     for ax in axes[len(order) :]:
         ax.set_visible(False)
+    ordered = sorted(legend, key=order_of.__getitem__)
+    _legend_below(fig, [legend[v] for v in ordered], [names[v] for v in ordered])
     return fig
