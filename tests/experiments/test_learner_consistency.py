@@ -1,0 +1,97 @@
+"""Tests for sbil.experiments.learner_consistency on a few small problems."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sbil.experiments import consistency as cs
+from sbil.experiments import learner_consistency as lc
+
+SMALL = {"n_mdps": 3, "n_states": 5, "n_actions": 3, "n_params": 3, "seed": 7, "n_resamples": 50}
+
+
+@pytest.fixture(scope="module")
+def small() -> lc.LearnerConsistencyResult:
+    return lc.run_learner_consistency(lc.LearnerConsistencyConfig(**SMALL))
+
+
+def test_the_problems_are_the_consistency_studys(small):
+    cfg = small.config
+    ours = cs.random_problems(cfg.problems_config)
+    theirs = cs.random_problems(
+        cs.ConsistencyConfig(
+            n_mdps=3, n_states=5, n_actions=3, n_params=3, seed=7, n_oracle=0, n_tabular=0
+        )
+    )
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(a.features, b.features)
+        np.testing.assert_array_equal(a.d_expert, b.d_expert)
+        np.testing.assert_array_equal(lc.expert_visitation(a, "stationary", 0.99), b.d_expert)
+
+
+def test_every_fit_has_a_row(small):
+    rows = small.rows
+    assert len(rows) == 3 * len(lc.DATA_KINDS) * len(lc.LEARNERS)
+    assert set(rows["learner"]) == set(lc.LEARNERS)
+    assert rows["git_commit"].nunique() == 1
+    assert (rows["gradient_check"].dropna() < 1e-5).all()
+
+
+def test_verdicts_follow_the_flow_equation(small):
+    s = lc.summarise_learners(small).set_index(["data", "learner"])["verdict"]
+    assert s["discounted", "bc"] == s["stationary", "bc"] == "consistent"
+    for form in ("", "-expected"):
+        assert s["discounted", f"valuedice-initial{form}"] == "consistent"
+        assert s["stationary", f"valuedice-expert{form}"] == "consistent"
+        assert s["discounted", f"valuedice-expert{form}"].startswith("inconsistent")
+        assert s["stationary", f"valuedice-initial{form}"].startswith("inconsistent")
+    for learner in ("iqlearn-tabular", "iqlearn-shared", "avril-tabular", "avril-shared"):
+        assert s["discounted", learner] == "inconsistent (pi_E not even stationary)"
+
+
+def test_flow_residual_is_zero_for_the_matching_start(small):
+    rows = small.rows
+    disc = rows[rows["data"] == "discounted"]
+    stat = rows[rows["data"] == "stationary"]
+    assert disc["flow_residual_initial"].max() < 1e-12
+    assert stat["flow_residual_expert"].max() < 1e-12
+    assert disc["flow_residual_expert"].min() > 1e-6
+    assert stat["flow_residual_initial"].min() > 1e-6
+
+
+def test_same_seed_same_numbers(small):
+    again = lc.run_learner_consistency(small.config)
+    cols = ["policy_tv", "value", "expert_grad_norm", "status"]
+    pd.testing.assert_frame_equal(small.rows[cols], again.rows[cols])
+
+
+def test_write_and_readme(small, tmp_path):
+    path = lc.write_learner_consistency(small, tmp_path / "out")
+    text = path.read_text()
+    assert "## Data: discounted" in text and "## Data: stationary" in text
+    assert lc.COMMAND in text
+    rows = pd.read_csv(tmp_path / "out" / "rows.csv")
+    assert len(rows) == len(small.rows)
+    assert (tmp_path / "out" / "summary.csv").exists()
+    assert (tmp_path / "out" / "config.json").exists()
+
+
+def test_main_runs_and_rejects_bad_options(tmp_path, capsys):
+    code = lc.main(["--out", str(tmp_path / "o"), "--n-mdps", "0"])
+    assert code == 2
+    assert "n_mdps" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"discount": 1.0}, "discount"),
+        ({"learners": ("bc", "dsfn")}, "learners"),
+        ({"data": ()}, "data"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"n_mdps": 0}, "n_mdps"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        lc.LearnerConsistencyConfig(**kwargs)
