@@ -9,6 +9,7 @@ Modules:
     estimators: batched Newton fits of BC and EDM to data or to exact visitation.
     demos: sampled demonstrations and empirical visitation.
     oracle: occupancy matching with known dynamics (minimise KL(d_E || d_pi_theta)).
+    learners: population objectives and optima of ValueDICE, offline IQ-Learn and AVRIL.
     critique: the note's constructions (Theorem 1's MDP, Example 3's closed form, the
         gradient of log p_theta(s), the class with one parameter per state).
     checks: the validation every module shares (arrays, counts, seeds, policies,
