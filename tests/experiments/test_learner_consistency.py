@@ -65,6 +65,14 @@ def test_same_seed_same_numbers(small):
     pd.testing.assert_frame_equal(small.rows[cols], again.rows[cols])
 
 
+def test_workers_give_the_same_rows(small):
+    pooled = lc.run_learner_consistency(small.config, workers=2)
+    cols = ["problem_id", "data", "learner", "policy_tv", "value", "status"]
+    pd.testing.assert_frame_equal(small.rows[cols], pooled.rows[cols])
+    with pytest.raises(ValueError, match="workers"):
+        lc.run_learner_consistency(small.config, workers=0)
+
+
 def test_write_and_readme(small, tmp_path):
     path = lc.write_learner_consistency(small, tmp_path / "out")
     text = path.read_text()
