@@ -195,7 +195,16 @@ def test_spec_files_presets_and_their_errors(tmp_path):
         300,
     )
     assert paper.options["n_updates"] == 10_000 and paper.windows == "sliding"
-    assert len(groups(paper, tmp_path)) == 4 * 3 * 5
+    assert len(groups(paper, tmp_path)) == 4 * 7 * 5  # envs x learners x ks
+    assert set(paper.algos) == {
+        "bc",
+        "edm",
+        "edm-decoupled",
+        "valuedice",
+        "rcal",
+        "iqlearn",
+        "avril",
+    }
     assert set(PRESETS["quick"]["envs"]) == set(paper.envs)
     for text, message in [
         ("envs = [", "not valid TOML"),

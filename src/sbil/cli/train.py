@@ -39,6 +39,14 @@ _OPTION_NAMES = {
     "every_nth_step": "--every-nth-step",
     "eval_episodes": "--eval-episodes",
     "checkpoint_every": "--checkpoint-every",
+    "nu_learning_rate": "--nu-lr",
+    "gradient_penalty": "--gradient-penalty",
+    "orthogonal_coef": "--orthogonal-coef",
+    "reward_l1_coef": "--reward-l1",
+    "chi2_alpha": "--chi2-alpha",
+    "soft_q_temperature": "--temperature",
+    "td_likelihood_weight": "--td-weight",
+    "discount": "--discount",
 }
 
 
@@ -113,7 +121,13 @@ def train_command(
             "task's); needed for --data without --env."
         ),
     ] = None,
-    algo: Annotated[str, typer.Option(help="Learner: bc, edm or edm-decoupled.")] = "edm",
+    algo: Annotated[
+        str,
+        typer.Option(
+            help="Learner: bc, edm, edm-decoupled, valuedice, rcal, iqlearn or avril "
+            "(docs/learners.md)."
+        ),
+    ] = "edm",
     seeds: Annotated[
         str, typer.Option(help="Distinct seeds, e.g. 0,1,2 or 0-9; trained together.")
     ] = "0",
@@ -145,8 +159,20 @@ def train_command(
         ),
     ] = 1,
     updates: Annotated[int, typer.Option(help="Adam updates.")] = 10_000,
-    batch_size: Annotated[int, typer.Option(help="Expert pairs (= SGLD chains) per update.")] = 32,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Expert pairs (= SGLD chains) per update (default: the algorithm's published "
+            "setting: 32; ValueDICE 256, AVRIL 64)."
+        ),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help="Adam learning rate (default: the algorithm's published setting: 1e-3; "
+            "ValueDICE's policy 1e-5, IQ-Learn and AVRIL 1e-4)."
+        ),
+    ] = None,
     hidden: Annotated[str, typer.Option(help="Hidden layer widths, comma-separated.")] = "64,64",
     sgld_steps: Annotated[int, typer.Option(help="SGLD steps per update.")] = 20,
     sgld_step_size: Annotated[float, typer.Option(help="SGLD drift coefficient.")] = 0.01,
@@ -156,10 +182,41 @@ def train_command(
     sgld_buffer_size: Annotated[int, typer.Option(help="Persistent SGLD buffer size.")] = 10_000,
     sgld_reinit_prob: Annotated[float, typer.Option(help="Chain restart probability.")] = 0.05,
     normalize: Annotated[
-        bool, typer.Option("--normalize/--no-normalize", help="Standardise observations.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--normalize/--no-normalize",
+            help="Standardise observations (default: off; on for ValueDICE, as its code).",
+        ),
+    ] = None,
     entropy_coef: Annotated[float, typer.Option(help="Policy entropy bonus (0 = off).")] = 0.0,
     l2_coef: Annotated[float, typer.Option(help="L2 penalty on policy weights (0 = off).")] = 0.0,
+    discount: Annotated[
+        float | None,
+        typer.Option(help="Discount gamma (ValueDICE, RCAL, IQ-Learn, AVRIL; default 0.99)."),
+    ] = None,
+    nu_lr: Annotated[
+        float | None, typer.Option(help="ValueDICE: nu network's learning rate (default 1e-3).")
+    ] = None,
+    gradient_penalty: Annotated[
+        float | None, typer.Option(help="ValueDICE: nu's gradient-penalty weight (default 10).")
+    ] = None,
+    orthogonal_coef: Annotated[
+        float | None,
+        typer.Option(help="ValueDICE: policy's orthogonal-regulariser weight (default 1e-4)."),
+    ] = None,
+    reward_l1: Annotated[
+        float | None,
+        typer.Option(help="RCAL: lambda, L1 weight on the implied reward (default 1)."),
+    ] = None,
+    chi2_alpha: Annotated[
+        float | None, typer.Option(help="IQ-Learn: chi-squared regulariser's alpha (default 0.5).")
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="IQ-Learn: soft-Q temperature tau (default 0.01).")
+    ] = None,
+    td_weight: Annotated[
+        float | None, typer.Option(help="AVRIL: lambda, TD-likelihood weight (default 1).")
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     threads: Annotated[
         int, typer.Option(help="torch intra-op threads while training (1 is fastest here).")
@@ -186,7 +243,7 @@ def train_command(
     ] = False,
     progress: ProgressOption = None,
 ) -> None:
-    """Train BC / EDM / decoupled-EDM learners (one per seed) and save checkpoints."""
+    """Train offline imitation learners (one per seed) and save checkpoints."""
     from sbil.cli._common import (
         UsageError,
         errors_as_messages,
@@ -208,6 +265,16 @@ def train_command(
                 hidden_sizes = tuple(int(h) for h in hidden.split(","))
             except ValueError:
                 raise UsageError(f"--hidden must be integers like 64,64, got {hidden!r}.") from None
+            specific = {  # options of some learners only: passed when given
+                "discount": discount,
+                "nu_learning_rate": nu_lr,
+                "gradient_penalty": gradient_penalty,
+                "orthogonal_coef": orthogonal_coef,
+                "reward_l1_coef": reward_l1,
+                "chi2_alpha": chi2_alpha,
+                "soft_q_temperature": temperature,
+                "td_likelihood_weight": td_weight,
+            }
             with _option_names(usage=True):
                 config = LearnerConfig(
                     algo=algo,
@@ -223,6 +290,7 @@ def train_command(
                     normalize_observations=normalize,
                     entropy_coef=entropy_coef,
                     l2_coef=l2_coef,
+                    **{name: value for name, value in specific.items() if value is not None},
                 )
                 spec = RunSpec(
                     learner=config,

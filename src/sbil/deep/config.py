@@ -1,20 +1,44 @@
 """A learner's hyperparameters: :class:`LearnerConfig`, validated when built.
 
-The defaults are the settings of the EDM reference code (``alg/edm/testing/il.py`` in
-vanderschaarlab/mlforhealthlabpub); ``docs/learners.md`` lists them side by side.
+BC and EDM default to the settings of the EDM reference code (``alg/edm/testing/il.py`` in
+vanderschaarlab/mlforhealthlabpub). ValueDICE, RCAL, IQ-Learn and AVRIL default to their own
+papers' (or authors' code's) published settings where those exist (:data:`ALGO_DEFAULTS`);
+``docs/learners.md`` lists every setting, its source, and what was chosen where a paper is
+silent.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from sbil.deep.sgld import sampling_temperature
 
-ALGOS: tuple[str, ...] = ("bc", "edm", "edm-decoupled")
+ALGOS: tuple[str, ...] = ("bc", "edm", "edm-decoupled", "valuedice", "rcal", "iqlearn", "avril")
+
+#: Learners whose loss uses transitions ``(s, a, s')`` (and, for AVRIL, the next action).
+TRANSITION_ALGOS: tuple[str, ...] = ("valuedice", "rcal", "iqlearn", "avril")
+
+#: Per-algorithm defaults of the fields left as None (the published settings; see
+#: docs/learners.md for the sources). BC and EDM share the EDM reference's.
+ALGO_DEFAULTS: dict[str, dict[str, object]] = {
+    # EDM reference code: Adam 1e-3, batch 32, raw observations.
+    "bc": {"learning_rate": 1e-3, "batch_size": 32, "normalize_observations": False},
+    "edm": {"learning_rate": 1e-3, "batch_size": 32, "normalize_observations": False},
+    "edm-decoupled": {"learning_rate": 1e-3, "batch_size": 32, "normalize_observations": False},
+    # ValueDICE train_eval.py flags: actor_lr 1e-5, nu_lr 1e-3, sample_batch_size 256,
+    # normalize_states True.
+    "valuedice": {"learning_rate": 1e-5, "batch_size": 256, "normalize_observations": True},
+    # RCAL's paper gives no deep settings: the EDM harness's.
+    "rcal": {"learning_rate": 1e-3, "batch_size": 32, "normalize_observations": False},
+    # IQ-Learn conf: softq critic_lr 1e-4, train.batch 32.
+    "iqlearn": {"learning_rate": 1e-4, "batch_size": 32, "normalize_observations": False},
+    # AVRIL code (scalable-birl/AVRIL/models.py): Adam 1e-4, batch 64.
+    "avril": {"learning_rate": 1e-4, "batch_size": 64, "normalize_observations": False},
+}
 
 
 class LearnerInputError(ValueError):
@@ -23,24 +47,26 @@ class LearnerInputError(ValueError):
 
 @dataclass(frozen=True)
 class LearnerConfig:
-    """Hyperparameters of one learner; the defaults are EDM's published settings.
+    """Hyperparameters of one learner; the defaults are its published settings.
 
-    The defaults follow the EDM reference code (``alg/edm/testing/il.py`` in
-    vanderschaarlab/mlforhealthlabpub) for every algorithm, so BC and EDM differ only in the
-    loss.
+    BC and EDM follow the EDM reference code (``alg/edm/testing/il.py`` in
+    vanderschaarlab/mlforhealthlabpub), so they differ only in the loss. ``learning_rate``,
+    ``batch_size`` and ``normalize_observations`` left as None take the algorithm's default
+    (:data:`ALGO_DEFAULTS`); a field that only some algorithms use is recorded (``to_dict``)
+    only for those.
     """
 
     algo: str = "edm"
-    """Learner: "bc", "edm" or "edm-decoupled"."""
+    """Learner: bc, edm, edm-decoupled, valuedice, rcal, iqlearn or avril."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Widths of the MLP's hidden layers (ELU activations)."""
-    learning_rate: float = 1e-3
-    """Adam step size."""
+    learning_rate: float | None = None
+    """Adam step size (ValueDICE: the policy's); default the algorithm's published one."""
     adam_betas: tuple[float, float] = (0.9, 0.999)
     """Adam's (beta1, beta2)."""
-    batch_size: int = 32
+    batch_size: int | None = None
     """Expert pairs per update (drawn without replacement; capped at the data size). The SGLD
-    batch has the same size."""
+    batch has the same size. Default the algorithm's published one."""
     n_updates: int = 10_000
     """Number of Adam updates."""
     sgld_steps: int = 20
@@ -54,17 +80,47 @@ class LearnerConfig:
     """Persistent SGLD buffer size, initialised from U(-1, 1)."""
     sgld_reinit_prob: float = 0.05
     """Probability that an SGLD chain restarts from U(-1, 1) instead of the buffer."""
-    normalize_observations: bool = False
+    normalize_observations: bool | None = None
     """Standardise observations with the training data's mean and std (the network, the SGLD
-    chains and their U(-1, 1) starts then live in standardised units). Off in the reference."""
+    chains and their U(-1, 1) starts then live in standardised units). Default: off, as in the
+    EDM reference, except for ValueDICE (on, as its code's normalize_states)."""
     entropy_coef: float = 0.0
     """Subtract entropy_coef * mean policy entropy from the loss (off by default)."""
     l2_coef: float = 0.0
     """Add l2_coef * sum of squared policy weights (not biases) to the loss (off by default)."""
+    discount: float = field(default=0.99, metadata={"algos": TRANSITION_ALGOS})
+    """Discount gamma of the Bellman terms (ValueDICE, RCAL, IQ-Learn, AVRIL)."""
+    nu_learning_rate: float = field(default=1e-3, metadata={"algos": ("valuedice",)})
+    """ValueDICE: Adam step size of the nu network (its code's nu_lr)."""
+    gradient_penalty: float = field(default=10.0, metadata={"algos": ("valuedice",)})
+    """ValueDICE: weight of nu's gradient penalty (its code's nu_reg)."""
+    orthogonal_coef: float = field(default=1e-4, metadata={"algos": ("valuedice",)})
+    """ValueDICE: weight of the policy's orthogonal regulariser (its code's 1e-4)."""
+    reward_l1_coef: float = field(default=1.0, metadata={"algos": ("rcal",)})
+    """RCAL: lambda, weight of the L1 penalty on the implied reward (paper silent for deep
+    control; 1.0 chosen, untuned)."""
+    chi2_alpha: float = field(default=0.5, metadata={"algos": ("iqlearn",)})
+    """IQ-Learn: alpha of the chi-squared regulariser, 1/(4 alpha) E[r^2] (its conf's 0.5)."""
+    soft_q_temperature: float = field(default=0.01, metadata={"algos": ("iqlearn",)})
+    """IQ-Learn: soft-Q temperature tau, pi = softmax(Q / tau) (its conf's init_temp 0.01)."""
+    td_likelihood_weight: float = field(default=1.0, metadata={"algos": ("avril",)})
+    """AVRIL: lambda, weight of the TD-error likelihood under the reward posterior (1 in its
+    code)."""
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
             raise LearnerInputError(f"algo must be one of {', '.join(ALGOS)}, got {self.algo!r}.")
+        for name, value in ALGO_DEFAULTS[self.algo].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        for f in dataclasses.fields(self):
+            algos = f.metadata.get("algos")
+            if algos is not None and self.algo not in algos and getattr(self, f.name) != f.default:
+                raise LearnerInputError(
+                    f"{f.name} applies to {', '.join(algos)} only, not {self.algo}; leave it "
+                    "at its default."
+                )
+        object.__setattr__(self, "normalize_observations", bool(self.normalize_observations))
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         object.__setattr__(self, "adam_betas", tuple(self.adam_betas))
         if not self.hidden_sizes or any(
@@ -93,15 +149,57 @@ class LearnerConfig:
             raise LearnerInputError(
                 f"sgld_reinit_prob must be in [0, 1], got {self.sgld_reinit_prob}."
             )
-        for name in ("entropy_coef", "l2_coef"):
+        for name in ("entropy_coef", "l2_coef", "gradient_penalty", "orthogonal_coef"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise LearnerInputError(f"{name} must be >= 0 (0 turns it off), got {value}.")
+        if not 0 <= self.discount <= 1:
+            raise LearnerInputError(f"discount must be in [0, 1], got {self.discount}.")
+        for name in (
+            "nu_learning_rate",
+            "reward_l1_coef",
+            "chi2_alpha",
+            "soft_q_temperature",
+            "td_likelihood_weight",
+        ):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise LearnerInputError(f"{name} must be positive, got {value}.")
 
     @property
     def uses_sgld(self) -> bool:
         """Whether the algorithm trains a state model with SGLD samples."""
-        return self.algo != "bc"
+        return self.algo in ("edm", "edm-decoupled")
+
+    @property
+    def uses_transitions(self) -> bool:
+        """Whether the loss uses transitions ``(s, a, s')`` (ValueDICE, RCAL, IQ-Learn, AVRIL)."""
+        return self.algo in TRANSITION_ALGOS
+
+    @property
+    def second_network(self) -> str | None:
+        """What the second network is, if the algorithm has one: decoupled EDM's state model,
+        ValueDICE's nu, AVRIL's reward encoder."""
+        return {"edm-decoupled": "state model", "valuedice": "nu", "avril": "reward encoder"}.get(
+            self.algo
+        )
+
+    def second_network_shape(self, obs_dim: int, n_actions: int) -> tuple[int, int]:
+        """(inputs, outputs) of :attr:`second_network`: decoupled EDM's state model maps a
+        state to ``n_actions`` outputs; ValueDICE's ``nu`` maps a state and a one-hot action
+        to one value (as in its code, so that its gradient penalty also bounds how ``nu``
+        varies across actions); AVRIL's encoder maps a state to the mean and log sd of its
+        reward."""
+        if self.algo == "valuedice":
+            return obs_dim + n_actions, 1
+        if self.algo == "avril":
+            return obs_dim, 2
+        return obs_dim, n_actions
+
+    @property
+    def policy_temperature(self) -> float:
+        """``pi(a|s) = softmax(f(s) / T)[a]``: IQ-Learn's soft-Q temperature, 1 otherwise."""
+        return self.soft_q_temperature if self.algo == "iqlearn" else 1.0
 
     @property
     def sgld_temperature(self) -> float:
@@ -109,8 +207,12 @@ class LearnerConfig:
         return sampling_temperature(self.sgld_step_size, self.sgld_noise)
 
     def to_dict(self) -> dict:
-        """JSON-ready fields."""
-        out = dataclasses.asdict(self)
+        """JSON-ready fields (those of other algorithms left out)."""
+        out = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if self.algo in f.metadata.get("algos", (self.algo,))
+        }
         out["hidden_sizes"] = list(self.hidden_sizes)
         out["adam_betas"] = list(self.adam_betas)
         return out

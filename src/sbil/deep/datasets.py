@@ -155,7 +155,7 @@ def load_demonstrations(
         raise DatasetError(f"Dataset {dataset_id!r} has no episodes; {recreate}.")
 
     n_actions = spec.n_actions
-    obs_list, act_list, returns = [], [], []
+    obs_list, act_list, returns, finals, terminated = [], [], [], [], []
     episode_number = 0
     episodes = iter(dataset.iterate_episodes())
     while True:
@@ -166,6 +166,7 @@ def load_demonstrations(
             obs = np.asarray(episode.observations)
             acts = np.asarray(episode.actions)
             rewards = np.asarray(episode.rewards)
+            ended = bool(np.asarray(episode.terminations).reshape(-1)[-1])
             n = len(episode)
         except Exception as error:  # re-raised as one clear error
             raise DatasetError(
@@ -174,11 +175,20 @@ def load_demonstrations(
             ) from None
         _check_episode(dataset_id, episode_number, obs, acts, n, n_actions)
         obs_list.append(obs[:-1])
+        finals.append(obs[-1])
+        terminated.append(ended)
         act_list.append(acts.reshape(-1))
         returns.append(float(np.sum(rewards)))
         episode_number += 1
     target = env_id or source_env
-    demos = from_arrays(obs_list, act_list, episode_returns=returns, n_actions=n_actions)
+    demos = from_arrays(
+        obs_list,
+        act_list,
+        episode_returns=returns,
+        n_actions=n_actions,
+        final_observations=finals,
+        terminated=terminated,
+    )
     if target is not None and (env_id is not None or target in gym.registry):
         demos.check_env(target)
     return dataclasses.replace(demos, env_id=target)

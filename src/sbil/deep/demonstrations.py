@@ -42,6 +42,18 @@ class Demonstrations:
         n_actions: size of the discrete action space the episodes were recorded with, if
             known (every action is ``< n_actions``). Learners should size their output from
             it, not from ``actions.max() + 1``: a dataset need not contain every action.
+        next_observations: ``[N, obs_dim]`` float32, the state each action led to: row ``i+1``
+            within an episode, and at an episode's last step its final observation, or a row
+            of NaN where that was not recorded. Default: derived from the episodes (NaN at
+            every last step).
+        next_actions: ``[N]`` int64, the expert's action in the next state, ``-1`` where
+            unknown (an episode's last step). Default: derived from the episodes.
+        terminals: ``[N]`` bool, True where the step ended its episode in a terminal state
+            (the task ended; nothing follows), False where the episode was cut by a time
+            limit or goes on. Default: all False.
+
+    Learners that use transitions (ValueDICE, RCAL, IQ-Learn, AVRIL) train on the rows whose
+    next state is known (:meth:`transition_rows`).
     """
 
     observations: np.ndarray
@@ -50,6 +62,9 @@ class Demonstrations:
     episode_returns: np.ndarray | None = None
     env_id: str | None = None
     n_actions: int | None = None
+    next_observations: np.ndarray | None = None
+    next_actions: np.ndarray | None = None
+    terminals: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         obs, actions, lengths = self.observations, self.actions, self.episode_lengths
@@ -132,13 +147,92 @@ class Demonstrations:
             if not np.isfinite(returns).all():
                 episode = int(np.argmax(~np.isfinite(returns)))
                 raise DatasetError(f"Episode {episode} has a NaN or infinite return.")
+        self._check_transitions()
         # Store read-only views: the container is immutable, the caller's arrays are untouched.
-        for name in ("observations", "actions", "episode_lengths", "episode_returns"):
+        for name in (
+            "observations",
+            "actions",
+            "episode_lengths",
+            "episode_returns",
+            "next_observations",
+            "next_actions",
+            "terminals",
+        ):
             value = getattr(self, name)
             if value is not None:
                 view = value.view()
                 view.setflags(write=False)
                 object.__setattr__(self, name, view)
+
+    def _check_transitions(self) -> None:
+        """Fill the transition fields left as None from the episodes; check given ones."""
+        obs, lengths = self.observations, self.episode_lengths
+        last = np.cumsum(lengths) - 1
+        is_last = np.zeros(len(obs), dtype=bool)
+        is_last[last] = True
+        if self.next_observations is None:
+            following = np.full_like(obs, np.nan)
+            following[~is_last] = obs[1:][~is_last[:-1]]
+            object.__setattr__(self, "next_observations", following)
+        if self.next_actions is None:
+            following_actions = np.full(len(obs), -1, dtype=np.int64)
+            following_actions[~is_last] = self.actions[1:][~is_last[:-1]]
+            object.__setattr__(self, "next_actions", following_actions)
+        if self.terminals is None:
+            object.__setattr__(self, "terminals", np.zeros(len(obs), dtype=bool))
+        nxt, nxt_act, terminals = self.next_observations, self.next_actions, self.terminals
+        if not isinstance(nxt, np.ndarray) or nxt.dtype != np.float32 or nxt.shape != obs.shape:
+            raise DatasetError(
+                f"next_observations must be float32 of shape {list(obs.shape)} (one per "
+                f"observation), got {getattr(nxt, 'dtype', type(nxt).__name__)} "
+                f"{getattr(nxt, 'shape', '')}; use from_arrays(...) to build it."
+            )
+        finite, missing = np.isfinite(nxt).all(axis=1), np.isnan(nxt).all(axis=1)
+        if not (finite | missing).all():
+            episode, step = self._locate(int(np.argmax(~(finite | missing))))
+            raise DatasetError(
+                f"Episode {episode} has an infinite or partly-NaN next observation at step "
+                f"{step}; a next observation is finite, or all NaN when it is unknown."
+            )
+        if (
+            not isinstance(nxt_act, np.ndarray)
+            or nxt_act.dtype != np.int64
+            or nxt_act.shape != (len(obs),)
+        ):
+            raise DatasetError(
+                f"next_actions must be int64 of shape [{len(obs)}], got "
+                f"{getattr(nxt_act, 'dtype', type(nxt_act).__name__)}; use from_arrays(...)."
+            )
+        too_large = nxt_act >= self.n_actions if self.n_actions is not None else False
+        bad_actions = (nxt_act < -1) | too_large
+        if bad_actions.any():
+            row = int(np.argmax(bad_actions))
+            episode, step = self._locate(row)
+            raise DatasetError(
+                f"Episode {episode} has next action {int(nxt_act[row])} at step {step}; next "
+                "actions are 0..n_actions-1, or -1 where unknown."
+            )
+        if (
+            not isinstance(terminals, np.ndarray)
+            or terminals.dtype != bool
+            or terminals.shape != (len(obs),)
+        ):
+            raise DatasetError(f"terminals must be bool of shape [{len(obs)}].")
+        if (terminals & ~is_last).any():
+            episode, step = self._locate(int(np.argmax(terminals & ~is_last)))
+            raise DatasetError(
+                f"Episode {episode} is marked terminal at step {step}, which is not its last "
+                "step; only an episode's last step can end it."
+            )
+
+    def transition_rows(self, *, need_next_action: bool = False) -> np.ndarray:
+        """``[M]`` int64 rows usable as transitions ``(s, a, s')``: those whose next state is
+        known or terminal; with ``need_next_action``, also those whose next action is known
+        (every step but an episode's last) or terminal (AVRIL's ``Q(s', a')`` is then 0)."""
+        known = np.isfinite(self.next_observations).all(axis=1) | self.terminals
+        if need_next_action:
+            known &= (self.next_actions >= 0) | self.terminals
+        return np.flatnonzero(known).astype(np.int64)
 
     def _locate(self, row: int) -> tuple[int, int]:
         """(episode, step within it) of flat row ``row``."""
@@ -206,6 +300,9 @@ class Demonstrations:
             else self.episode_returns[episodes],
             env_id=self.env_id,
             n_actions=self.n_actions,
+            next_observations=self.next_observations[rows],
+            next_actions=self.next_actions[rows],
+            terminals=self.terminals[rows],
         )
 
     def subset(self, k: int, *, seed: int | np.random.Generator | None = None) -> Demonstrations:
@@ -292,6 +389,8 @@ def from_arrays(
     episode_returns: Sequence[float] | np.ndarray | None = None,
     env_id: str | None = None,
     n_actions: int | None = None,
+    final_observations: np.ndarray | Sequence[np.ndarray] | None = None,
+    terminated: Sequence[bool] | np.ndarray | None = None,
 ) -> Demonstrations:
     """Build validated :class:`Demonstrations` from arrays.
 
@@ -303,6 +402,11 @@ def from_arrays(
         episode_returns: ``[E]`` returns, optional.
         env_id: the task, optional (checked with :meth:`Demonstrations.check_env` if given).
         n_actions: size of the action space, optional; every action must be below it.
+        final_observations: ``[E, obs_dim]``, each episode's observation after its last
+            action (Minari's last observation), optional; learners that use transitions
+            then also train on each episode's last step.
+        terminated: ``[E]`` bool, whether each episode ended in a terminal state (rather than
+            a time limit), optional (default: none did).
 
     Raises:
         DatasetError: if shapes disagree, actions are not integers, values are not finite,
@@ -357,6 +461,7 @@ def from_arrays(
         )
     _check_action_values(actions, lengths)
     returns = None if episode_returns is None else np.asarray(episode_returns, dtype=np.float64)
+    transitions = _transition_fields(observations, lengths, final_observations, terminated)
     demos = Demonstrations(
         observations=np.array(observations, dtype=np.float32, order="C"),  # a copy
         actions=np.array(actions, dtype=np.int64),
@@ -364,10 +469,52 @@ def from_arrays(
         episode_returns=returns,
         env_id=env_id,
         n_actions=n_actions,
+        **transitions,
     )
     if env_id is not None:
         demos.check_env(env_id)
     return demos
+
+
+def _transition_fields(observations, lengths, final_observations, terminated) -> dict:
+    """``next_observations`` and ``terminals`` from each episode's final observation and end."""
+    out: dict = {}
+    n_episodes = len(lengths)
+    ends = np.cumsum(lengths) - 1
+    if final_observations is not None:
+        final = np.asarray(
+            final_observations
+            if isinstance(final_observations, np.ndarray)
+            else np.stack([np.asarray(f).reshape(-1) for f in final_observations])
+        )
+        if (
+            final.ndim != 2
+            or final.shape[0] != n_episodes
+            or (observations.ndim == 2 and final.shape[1] != observations.shape[1])
+        ):
+            raise DatasetError(
+                f"final_observations must be [{n_episodes}, obs_dim] (one per episode), got "
+                f"shape {final.shape}."
+            )
+        if not np.isfinite(final.astype(np.float64)).all():
+            episode = int(np.argmax(~np.isfinite(final.astype(np.float64)).all(axis=1)))
+            raise DatasetError(f"Episode {episode} has a NaN or infinite final observation.")
+        following = np.full(observations.shape, np.nan, dtype=np.float32)
+        following[:-1] = observations[1:]
+        following[ends] = final
+        out["next_observations"] = following
+    if terminated is not None:
+        flags = np.asarray(terminated)
+        if flags.shape != (n_episodes,) or not (
+            flags.dtype == bool or np.isin(flags, (0, 1)).all()
+        ):
+            raise DatasetError(
+                f"terminated must be {n_episodes} booleans (one per episode), got {flags!r}."
+            )
+        terminals = np.zeros(int(np.sum(lengths)), dtype=bool)
+        terminals[ends] = flags.astype(bool)
+        out["terminals"] = terminals
+    return out
 
 
 def _check_action_values(actions: np.ndarray, lengths: np.ndarray) -> None:

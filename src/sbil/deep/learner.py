@@ -49,7 +49,9 @@ class Learner:
             ``config.normalize_observations``).
         obs_std: ``[obs_dim]`` float32 dividing observations (ones unless normalised).
         policy_state: the policy network's weights (a ``K = 1`` :class:`StackedMLP` state).
-        energy_state: the separate state network's weights (``"edm-decoupled"``), else None.
+        energy_state: the second network's weights, else None: decoupled EDM's state model,
+            ValueDICE's ``nu`` (``[A]`` outputs) or AVRIL's reward encoder (2 outputs: mean
+            and log sd of ``R(s)``).
         env_id: the task it was trained for, if known.
     """
 
@@ -74,7 +76,8 @@ class Learner:
             object.__setattr__(self, name, value)
         if not (self.obs_std > 0).all():
             raise LearnerInputError("obs_std must be positive.")
-        for name, state in (("policy", self.policy_state), ("state-model", self.energy_state)):
+        second = self.config.second_network or "second-network"
+        for name, state in (("policy", self.policy_state), (second, self.energy_state)):
             if state is not None and not all(torch.isfinite(v).all() for v in state.values()):
                 raise LearnerInputError(
                     f"The {name} weights contain NaN or infinite values: the run that made them "
@@ -82,11 +85,20 @@ class Learner:
                 )
         self._nets["policy"] = self._network(self.policy_state, "policy")
         if self.energy_state is not None:
-            self._nets["energy"] = self._network(self.energy_state, "energy")
+            shape = self.config.second_network_shape(self.obs_dim, self.n_actions)
+            self._nets["energy"] = self._network(self.energy_state, second, *shape)
 
-    def _network(self, state: dict[str, torch.Tensor], name: str) -> StackedMLP:
-        net = StackedMLP(1, self.obs_dim, self.config.hidden_sizes, self.n_actions)
-        shape = f"{self.obs_dim}-{'-'.join(map(str, self.config.hidden_sizes))}-{self.n_actions}"
+    def _network(
+        self,
+        state: dict[str, torch.Tensor],
+        name: str,
+        inputs: int | None = None,
+        outputs: int | None = None,
+    ) -> StackedMLP:
+        inputs = self.obs_dim if inputs is None else inputs
+        outputs = self.n_actions if outputs is None else outputs
+        net = StackedMLP(1, inputs, self.config.hidden_sizes, outputs)
+        shape = f"{inputs}-{'-'.join(map(str, self.config.hidden_sizes))}-{outputs}"
         expected = {key: tuple(value.shape) for key, value in net.state_dict().items()}
         found = {key: tuple(value.shape) for key, value in state.items()}
         problem = None
@@ -115,9 +127,14 @@ class Learner:
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(0)
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
-        """Policy logits ``f(s)``: ``[n, n_actions]`` float32 for ``obs[n, obs_dim]``."""
+        """Policy logits ``f(s)``: ``[n, n_actions]`` float32 for ``obs[n, obs_dim]``, so that
+        ``pi(a|s) = softmax(f(s))[a]`` (for IQ-Learn ``f = Q / tau``; for RCAL and AVRIL
+        ``f = Q``)."""
         with torch.no_grad(), torch_threads(1):
-            return self._nets["policy"](self._inputs(obs))[0].numpy()
+            out = self._nets["policy"](self._inputs(obs))[0]
+            if self.config.policy_temperature != 1.0:
+                out = out / self.config.policy_temperature
+            return out.numpy()
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions ``[n]`` int64 for ``obs[n, obs_dim]``."""
@@ -129,6 +146,6 @@ class Learner:
         ``g`` is the policy network itself for ``"bc"`` and ``"edm"`` (for BC it was never
         trained as a density) and the separate state network for ``"edm-decoupled"``.
         """
-        net = self._nets.get("energy", self._nets["policy"])
+        net = self._nets["energy"] if self.config.algo == "edm-decoupled" else self._nets["policy"]
         with torch.no_grad(), torch_threads(1):
             return net(self._inputs(obs))[0].logsumexp(-1).numpy()

@@ -4,7 +4,11 @@ Each update of learner ``k``: draw ``B = min(batch_size, N_k)`` distinct pairs o
 demonstrations; for EDM, run ``sgld_steps`` SGLD steps on ``B`` chains started from its
 persistent buffer (ascent on ``logsumexp`` of the state model, detached) and write them back;
 take one Adam step on its loss (:func:`sbil.deep.losses.cross_entropy` for BC,
-:func:`sbil.deep.losses.edm_loss` otherwise, plus the optional regulariser).
+:func:`sbil.deep.losses.edm_loss` for EDM, and for the learners that use transitions
+``(s, a, s')`` (ValueDICE, RCAL, IQ-Learn, AVRIL) their loss in :mod:`sbil.deep.losses`,
+computed on ``B`` transitions drawn from the rows whose next state is known; plus the optional
+regulariser). ValueDICE's step is a min-max: its ``nu`` network descends the objective and its
+policy ascends it, each with its own learning rate.
 
 Adam is elementwise, so one Adam over the stacked parameters with the *sum* of the ``K`` losses
 is exactly ``K`` independent Adams. Every random number of learner ``k`` (initialisation,
@@ -49,11 +53,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from sbil.deep.config import LearnerConfig, LearnerInputError
 from sbil.deep.data import Demonstrations
 from sbil.deep.learner import Learner, torch_threads
-from sbil.deep.losses import cross_entropy, edm_loss, policy_regularizer
+from sbil.deep.losses import (
+    avril_loss,
+    cross_entropy,
+    edm_loss,
+    gradient_penalty,
+    iqlearn_loss,
+    orthogonal_regularizer,
+    policy_regularizer,
+    rcal_loss,
+    valuedice_objective,
+)
 from sbil.deep.networks import StackedMLP
 from sbil.deep.sgld import (
     buffer_start,
@@ -225,7 +240,7 @@ def memory_estimate(
     activations, data); used to refuse a run that cannot fit before allocating it."""
     sizes = [obs_dim, *config.hidden_sizes, n_actions]
     params = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
-    networks = 2 if config.algo == "edm-decoupled" else 1
+    networks = 2 if config.second_network else 1
     per_learner = 4 * (4 * params * networks)  # weights, gradients, two Adam moments (float32)
     extra = 0
     if config.uses_sgld:
@@ -391,7 +406,7 @@ def train(
     # Learners with equal minibatch sizes share one stack; others train as separate stacks.
     groups: dict[int, list[int]] = {}
     for index, d in enumerate(demos):
-        groups.setdefault(min(config.batch_size, d.n_steps), []).append(index)
+        groups.setdefault(min(config.batch_size, len(_training_rows(d, config))), []).append(index)
     state_root = None if state_dir is None else Path(state_dir)
     parts = []
     with torch_threads(num_threads), _deferred_signals(state_root is not None) as stop:
@@ -416,6 +431,21 @@ def train(
             )
             parts.append((members, result))
     return _merge(parts, config, seeds, obs_dim, n_actions, env_id)
+
+
+def _training_rows(demos: Demonstrations, config: LearnerConfig) -> np.ndarray:
+    """Rows a learner draws minibatches from: all, or for a learner that uses transitions the
+    rows whose next state (for AVRIL also next action) is known or terminal."""
+    if not config.uses_transitions:
+        return np.arange(demos.n_steps)
+    rows = demos.transition_rows(need_next_action=config.algo == "avril")
+    if len(rows) == 0:
+        raise LearnerInputError(
+            f"{config.algo} trains on transitions (s, a, s'), but these demonstrations have "
+            "none: every episode has one step and no recorded final observation. Pass "
+            "final_observations to from_arrays, or longer episodes."
+        )
+    return rows
 
 
 def _stack_progress(progress, number, n_stacks, n_updates):
@@ -522,12 +552,13 @@ class _Group:
 
     def __init__(self, *, config, seeds, demos, n_actions, device, init_policy_state):
         self.config, self.seeds, self.n_actions, self.device = config, seeds, n_actions, device
-        self.batch = min(config.batch_size, demos[0].n_steps)
+        rows = [_training_rows(d, config) for d in demos]
+        self.batch = min(config.batch_size, len(rows[0]))
         self.obs_dim = demos[0].obs_dim
-        self.n_pairs = np.array([d.n_steps for d in demos], dtype=np.int64)
+        self.n_pairs = np.array([len(r) for r in rows], dtype=np.int64)
         self.offsets = torch.as_tensor(np.concatenate([[0], np.cumsum(self.n_pairs)[:-1]]))
-        means, stds, observations = [], [], []
-        for d in demos:
+        means, stds, observations, following = [], [], [], []
+        for d, r in zip(demos, rows, strict=True):
             obs = d.observations
             if config.normalize_observations:
                 mean = obs.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -536,35 +567,57 @@ class _Group:
                 mean, std = np.zeros(self.obs_dim, np.float32), np.ones(self.obs_dim, np.float32)
             means.append(mean)
             stds.append(std)
-            observations.append((obs - mean) / std)
+            observations.append(((obs - mean) / std)[r])
+            if config.uses_transitions:  # unknown next states (terminal ones) become zeros
+                following.append(np.nan_to_num((d.next_observations[r] - mean) / std, nan=0.0))
         self.mean, self.std = np.stack(means), np.stack(stds)
         self.data_obs = torch.from_numpy(np.concatenate(observations)).to(device)
-        self.data_act = torch.from_numpy(np.concatenate([d.actions for d in demos])).to(device)
+        self.data_act = torch.from_numpy(
+            np.concatenate([d.actions[r] for d, r in zip(demos, rows, strict=True)])
+        ).to(device)
+        if config.uses_transitions:
+            self.data_next_obs = torch.from_numpy(np.concatenate(following)).to(device)
+            next_actions = np.concatenate(
+                [d.next_actions[r] for d, r in zip(demos, rows, strict=True)]
+            )
+            self.data_next_act = torch.from_numpy(np.maximum(next_actions, 0)).to(device)
+            self.data_done = torch.from_numpy(
+                np.concatenate([d.terminals[r] for d, r in zip(demos, rows, strict=True)]).astype(
+                    np.float32
+                )
+            ).to(device)
         self.fingerprint = self._fingerprint(demos, init_policy_state)
 
-        def networks(stream: int) -> StackedMLP:
+        def networks(stream: int, in_dim: int, out_dim: int) -> StackedMLP:
             gens = [seed_generator(s, stream) for s in seeds]
             return StackedMLP.initialized(
                 gens,
-                in_dim=self.obs_dim,
+                in_dim=in_dim,
                 hidden_sizes=config.hidden_sizes,
-                out_dim=n_actions,
+                out_dim=out_dim,
                 device=device,
             )
 
-        self.policy = networks(_POLICY_INIT)
+        self.policy = networks(_POLICY_INIT, self.obs_dim, n_actions)
         if init_policy_state is not None:
             k = len(seeds)
             self.policy.load_state_dict(
                 {name: v.expand(k, *v.shape[1:]).clone() for name, v in init_policy_state.items()}
             )
-        self.energy = networks(_ENERGY_INIT) if config.algo == "edm-decoupled" else None
-        parameters = [*self.policy.parameters()]
+        # The second network: decoupled EDM's state model, ValueDICE's nu, AVRIL's encoder.
+        self.energy = None
+        if config.second_network is not None:
+            self.energy = networks(
+                _ENERGY_INIT, *config.second_network_shape(self.obs_dim, n_actions)
+            )
+        groups = [{"params": [*self.policy.parameters()]}]
         if self.energy is not None:
-            parameters += [*self.energy.parameters()]
+            groups.append({"params": [*self.energy.parameters()]})
+            if config.algo == "valuedice":
+                groups[1]["lr"] = config.nu_learning_rate
         # The fused kernel is the same elementwise Adam as the default, about 3x cheaper per step.
         self.optimizer = torch.optim.Adam(
-            parameters, lr=config.learning_rate, betas=config.adam_betas, fused=True
+            groups, lr=config.learning_rate, betas=config.adam_betas, fused=True
         )
         self.batch_gens = [seed_generator(s, _MINIBATCH) for s in seeds]
         self.sgld_gens = [seed_generator(s, _SGLD) for s in seeds]
@@ -590,6 +643,9 @@ class _Group:
         for d in demos:
             digest.update(d.observations.tobytes())
             digest.update(d.actions.tobytes())
+            if self.config.uses_transitions:
+                for array in (d.next_observations, d.next_actions, d.terminals):
+                    digest.update(array.tobytes())
         if init_policy_state is not None:
             for name in sorted(init_policy_state):
                 digest.update(init_policy_state[name].numpy().tobytes())
@@ -598,15 +654,31 @@ class _Group:
     # --- one update: the algorithm ----------------------------------------------------------
 
     def step(self) -> torch.Tensor:
-        """One Adam update of every learner; returns ``[3, K]`` (loss, cross-entropy, rho)."""
-        config, batch, dev = self.config, self.batch, self.device
+        """One Adam update of every learner; returns ``[3, K]`` (loss, cross-entropy, rho).
+
+        ``rho`` is EDM's state term, NaN for the other learners; for ValueDICE ``loss`` is its
+        objective ``J`` and for RCAL, IQ-Learn and AVRIL the loss each minimises; the
+        cross-entropy is always the policy's ``mean -log pi(a|s)`` on the minibatch.
+        """
         index = torch.stack(
             [
-                minibatch_indices(g, int(n), batch)
+                minibatch_indices(g, int(n), self.batch)
                 for g, n in zip(self.batch_gens, self.n_pairs, strict=True)
             ]
         ) + self.offsets.unsqueeze(1)
-        index = index.to(dev)
+        index = index.to(self.device)
+        if self.config.uses_transitions:
+            step = {
+                "valuedice": self._valuedice_step,
+                "rcal": self._rcal_step,
+                "iqlearn": self._iqlearn_step,
+                "avril": self._avril_step,
+            }[self.config.algo]
+            return step(index)
+        return self._bc_edm_step(index)
+
+    def _bc_edm_step(self, index: torch.Tensor) -> torch.Tensor:
+        config, batch, dev = self.config, self.batch, self.device
         x, a = self.data_obs[index], self.data_act[index]  # [K, B, d], [K, B]
 
         if config.uses_sgld:
@@ -661,6 +733,140 @@ class _Group:
         loss.sum().backward()  # learner k's parameters get the gradient of loss[k] only
         self.optimizer.step()
         return torch.stack([loss, ce, rho]).detach()
+
+    def _transitions(self, index: torch.Tensor):
+        """``(s, a, s', a', done)`` of the minibatch: ``[K, B, d]``, ``[K, B]``, ``[K, B, d]``,
+        ``[K, B]``, ``[K, B]``."""
+        return (
+            self.data_obs[index],
+            self.data_act[index],
+            self.data_next_obs[index],
+            self.data_next_act[index],
+            self.data_done[index],
+        )
+
+    def _descend(self, loss: torch.Tensor, policy_logits: torch.Tensor) -> None:
+        if self.config.l2_coef or self.config.entropy_coef:
+            loss = loss + policy_regularizer(policy_logits, self.policy, self.config)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()  # learner k's parameters get the gradient of loss[k] only
+        self.optimizer.step()
+
+    def _nu(self, states: torch.Tensor) -> torch.Tensor:
+        """ValueDICE's ``nu(s, a)`` for every action: ``[K, N, d]`` -> ``[K, N, A]``."""
+        k, n, _ = states.shape
+        a = self.n_actions
+        onehot = torch.eye(a, device=states.device).expand(k, n, a, a)
+        inputs = torch.cat([states.unsqueeze(2).expand(k, n, a, self.obs_dim), onehot], dim=-1)
+        return self.energy(inputs.reshape(k, n * a, -1)).view(k, n, a)
+
+    def _valuedice_step(self, index: torch.Tensor) -> torch.Tensor:
+        config, batch = self.config, self.batch
+        x, a, x_next, _, done = self._transitions(index)
+        both = torch.cat([x, x_next], dim=1)
+        logits, nu = self.policy(both), self._nu(both)
+        # The initial states s0 are the expert states of the batch, as in the authors' code.
+        terms = valuedice_objective(
+            nu[:, :batch],
+            a,
+            nu[:, batch:],
+            logits[:, batch:],
+            nu[:, :batch],
+            logits[:, :batch],
+            done,
+            discount=config.discount,
+        )
+        nu_loss = terms.objective
+        if config.gradient_penalty:
+            penalty = self._nu_gradient_penalty(x, a, x_next, logits[:, batch:].detach())
+            nu_loss = nu_loss + config.gradient_penalty * penalty
+        policy_loss = -terms.objective
+        if config.orthogonal_coef:
+            policy_loss = policy_loss + config.orthogonal_coef * orthogonal_regularizer(
+                self.policy.weights[:-1]
+            )
+        if config.l2_coef or config.entropy_coef:
+            policy_loss = policy_loss + policy_regularizer(logits[:, :batch], self.policy, config)
+        nu_params, policy_params = [*self.energy.parameters()], [*self.policy.parameters()]
+        nu_grads = torch.autograd.grad(nu_loss.sum(), nu_params, retain_graph=True)
+        policy_grads = torch.autograd.grad(policy_loss.sum(), policy_params)
+        for p, g in zip([*nu_params, *policy_params], [*nu_grads, *policy_grads], strict=True):
+            p.grad = g
+        self.optimizer.step()
+        ce = cross_entropy(logits[:, :batch].detach(), a)
+        return torch.stack([terms.objective, ce, torch.full_like(ce, float("nan"))]).detach()
+
+    def _nu_gradient_penalty(self, x, a, x_next, next_logits) -> torch.Tensor:
+        """ValueDICE's penalty on ``||grad nu|| - 1`` with respect to its input ``(s, action)``,
+        at points interpolated between each expert input and another of the batch (offline
+        there is no replay buffer to interpolate towards): ``(s, onehot(a))`` and
+        ``(s', pi(.|s'))``, the policy's action distribution standing in for the code's
+        sampled action."""
+        b = a.shape[1]
+        mix = torch.stack([torch.rand(b, 1, generator=g) for g in self.sgld_gens]).to(x.device)
+        current = torch.cat([x, F.one_hot(a, self.n_actions).to(x.dtype)], dim=-1)
+        following = torch.cat([x_next, next_logits.softmax(-1)], dim=-1)
+        points = torch.cat(
+            [
+                mix * current + (1 - mix) * current.roll(1, dims=1),
+                mix * following + (1 - mix) * following.roll(1, dims=1),
+            ],
+            dim=1,
+        ).requires_grad_(True)
+        (grads,) = torch.autograd.grad(self.energy(points).sum(), points, create_graph=True)
+        return gradient_penalty(grads)
+
+    def _rcal_step(self, index: torch.Tensor) -> torch.Tensor:
+        x, a, x_next, _, done = self._transitions(index)
+        q = self.policy(torch.cat([x, x_next], dim=1))
+        q_data = q[:, : self.batch]
+        terms = rcal_loss(
+            q_data,
+            a,
+            q[:, self.batch :],
+            done,
+            discount=self.config.discount,
+            reward_l1_coef=self.config.reward_l1_coef,
+        )
+        self._descend(terms.loss, q_data)
+        ce = cross_entropy(q_data.detach(), a)
+        return torch.stack([terms.loss, ce, torch.full_like(ce, float("nan"))]).detach()
+
+    def _iqlearn_step(self, index: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        x, a, x_next, _, done = self._transitions(index)
+        q = self.policy(torch.cat([x, x_next], dim=1))
+        q_data = q[:, : self.batch]
+        terms = iqlearn_loss(
+            q_data,
+            a,
+            q[:, self.batch :],
+            done,
+            discount=config.discount,
+            temperature=config.soft_q_temperature,
+            chi2_alpha=config.chi2_alpha,
+        )
+        self._descend(terms.loss, q_data / config.soft_q_temperature)
+        ce = cross_entropy(q_data.detach() / config.soft_q_temperature, a)
+        return torch.stack([terms.loss, ce, torch.full_like(ce, float("nan"))]).detach()
+
+    def _avril_step(self, index: torch.Tensor) -> torch.Tensor:
+        x, a, x_next, a_next, done = self._transitions(index)
+        q = self.policy(torch.cat([x, x_next], dim=1))
+        q_data = q[:, : self.batch]
+        terms = avril_loss(
+            q_data,
+            a,
+            q[:, self.batch :],
+            a_next,
+            self.energy(x),
+            done,
+            discount=self.config.discount,
+            td_likelihood_weight=self.config.td_likelihood_weight,
+        )
+        self._descend(terms.loss, q_data)
+        ce = terms.cross_entropy
+        return torch.stack([terms.loss, ce, torch.full_like(ce, float("nan"))]).detach()
 
     # --- the loop, checkpoints and divergence -------------------------------------------------
 

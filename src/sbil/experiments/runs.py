@@ -202,11 +202,15 @@ def every_nth_step(demos, n: int):
         ]
     )
     lengths = (demos.episode_lengths + n - 1) // n
+    # Each kept step keeps its own next state and action (steps t and t+1, not t + n).
     return dataclasses.replace(
         demos,
         observations=demos.observations[rows],
         actions=demos.actions[rows],
         episode_lengths=lengths.astype(np.int64),
+        next_observations=demos.next_observations[rows],
+        next_actions=demos.next_actions[rows],
+        terminals=demos.terminals[rows],
     )
 
 

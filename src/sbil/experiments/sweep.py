@@ -36,7 +36,10 @@ from sbil.files import lock, write_json_atomic
 
 SCHEMA = 1
 BACKENDS: tuple[str, ...] = ("local", "ray")
-_ALGOS = ("bc", "edm", "edm-decoupled")
+# As sbil.deep.config.ALGOS (not imported: that module needs torch).
+_ALGOS = ("bc", "edm", "edm-decoupled", "valuedice", "rcal", "iqlearn", "avril")
+#: Grid axes a finished sweep can be extended along without touching its cells.
+_EXTENSIBLE = ("envs", "ks", "algos")
 
 
 class SweepError(ValueError):
@@ -54,7 +57,7 @@ class SweepSpec:
     seeds: tuple[int, ...]
     """Seeds; seed r's trajectories depend on ``windows``."""
     algos: tuple[str, ...] = _ALGOS
-    """Learners: bc, edm, edm-decoupled."""
+    """Learners: bc, edm, edm-decoupled, valuedice, rcal, iqlearn, avril."""
     windows: str = "sliding"
     """first | sliding | random: which k trajectories seed r trains on."""
     holdout: int = 10
@@ -186,7 +189,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "holdout": 10,
         "every_nth_step": 20,
         "eval_episodes": 300,
-        "options": {"n_updates": 10_000},
+        # One budget for every learner: the EDM harness's 10,000 updates of 32 pairs (ValueDICE
+        # and AVRIL publish larger batches, 256 and 64; docs/sweeps.md says why not here).
+        "options": {"n_updates": 10_000, "batch_size": 32},
     },
     "quick": {
         "envs": ["CartPole-v1", "Acrobot-v1", "LunarLander-v3", "MountainCar-v0"],
@@ -301,7 +306,15 @@ def groups(spec: SweepSpec, sweep_dir: Path) -> list[Group]:
         digest = _sha256({**run, "root": None})[:8]
         group_id = f"{env_id}__{algo}__k{k}__{digest}"
         out.append(Group(group_id, env_id, algo, k, options, run))
-    cost = {"bc": 1, "edm": 4, "edm-decoupled": 5}
+    cost = {
+        "bc": 1,
+        "rcal": 1,
+        "iqlearn": 1,
+        "avril": 2,
+        "valuedice": 4,
+        "edm": 4,
+        "edm-decoupled": 5,
+    }
     heavy = {"LunarLander-v3": 3, "CartPole-v1": 2}
     return sorted(out, key=lambda g: (g.k, -(cost[g.algo] + heavy.get(g.env_id, 1))))
 
@@ -419,6 +432,26 @@ def _random_policy(n_actions: int, seed: int):
     return policy
 
 
+def extension(stored: SweepSpec, spec: SweepSpec) -> str | None:
+    """What ``spec`` adds to ``stored`` ("algos valuedice, rcal") if it only adds envs, ks or
+    algos (every cell of ``stored`` is then a cell of ``spec``, with the same id), else None."""
+    same_rest = all(
+        getattr(stored, f.name) == getattr(spec, f.name)
+        for f in dataclasses.fields(SweepSpec)
+        if f.name not in _EXTENSIBLE
+    )
+    if not same_rest:
+        return None
+    added = []
+    for name in _EXTENSIBLE:
+        old, new = getattr(stored, name), getattr(spec, name)
+        if not set(old) <= set(new):
+            return None
+        if extra := [str(v) for v in new if v not in old]:
+            added.append(f"{name} {', '.join(extra)}")
+    return "; ".join(added) or None
+
+
 def prepare(spec: SweepSpec, sweep_dir: Path, log: Callable[[str], None]) -> None:
     """Write sweep.json (or check it), collect missing datasets, measure missing references."""
     from sbil.deep.data import collect, load_demonstrations
@@ -428,16 +461,21 @@ def prepare(spec: SweepSpec, sweep_dir: Path, log: Callable[[str], None]) -> Non
 
     spec_file = sweep_dir / "sweep.json"
     if spec_file.is_file():
-        stored = json.loads(spec_file.read_text())
+        stored_data = json.loads(spec_file.read_text())
         try:  # compared as specs, so a field added later with its default still matches
-            same = SweepSpec.from_dict(stored.get("spec", {})) == spec
+            stored = SweepSpec.from_dict(stored_data.get("spec", {}))
         except (SweepError, TypeError):
-            same = False
-        if not same:
-            raise SweepError(
-                f"{sweep_dir} holds a different sweep (its sweep.json); re-run it with the same "
-                "preset/spec, or give a new folder."
-            )
+            stored = None
+        if stored != spec:
+            added = extension(stored, spec) if stored is not None else None
+            if added is None:
+                raise SweepError(
+                    f"{sweep_dir} holds a different sweep (its sweep.json); re-run it with the "
+                    "same preset/spec, extend it only by adding envs, ks or algos, or give a "
+                    "new folder."
+                )
+            log(f"extending the sweep with {added}; its finished cells are kept")
+            write_json_atomic(spec_file, {"schema": SCHEMA, "spec": spec.to_dict()})
     else:
         write_json_atomic(spec_file, {"schema": SCHEMA, "spec": spec.to_dict()})
     root = sweep_dir / "datasets"
