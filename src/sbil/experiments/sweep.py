@@ -432,21 +432,23 @@ def _random_policy(n_actions: int, seed: int):
     return policy
 
 
-def extension(stored: SweepSpec, spec: SweepSpec) -> str | None:
-    """What ``spec`` adds to ``stored`` ("algos valuedice, rcal") if it only adds envs, ks or
-    algos (every cell of ``stored`` is then a cell of ``spec``, with the same id), else None."""
+def extension(stored: SweepSpec, spec: SweepSpec, sweep_dir: Path) -> str | None:
+    """What ``spec`` adds to ``stored`` (e.g. "algos valuedice, rcal") if every cell of
+    ``stored`` is also a cell of ``spec`` with the same id and run description (it adds envs,
+    ks or algos, or options that leave the stored cells' learners unchanged), else None."""
     same_rest = all(
         getattr(stored, f.name) == getattr(spec, f.name)
         for f in dataclasses.fields(SweepSpec)
-        if f.name not in _EXTENSIBLE
+        if f.name not in (*_EXTENSIBLE, "options", "preset")
     )
     if not same_rest:
+        return None
+    new_groups = {g.group_id: g.run for g in groups(spec, sweep_dir)}
+    if any(new_groups.get(g.group_id) != g.run for g in groups(stored, sweep_dir)):
         return None
     added = []
     for name in _EXTENSIBLE:
         old, new = getattr(stored, name), getattr(spec, name)
-        if not set(old) <= set(new):
-            return None
         if extra := [str(v) for v in new if v not in old]:
             added.append(f"{name} {', '.join(extra)}")
     return "; ".join(added) or None
@@ -467,7 +469,7 @@ def prepare(spec: SweepSpec, sweep_dir: Path, log: Callable[[str], None]) -> Non
         except (SweepError, TypeError):
             stored = None
         if stored != spec:
-            added = extension(stored, spec) if stored is not None else None
+            added = extension(stored, spec, sweep_dir) if stored is not None else None
             if added is None:
                 raise SweepError(
                     f"{sweep_dir} holds a different sweep (its sweep.json); re-run it with the "
