@@ -125,3 +125,14 @@ def test_reproduce_interrupted_is_130_with_one_line(tmp_path, monkeypatch, capsy
     assert capsys.readouterr().err.strip() == "Interrupted (Ctrl-C)."
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no staging folder left
     assert list(out.iterdir()) == []
+
+
+def test_consistency_command_writes_the_learner_study(app, tmp_path):
+    out = tmp_path / "lc"
+    result = CliRunner().invoke(app, ["consistency", "--n-mdps", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    readme = (out / "README.md").read_text()
+    assert "valuedice" in readme and "iqlearn" in readme and "avril" in readme
+    assert "iqlearn-shared" in result.output and "inconsistent" in result.output
+    bad = CliRunner().invoke(app, ["consistency", "--workers", "0", "--out", str(out)])
+    assert bad.exit_code == 2 and "--workers" in bad.output

@@ -16,7 +16,8 @@ from sbil.cli._common import EXIT_INTERRUPTED, Group, interrupt_reported, use_pl
 
 app = typer.Typer(
     name="sbil",
-    help="Strictly batch imitation learning: exact tabular analysis and deep BC/EDM.",
+    help="Strictly batch imitation learning: exact tabular analysis and deep offline learners "
+    "(BC, EDM, ValueDICE, RCAL, IQ-Learn, AVRIL).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

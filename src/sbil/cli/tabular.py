@@ -1,4 +1,4 @@
-"""Tabular commands: ``sbil reproduce``."""
+"""Tabular commands: ``sbil reproduce`` and ``sbil consistency``."""
 
 from __future__ import annotations
 
@@ -121,6 +121,43 @@ def reproduce(
     console.print(f"Report written to [bold]{result.out / 'REPORT.md'}[/] (and results.json).")
 
 
+def consistency(
+    out: Annotated[
+        str, typer.Option("--out", help="Folder for README.md, rows.csv, summary.csv.")
+    ] = "learner-consistency",
+    n_mdps: Annotated[int, typer.Option(help="Random MDPs (the consistency study's).")] = 200,
+    seed: SeedOption = 0,
+    workers: Annotated[int, typer.Option(help="Processes (rows do not depend on it).")] = 1,
+) -> None:
+    """Is each strictly batch learner consistent where BC is? Exact infinite-data optima of
+    BC, ValueDICE, IQ-Learn and AVRIL on random MDPs with shared features."""
+    _single_threaded_blas()
+    from sbil.cli._common import UsageError, check_seed, console, errors_as_messages
+
+    with errors_as_messages():
+        from sbil.experiments.learner_consistency import (
+            LearnerConsistencyConfig,
+            run_learner_consistency,
+            summarise_learners,
+            write_learner_consistency,
+        )
+
+        if workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {workers}.")
+        check_seed("--seed", seed)
+        try:
+            config = LearnerConsistencyConfig(n_mdps=n_mdps, seed=seed)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        result = run_learner_consistency(config, workers=workers)
+        path = write_learner_consistency(result, out)
+    summary = summarise_learners(result)
+    for row in summary.to_dict("records"):
+        console.print(f"{row['data']:>10} {row['learner']:<28} {row['verdict']}", highlight=False)
+    console.print(f"Report written to {path}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the tabular commands to ``app``."""
     app.command("reproduce")(reproduce)
+    app.command("consistency")(consistency)
