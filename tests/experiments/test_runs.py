@@ -393,3 +393,28 @@ def test_claimed_folders(tmp_path, monkeypatch):
     with pytest.raises(RunError, match=r"has no config\.json"):
         load_spec(other)
     assert os.listdir(other) == ["notes.txt"]
+
+
+def test_npz_with_final_observations_gives_transitions(tmp_path):
+    obs = np.arange(10, dtype=np.float32).reshape(5, 2)
+    path = tmp_path / "t.npz"
+    np.savez(
+        path,
+        observations=obs,
+        actions=np.array([0, 1, 1, 0, 1]),
+        episode_lengths=np.array([2, 3]),
+        final_observations=np.array([[100.0, 101.0], [200.0, 201.0]]),
+        terminated=np.array([False, True]),
+    )
+    demos = runs.load_npz_demonstrations(path, None)
+    np.testing.assert_array_equal(demos.next_observations[1], [100.0, 101.0])
+    np.testing.assert_array_equal(demos.next_observations[0], obs[1])
+    assert demos.terminals.tolist() == [False, False, False, False, True]
+    assert demos.next_actions.tolist() == [1, -1, 0, 1, -1]
+    # every step of both episodes is a transition: the first episode's final state is known
+    assert demos.transition_rows().tolist() == [0, 1, 2, 3, 4]
+    # AVRIL also needs the next action: the truncated episode's last step is dropped
+    assert demos.transition_rows(need_next_action=True).tolist() == [0, 2, 3, 4]
+    np.savez(path, observations=obs, actions=np.zeros(5), final_observations=np.zeros((3, 2)))
+    with pytest.raises(Exception, match="final_observations must be"):
+        runs.load_npz_demonstrations(path, None)

@@ -216,13 +216,16 @@ def every_nth_step(demos, n: int):
 
 def load_npz_demonstrations(path: str | os.PathLike, env_id: str | None):
     """Demonstrations from an ``.npz`` of ``observations``, ``actions`` (and optionally
-    ``episode_lengths``), never unpickling anything; every failure is one :class:`RunError`."""
+    ``episode_lengths``, and for the learners that use transitions ``final_observations``
+    ``[E, obs_dim]`` and ``terminated`` ``[E]``), never unpickling anything; every failure is
+    one :class:`RunError`."""
     from sbil.deep.data import from_arrays
 
     path = Path(path)
     expected = (
         "an .npz written by np.savez with numeric arrays 'observations' [N, obs_dim] and "
-        "'actions' [N] (optionally 'episode_lengths' [E])"
+        "'actions' [N] (optionally 'episode_lengths' [E], 'final_observations' [E, obs_dim] "
+        "and 'terminated' [E])"
     )
     if path.is_dir():
         raise RunError(f"--data {path} is a folder; give the .npz file, which is {expected}.")
@@ -241,7 +244,13 @@ def load_npz_demonstrations(path: str | os.PathLike, env_id: str | None):
         missing = {"observations", "actions"} - set(loaded.files)
         if missing:
             raise RunError(f"--data {path} lacks {sorted(missing)}; it must be {expected}.")
-        for name in ("observations", "actions", "episode_lengths"):
+        for name in (
+            "observations",
+            "actions",
+            "episode_lengths",
+            "final_observations",
+            "terminated",
+        ):
             if name not in loaded.files:
                 continue
             try:
@@ -258,6 +267,8 @@ def load_npz_demonstrations(path: str | os.PathLike, env_id: str | None):
         arrays["actions"],
         episode_lengths=arrays.get("episode_lengths"),
         env_id=env_id,
+        final_observations=arrays.get("final_observations"),
+        terminated=arrays.get("terminated"),
     )
 
 
