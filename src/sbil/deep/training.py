@@ -110,10 +110,12 @@ class TrainResult:
         obs_std: ``[K, obs_dim]`` float32 normalisation scales (ones when off).
         n_pairs: ``(K,)`` the number of state-action pairs each learner trained on.
         policy_state: stacked ``[K, ...]`` policy weights.
-        energy_state: stacked state-network weights (``"edm-decoupled"``), else None.
-        loss: ``[K, n_updates]`` float32 training loss of each update.
-        cross_entropy: ``[K, n_updates]`` its cross-entropy term.
-        rho: ``[K, n_updates]`` EDM's ``rho`` (NaN for BC).
+        energy_state: stacked weights of the second network (decoupled EDM's state model,
+            ValueDICE's ``nu``, AVRIL's reward encoder), else None.
+        loss: ``[K, n_updates]`` float32 training loss of each update (ValueDICE: its
+            objective ``J``).
+        cross_entropy: ``[K, n_updates]`` the policy's cross-entropy on the minibatch.
+        rho: ``[K, n_updates]`` EDM's ``rho`` (NaN for the other learners).
         env_id: the task, if given.
         diverged: ``{seed: (update, value)}`` for learners whose loss stopped being finite
             (only with ``stop_on_divergence=False``); their learners cannot be built.
