@@ -249,3 +249,103 @@ def test_integral_float_and_unsigned_actions_are_accepted():
         np.testing.assert_array_equal(
             from_arrays(np.zeros((2, 1)), actions).actions, np.asarray(actions, np.int64)
         )
+
+
+# --- transitions (s, a, s', a', terminal) ---------------------------------------------------------
+
+
+def test_transitions_are_derived_from_the_episodes():
+    demos = _demos(lengths=(3, 2))  # rows 0-2 and 3-4; observations [2i, 2i+1]
+    nxt = demos.next_observations
+    np.testing.assert_array_equal(nxt[[0, 1, 3]], demos.observations[[1, 2, 4]])
+    assert np.isnan(nxt[[2, 4]]).all()  # an episode's last step: unknown without a final obs
+    np.testing.assert_array_equal(demos.next_actions, [1, 0, -1, 0, -1])
+    np.testing.assert_array_equal(demos.terminals, [False] * 5)
+    np.testing.assert_array_equal(demos.transition_rows(), [0, 1, 3])
+    np.testing.assert_array_equal(demos.transition_rows(need_next_action=True), [0, 1, 3])
+    assert nxt.dtype == np.float32 and demos.next_actions.dtype == np.int64
+    with pytest.raises(ValueError, match="read-only"):
+        demos.next_observations[0, 0] = 1.0
+
+
+def test_final_observations_and_terminal_flags_complete_the_last_steps():
+    obs = [np.zeros((3, 2)), np.ones((2, 2))]
+    final = [np.full(2, 7.0), np.full(2, 8.0)]
+    demos = from_arrays(obs, [[0, 1, 0], [1, 1]], final_observations=final, terminated=[1, 0])
+    np.testing.assert_array_equal(demos.next_observations[2], [7.0, 7.0])
+    np.testing.assert_array_equal(demos.next_observations[4], [8.0, 8.0])
+    np.testing.assert_array_equal(demos.next_observations[3], [1.0, 1.0])
+    np.testing.assert_array_equal(demos.terminals, [False, False, True, False, False])
+    np.testing.assert_array_equal(demos.next_actions, [1, 0, -1, 1, -1])
+    # Every next state is known; the next action of a truncated last step is not, while a
+    # terminal step needs none (nothing follows it).
+    np.testing.assert_array_equal(demos.transition_rows(), [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(demos.transition_rows(need_next_action=True), [0, 1, 2, 3])
+    # Terminal flags without final observations: a terminal last step is still usable.
+    flags_only = from_arrays(obs, [[0, 1, 0], [1, 1]], terminated=[True, False])
+    assert np.isnan(flags_only.next_observations[[2, 4]]).all()
+    np.testing.assert_array_equal(flags_only.transition_rows(), [0, 1, 2, 3])
+
+
+def test_select_subset_and_split_keep_the_transitions():
+    lengths = (3, 2, 4)
+    n = sum(lengths)
+    obs = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
+    final = np.array([[100.0, 100.0], [200.0, 200.0], [300.0, 300.0]])
+    demos = from_arrays(
+        obs,
+        np.arange(n) % 2,
+        episode_lengths=lengths,
+        final_observations=final,
+        terminated=[False, True, False],
+    )
+    chosen = demos.select([2, 1])
+    np.testing.assert_array_equal(chosen.next_observations[3], final[2])  # episode 2's last
+    np.testing.assert_array_equal(chosen.next_observations[5], final[1])
+    np.testing.assert_array_equal(chosen.terminals, [False] * 5 + [True])
+    np.testing.assert_array_equal(chosen.next_actions, [0, 1, 0, -1, 0, -1])
+    first, rest = demos.split(1)
+    np.testing.assert_array_equal(first.next_observations, demos.next_observations[:3])
+    np.testing.assert_array_equal(rest.terminals, demos.terminals[3:])
+    np.testing.assert_array_equal(demos.subset(2).next_actions, demos.next_actions[:5])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"final_observations": np.zeros((3, 2))}, r"final_observations must be \[2, obs_dim\]"),
+        ({"final_observations": np.zeros((2, 3))}, r"final_observations must be \[2, obs_dim\]"),
+        (
+            {"final_observations": [np.zeros(2), np.array([0.0, np.nan])]},
+            "Episode 1 has a NaN or infinite final observation",
+        ),
+        ({"terminated": [True]}, "terminated must be 2 booleans"),
+        ({"terminated": [0, 2]}, "terminated must be 2 booleans"),
+    ],
+)
+def test_bad_final_observations_and_flags_are_refused(kwargs, message):
+    with pytest.raises(DatasetError, match=message):
+        from_arrays(np.zeros((4, 2)), [0, 1, 0, 1], episode_lengths=[2, 2], **kwargs)
+
+
+def test_direct_construction_checks_the_transition_fields():
+    obs, actions, lengths = np.zeros((4, 2), np.float32), np.zeros(4, np.int64), np.array([2, 2])
+
+    def build(**fields):
+        return Demonstrations(obs, actions, lengths, n_actions=2, **fields)
+
+    with pytest.raises(DatasetError, match="Episode 0 is marked terminal at step 0"):
+        build(terminals=np.array([True, False, False, False]))
+    with pytest.raises(DatasetError, match="terminals must be bool of shape"):
+        build(terminals=np.zeros(4, np.int64))
+    with pytest.raises(DatasetError, match="Episode 1 has next action 2 at step 0"):
+        build(next_actions=np.array([0, -1, 2, -1]))
+    with pytest.raises(DatasetError, match="Episode 0 has next action -2 at step 1"):
+        build(next_actions=np.array([0, -2, 0, -1]))
+    partly = np.zeros((4, 2), np.float32)
+    partly[3, 0] = np.nan
+    with pytest.raises(DatasetError, match="Episode 1 has an infinite or partly-NaN next obs"):
+        build(next_observations=partly)
+    with pytest.raises(DatasetError, match="next_observations must be float32 of shape"):
+        build(next_observations=np.zeros((4, 2)))
+    assert build(terminals=np.array([False, True, False, False])).terminals[1]
