@@ -4,6 +4,7 @@ rows they train on, and a learning test each on CartPole."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 
@@ -531,6 +532,113 @@ def test_valuedice_objective_has_the_gradient_of_the_authors_loss():
         kl_to_uniform = (p * (p * len(p)).log()).sum()
     assert kl_to_uniform > 1e-3
     assert code.item() == pytest.approx(terms.objective.item() + kl_to_uniform.item(), rel=1e-12)
+
+
+def test_valuedice_updates_match_the_authors_update_under_adam():
+    """Five updates written as ValueDICE.update (nu descends loss + nu_reg * penalty, the actor
+    descends -loss + orthogonal regulariser, each from its own gradient of one forward pass,
+    Adam at nu_lr 1e-3 and actor_lr 1e-5), fed sbil's minibatches and interpolation draws, give
+    sbil's objective and weights. Offline and discrete, three parts stand in for the code's:
+    E_pi nu(s', .) is the exact sum (one-hot inputs per action) instead of a sampled action;
+    the replay-buffer points the penalty interpolates towards are the batch rolled by one
+    (``_nu_gradient_penalty``), with pi(.|s') as the next action input; and the orthogonal
+    regulariser covers the actor's hidden layers (the code's trunk also has its output
+    layer). A terminal step has no continuation (the code uses absorbing states instead)."""
+    import torch.nn.functional as F
+
+    from sbil.deep.training import _SGLD
+
+    demos = _episodes(n_episodes=4, length=50, final=True, terminated=[False, True, False, False])
+    config = LearnerConfig(algo="valuedice", n_updates=5, batch_size=64)
+    assert (config.learning_rate, config.nu_learning_rate, config.gradient_penalty) == (
+        1e-5,
+        1e-3,
+        10.0,
+    )
+    result = train(demos, config, seeds=[3])
+
+    n_actions, gamma, batch = 2, config.discount, 64
+    mean = demos.observations.mean(0, dtype=np.float64).astype(np.float32)
+    std = np.maximum(demos.observations.std(0, dtype=np.float64), 1e-6).astype(np.float32)
+    init = _initial_networks(config, 3, 4, n_actions)
+    actor, nu_net = _sequential(init[0]), _sequential(init[1])
+    nu_optimizer = torch.optim.Adam(nu_net.parameters(), lr=1e-3)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=1e-5)
+
+    def one_hot(actions):
+        return F.one_hot(actions, n_actions).float()
+
+    def expected_nu(states, probs):  # sum_b pi(b|s) nu(s, b)
+        every = [nu_net(torch.cat([states, one_hot(torch.full((batch,), b))], 1)) for b in range(2)]
+        return (probs * torch.cat(every, 1)).sum(1, keepdim=True)
+
+    rows = demos.transition_rows()
+    minibatches, interpolation = seed_generator(3, _MINIBATCH), seed_generator(3, _SGLD)
+    objectives = []
+    for _ in range(5):
+        index = rows[minibatch_indices(minibatches, len(rows), batch).numpy()]
+        expert_states = torch.from_numpy((demos.observations[index] - mean) / std)
+        expert_next_states = torch.from_numpy((demos.next_observations[index] - mean) / std)
+        expert_actions = one_hot(torch.from_numpy(demos.actions[index]))
+        masks = 1 - torch.from_numpy(demos.terminals[index].astype(np.float32))[:, None]
+        alpha = torch.rand(batch, 1, generator=interpolation)
+
+        policy_next = actor(expert_next_states).softmax(1)
+        expert_nu_0 = expert_nu_initial = expected_nu(
+            expert_states, actor(expert_states).softmax(1)
+        )
+        expert_inputs = torch.cat([expert_states, expert_actions], 1)
+        expert_nu = nu_net(expert_inputs)
+        expert_nu_next = masks * expected_nu(expert_next_states, policy_next)
+        zeros = torch.zeros(batch, 1)  # the replay half, weight 0
+        loss = _valuedice_loss_code(expert_nu_0, expert_nu, expert_nu_next, zeros, zeros, gamma)
+
+        expert_next_inputs = torch.cat([expert_next_states, policy_next.detach()], 1)
+        rb_inputs, rb_next_inputs = expert_inputs.roll(1, 0), expert_next_inputs.roll(1, 0)
+        nu_inter = alpha * expert_inputs + (1 - alpha) * rb_inputs
+        nu_next_inter = alpha * expert_next_inputs + (1 - alpha) * rb_next_inputs
+        nu_inter = torch.cat([nu_inter, nu_next_inter], 0).detach().requires_grad_(True)
+        nu_grad = torch.autograd.grad(nu_net(nu_inter).sum(), nu_inter, create_graph=True)[0]
+        nu_grad = nu_grad + np.finfo(np.float32).eps
+        nu_grad_penalty = torch.mean(torch.square(nu_grad.norm(dim=-1, keepdim=True) - 1))
+        nu_loss = loss + nu_grad_penalty * 10.0
+        kernels = [linear.weight.T for linear in actor[::2]][:-1]
+        orthogonal = sum(
+            torch.sum(torch.square((k.T @ k) * (1 - torch.eye(k.shape[1])))) for k in kernels
+        )
+        pi_loss = -loss + 1e-4 * orthogonal
+
+        nu_grads = torch.autograd.grad(nu_loss, [*nu_net.parameters()], retain_graph=True)
+        pi_grads = torch.autograd.grad(pi_loss, [*actor.parameters()])
+        for parameter, gradient in zip(
+            [*nu_net.parameters(), *actor.parameters()], [*nu_grads, *pi_grads], strict=True
+        ):
+            parameter.grad = gradient.contiguous()
+        nu_optimizer.step()
+        actor_optimizer.step()
+        diff = (expert_nu - gamma * expert_nu_next)[:, 0]
+        j = diff.logsumexp(0) - math.log(batch) - (1 - gamma) * expert_nu_initial.mean()
+        objectives.append(j.item())
+
+    np.testing.assert_allclose(result.loss[0], objectives, rtol=0, atol=2e-5)
+    for net, state in ((actor, result.policy_state), (nu_net, result.energy_state)):
+        for layer, linear in enumerate(net[::2]):
+            np.testing.assert_allclose(
+                state[f"weight{layer}"][0], linear.weight.detach().T, rtol=0, atol=1e-6
+            )
+    for layer, linear in enumerate(actor[::2]):
+        np.testing.assert_allclose(
+            result.policy_state[f"bias{layer}"][0, 0], linear.bias.detach(), rtol=0, atol=1e-6
+        )
+    # nu's biases get gradients of ~0 in places (its output bias is not identified but for
+    # terminal steps), where Adam turns last-bit differences into steps of up to nu_lr.
+    gaps = torch.cat(
+        [
+            (result.energy_state[f"bias{layer}"][0, 0] - linear.bias.detach()).abs()
+            for layer, linear in enumerate(nu_net[::2])
+        ]
+    )
+    assert gaps.max() <= 5 * 1e-3 and (gaps > 1e-6).float().mean() < 0.05
 
 
 # --- the rows they train on -----------------------------------------------------------------------
