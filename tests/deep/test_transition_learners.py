@@ -541,9 +541,9 @@ def test_valuedice_updates_match_the_authors_update_under_adam():
     sbil's objective and weights. Offline and discrete, three parts stand in for the code's:
     E_pi nu(s', .) is the exact sum (one-hot inputs per action) instead of a sampled action;
     the replay-buffer points the penalty interpolates towards are the batch rolled by one
-    (``_nu_gradient_penalty``), with pi(.|s') as the next action input; and the orthogonal
-    regulariser covers the actor's hidden layers (the code's trunk also has its output
-    layer). A terminal step has no continuation (the code uses absorbing states instead)."""
+    (``_nu_gradient_penalty``), with pi(.|s') as the next action input. As in the code, nu's
+    output layer has no bias and the orthogonal regulariser covers every layer of the actor.
+    A terminal step has no continuation (the code uses absorbing states instead)."""
     import torch.nn.functional as F
 
     from sbil.deep.training import _SGLD
@@ -562,7 +562,9 @@ def test_valuedice_updates_match_the_authors_update_under_adam():
     std = np.maximum(demos.observations.std(0, dtype=np.float64), 1e-6).astype(np.float32)
     init = _initial_networks(config, 3, 4, n_actions)
     actor, nu_net = _sequential(init[0]), _sequential(init[1])
-    nu_optimizer = torch.optim.Adam(nu_net.parameters(), lr=1e-3)
+    nu_net[-1].bias.requires_grad_(False)  # zero, as the code's use_bias=False
+    nu_parameters = [p for p in nu_net.parameters() if p.requires_grad]
+    nu_optimizer = torch.optim.Adam(nu_parameters, lr=1e-3)
     actor_optimizer = torch.optim.Adam(actor.parameters(), lr=1e-5)
 
     def one_hot(actions):
@@ -602,16 +604,16 @@ def test_valuedice_updates_match_the_authors_update_under_adam():
         nu_grad = nu_grad + np.finfo(np.float32).eps
         nu_grad_penalty = torch.mean(torch.square(nu_grad.norm(dim=-1, keepdim=True) - 1))
         nu_loss = loss + nu_grad_penalty * 10.0
-        kernels = [linear.weight.T for linear in actor[::2]][:-1]
+        kernels = [linear.weight.T for linear in actor[::2]]
         orthogonal = sum(
             torch.sum(torch.square((k.T @ k) * (1 - torch.eye(k.shape[1])))) for k in kernels
         )
         pi_loss = -loss + 1e-4 * orthogonal
 
-        nu_grads = torch.autograd.grad(nu_loss, [*nu_net.parameters()], retain_graph=True)
+        nu_grads = torch.autograd.grad(nu_loss, nu_parameters, retain_graph=True)
         pi_grads = torch.autograd.grad(pi_loss, [*actor.parameters()])
         for parameter, gradient in zip(
-            [*nu_net.parameters(), *actor.parameters()], [*nu_grads, *pi_grads], strict=True
+            [*nu_parameters, *actor.parameters()], [*nu_grads, *pi_grads], strict=True
         ):
             parameter.grad = gradient.contiguous()
         nu_optimizer.step()
@@ -662,6 +664,9 @@ def _initial_networks(config, seed, obs_dim, n_actions):
             hidden_sizes=config.hidden_sizes,
             out_dim=outputs,
         )
+        if config.algo == "valuedice":  # the code's nu has no output bias
+            with torch.no_grad():
+                second.biases[-1].zero_()
     return policy, second
 
 

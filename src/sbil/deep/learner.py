@@ -50,8 +50,8 @@ class Learner:
         obs_std: ``[obs_dim]`` float32 dividing observations (ones unless normalised).
         policy_state: the policy network's weights (a ``K = 1`` :class:`StackedMLP` state).
         energy_state: the second network's weights, else None: decoupled EDM's state model,
-            ValueDICE's ``nu`` (``[A]`` outputs) or AVRIL's reward encoder (2 outputs: mean
-            and log sd of ``R(s)``).
+            ValueDICE's ``nu`` (input: the state and a one-hot action, one output) or AVRIL's
+            reward encoder (2 outputs: mean and log sd of ``R(s)``).
         env_id: the task it was trained for, if known.
     """
 

@@ -186,7 +186,7 @@ def valuedice_objective(
 
 def orthogonal_regularizer(weights: list[torch.Tensor]) -> torch.Tensor:
     """``sum_l ||W_l^T W_l * (1 - I)||^2`` per learner ``[K]`` over ``[K, in, out]`` weights
-    (Brock et al. 2019, eq. 3; ValueDICE applies it to the actor's hidden layers)."""
+    (Brock et al. 2019, eq. 3; ValueDICE applies it to every layer of its actor's trunk)."""
     total = 0.0
     for w in weights:
         gram = torch.bmm(w.transpose(1, 2), w)

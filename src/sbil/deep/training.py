@@ -55,7 +55,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sbil.deep.config import LearnerConfig, LearnerInputError
+from sbil.deep.config import ALGO_DEFAULTS, LearnerConfig, LearnerInputError
 from sbil.deep.data import Demonstrations
 from sbil.deep.learner import Learner, torch_threads
 from sbil.deep.losses import (
@@ -536,10 +536,11 @@ def _deferred_signals(enabled: bool) -> Iterator[threading.Event]:
 
 
 def _divergence_hint(config: LearnerConfig) -> str:
-    if config.learning_rate > 1e-2:
+    published = ALGO_DEFAULTS[config.algo]["learning_rate"]
+    if config.learning_rate > max(1e-2, 10 * published):
         return (
             f"the learning rate {config.learning_rate:g} is likely too large (the published "
-            "setting is 1e-3)"
+            f"setting for {config.algo} is {published:g})"
         )
     if config.uses_sgld:
         return (
@@ -616,7 +617,12 @@ class _Group:
         if self.energy is not None:
             groups.append({"params": [*self.energy.parameters()]})
             if config.algo == "valuedice":
-                groups[1]["lr"] = config.nu_learning_rate
+                # The code's nu has no output bias: it stays zero and is not trained.
+                with torch.no_grad():
+                    self.energy.biases[-1].zero_()
+                self.energy.biases[-1].requires_grad_(False)
+                self._nu_parameters = [p for p in self.energy.parameters() if p.requires_grad]
+                groups[1] = {"params": self._nu_parameters, "lr": config.nu_learning_rate}
         # The fused kernel is the same elementwise Adam as the default, about 3x cheaper per step.
         self.optimizer = torch.optim.Adam(
             groups, lr=config.learning_rate, betas=config.adam_betas, fused=True
@@ -783,17 +789,19 @@ class _Group:
             penalty = self._nu_gradient_penalty(x, a, x_next, logits[:, batch:].detach())
             nu_loss = nu_loss + config.gradient_penalty * penalty
         policy_loss = -terms.objective
-        if config.orthogonal_coef:
+        if config.orthogonal_coef:  # on every layer of the actor, as the code's trunk
             policy_loss = policy_loss + config.orthogonal_coef * orthogonal_regularizer(
-                self.policy.weights[:-1]
+                self.policy.weights
             )
         if config.l2_coef or config.entropy_coef:
             policy_loss = policy_loss + policy_regularizer(logits[:, :batch], self.policy, config)
-        nu_params, policy_params = [*self.energy.parameters()], [*self.policy.parameters()]
-        nu_grads = torch.autograd.grad(nu_loss.sum(), nu_params, retain_graph=True)
-        policy_grads = torch.autograd.grad(policy_loss.sum(), policy_params)
-        for p, g in zip([*nu_params, *policy_params], [*nu_grads, *policy_grads], strict=True):
-            p.grad = g
+        # nu descends nu_loss, the policy descends policy_loss: each gradient goes to its own
+        # parameters only. backward(inputs=...) lays each gradient out like its parameter (the
+        # double backward of the penalty returns transposed layouts, which a fused Adam would
+        # apply element-for-element to the wrong weights if assigned to .grad as they are).
+        self.optimizer.zero_grad(set_to_none=True)
+        nu_loss.sum().backward(inputs=self._nu_parameters, retain_graph=True)
+        policy_loss.sum().backward(inputs=[*self.policy.parameters()])
         self.optimizer.step()
         ce = cross_entropy(logits[:, :batch].detach(), a)
         return torch.stack([terms.objective, ce, torch.full_like(ce, float("nan"))]).detach()
