@@ -826,57 +826,58 @@ class _Group:
         (grads,) = torch.autograd.grad(self.energy(points).sum(), points, create_graph=True)
         return gradient_penalty(grads)
 
-    def _rcal_step(self, index: torch.Tensor) -> torch.Tensor:
-        x, a, x_next, _, done = self._transitions(index)
+    def _q_step(self, index: torch.Tensor, loss_of) -> torch.Tensor:
+        """One update of a learner whose policy network is a ``Q`` (RCAL, IQ-Learn, AVRIL):
+        ``Q`` on ``[s; s']`` in one forward, ``loss_of(q, q_next, a, a_next, done, x)`` returns
+        the loss's terms (with ``.loss``), descended with the optional regulariser."""
+        x, a, x_next, a_next, done = self._transitions(index)
         q = self.policy(torch.cat([x, x_next], dim=1))
-        q_data = q[:, : self.batch]
-        terms = rcal_loss(
-            q_data,
-            a,
-            q[:, self.batch :],
-            done,
-            discount=self.config.discount,
-            reward_l1_coef=self.config.reward_l1_coef,
-        )
-        self._descend(terms.loss, q_data)
-        ce = cross_entropy(q_data.detach(), a)
+        q_data, q_next = q[:, : self.batch], q[:, self.batch :]
+        terms = loss_of(q_data, q_next, a, a_next, done, x)
+        logits = q_data / self.config.policy_temperature
+        self._descend(terms.loss, logits)
+        ce = cross_entropy(logits.detach(), a)
         return torch.stack([terms.loss, ce, torch.full_like(ce, float("nan"))]).detach()
+
+    def _rcal_step(self, index: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        return self._q_step(
+            index,
+            lambda q, q_next, a, a_next, done, x: rcal_loss(
+                q, a, q_next, done, discount=config.discount, reward_l1_coef=config.reward_l1_coef
+            ),
+        )
 
     def _iqlearn_step(self, index: torch.Tensor) -> torch.Tensor:
         config = self.config
-        x, a, x_next, _, done = self._transitions(index)
-        q = self.policy(torch.cat([x, x_next], dim=1))
-        q_data = q[:, : self.batch]
-        terms = iqlearn_loss(
-            q_data,
-            a,
-            q[:, self.batch :],
-            done,
-            discount=config.discount,
-            temperature=config.soft_q_temperature,
-            chi2_alpha=config.chi2_alpha,
+        return self._q_step(
+            index,
+            lambda q, q_next, a, a_next, done, x: iqlearn_loss(
+                q,
+                a,
+                q_next,
+                done,
+                discount=config.discount,
+                temperature=config.soft_q_temperature,
+                chi2_alpha=config.chi2_alpha,
+            ),
         )
-        self._descend(terms.loss, q_data / config.soft_q_temperature)
-        ce = cross_entropy(q_data.detach() / config.soft_q_temperature, a)
-        return torch.stack([terms.loss, ce, torch.full_like(ce, float("nan"))]).detach()
 
     def _avril_step(self, index: torch.Tensor) -> torch.Tensor:
-        x, a, x_next, a_next, done = self._transitions(index)
-        q = self.policy(torch.cat([x, x_next], dim=1))
-        q_data = q[:, : self.batch]
-        terms = avril_loss(
-            q_data,
-            a,
-            q[:, self.batch :],
-            a_next,
-            self.energy(x),
-            done,
-            discount=self.config.discount,
-            td_likelihood_weight=self.config.td_likelihood_weight,
+        config = self.config
+        return self._q_step(
+            index,
+            lambda q, q_next, a, a_next, done, x: avril_loss(
+                q,
+                a,
+                q_next,
+                a_next,
+                self.energy(x),  # the reward encoder's (mean, log sd) of R(s)
+                done,
+                discount=config.discount,
+                td_likelihood_weight=config.td_likelihood_weight,
+            ),
         )
-        self._descend(terms.loss, q_data)
-        ce = terms.cross_entropy
-        return torch.stack([terms.loss, ce, torch.full_like(ce, float("nan"))]).detach()
 
     # --- the loop, checkpoints and divergence -------------------------------------------------
 
