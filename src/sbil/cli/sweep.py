@@ -52,7 +52,13 @@ def sweep_command(
         typer.Option(help="Sweep folder (default sweeps/<preset>); the same folder resumes."),
     ] = None,
     envs: Annotated[str | None, typer.Option(help="Override: tasks, comma-separated.")] = None,
-    algos: Annotated[str | None, typer.Option(help="Override: bc,edm,edm-decoupled.")] = None,
+    algos: Annotated[
+        str | None,
+        typer.Option(
+            help="Override, comma-separated: bc, edm, edm-decoupled, valuedice, rcal, iqlearn, "
+            "avril."
+        ),
+    ] = None,
     ks: Annotated[str | None, typer.Option(help="Override: trajectories, e.g. 1,3,7.")] = None,
     seeds: Annotated[str | None, typer.Option(help="Override: seeds, e.g. 0-9.")] = None,
     updates: Annotated[int | None, typer.Option(help="Override: Adam updates.")] = None,
