@@ -818,3 +818,39 @@ def test_help_states_the_every_nth_step_deviation(app):
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "deviates from the EDM reference, which keeps every 20th" in text
+
+
+@pytest.mark.parametrize(
+    ("algo", "extra", "pairs", "recorded"),
+    [
+        ("valuedice", ["--nu-lr", "0.002"], 1000, {"nu_learning_rate": 0.002, "batch_size": 256}),
+        ("rcal", ["--reward-l1", "0.5"], 1000, {"reward_l1_coef": 0.5, "learning_rate": 0.001}),
+        ("iqlearn", ["--temperature", "0.1"], 1000, {"soft_q_temperature": 0.1}),
+        # the recorded CartPole episodes end by a time limit: AVRIL drops their last steps
+        ("avril", ["--td-weight", "2", "--discount", "1"], 998, {"td_likelihood_weight": 2.0}),
+    ],
+)
+def test_train_each_transition_learner_from_the_command_line(
+    app, minari_root, tmp_path, algo, extra, pairs, recorded
+):
+    out = tmp_path / algo
+    args = ["train", "--dataset", DATASET, "--root", str(minari_root), "--algo", algo]
+    args += ["--seeds", "0,1", "--episodes", "2", "--updates", "20", *extra]
+    result = runner.invoke(app, [*args, "--no-progress", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"Trained 2 {algo} learner(s) on {pairs} pairs from 2 trajectories" in result.stdout
+    learner = _read(out / "config.json")["spec"]["learner"]
+    assert learner["algo"] == algo and learner["n_updates"] == 20
+    assert recorded.items() <= learner.items()
+    assert "sgld_steps" in learner  # the shared fields stay; other learners' fields do not
+    assert ("nu_learning_rate" in learner) == (algo == "valuedice")
+    assert ("chi2_alpha" in learner) == (algo == "iqlearn")
+    evaluated = runner.invoke(app, ["evaluate", str(out), "--episodes", "2"])
+    assert evaluated.exit_code == 0, evaluated.output
+
+
+def test_an_option_of_another_learner_is_a_usage_error(app, minari_root, tmp_path):
+    args = ["train", "--dataset", DATASET, "--root", str(minari_root), "--algo", "bc"]
+    result = runner.invoke(app, [*args, "--chi2-alpha", "1", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert "--chi2-alpha applies to iqlearn only" in result.output
