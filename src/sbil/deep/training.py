@@ -575,20 +575,19 @@ class _Group:
                 following.append(np.nan_to_num((d.next_observations[r] - mean) / std, nan=0.0))
         self.mean, self.std = np.stack(means), np.stack(stds)
         self.data_obs = torch.from_numpy(np.concatenate(observations)).to(device)
-        self.data_act = torch.from_numpy(
-            np.concatenate([d.actions[r] for d, r in zip(demos, rows, strict=True)])
-        ).to(device)
+
+        def gather(field: str) -> torch.Tensor:
+            """One field's training rows of every learner, concatenated, on the device."""
+            values = np.concatenate(
+                [getattr(d, field)[r] for d, r in zip(demos, rows, strict=True)]
+            )
+            return torch.from_numpy(values).to(device)
+
+        self.data_act = gather("actions")
         if config.uses_transitions:
             self.data_next_obs = torch.from_numpy(np.concatenate(following)).to(device)
-            next_actions = np.concatenate(
-                [d.next_actions[r] for d, r in zip(demos, rows, strict=True)]
-            )
-            self.data_next_act = torch.from_numpy(np.maximum(next_actions, 0)).to(device)
-            self.data_done = torch.from_numpy(
-                np.concatenate([d.terminals[r] for d, r in zip(demos, rows, strict=True)]).astype(
-                    np.float32
-                )
-            ).to(device)
+            self.data_next_act = gather("next_actions").clamp(min=0)  # -1 only where unused
+            self.data_done = gather("terminals").to(torch.float32)
         self.fingerprint = self._fingerprint(demos, init_policy_state)
 
         def networks(stream: int, in_dim: int, out_dim: int) -> StackedMLP:
