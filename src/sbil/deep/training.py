@@ -406,9 +406,10 @@ def train(
         init_policy_state = _check_init_state(init_policy_state, obs_dim, config, n_actions)
 
     # Learners with equal minibatch sizes share one stack; others train as separate stacks.
+    rows = [_training_rows(d, config) for d in demos]
     groups: dict[int, list[int]] = {}
-    for index, d in enumerate(demos):
-        groups.setdefault(min(config.batch_size, len(_training_rows(d, config))), []).append(index)
+    for index, r in enumerate(rows):
+        groups.setdefault(min(config.batch_size, len(r)), []).append(index)
     state_root = None if state_dir is None else Path(state_dir)
     parts = []
     with torch_threads(num_threads), _deferred_signals(state_root is not None) as stop:
@@ -417,6 +418,7 @@ def train(
                 config=config,
                 seeds=tuple(seeds[i] for i in members),
                 demos=[demos[i] for i in members],
+                rows=[rows[i] for i in members],
                 n_actions=n_actions,
                 device=dev,
                 init_policy_state=init_policy_state,
@@ -553,9 +555,8 @@ def _divergence_hint(config: LearnerConfig) -> str:
 class _Group:
     """One stack of learners with equal minibatch size: its state and its update."""
 
-    def __init__(self, *, config, seeds, demos, n_actions, device, init_policy_state):
+    def __init__(self, *, config, seeds, demos, rows, n_actions, device, init_policy_state):
         self.config, self.seeds, self.n_actions, self.device = config, seeds, n_actions, device
-        rows = [_training_rows(d, config) for d in demos]
         self.batch = min(config.batch_size, len(rows[0]))
         self.obs_dim = demos[0].obs_dim
         self.n_pairs = np.array([len(r) for r in rows], dtype=np.int64)
