@@ -107,3 +107,44 @@ def test_an_interrupt_while_loading_a_command_is_130_with_one_line(monkeypatch, 
         sbil.cli.main()
     assert exit.value.code == 130
     assert capsys.readouterr().err.strip() == "Interrupted (Ctrl-C)."
+
+
+@pytest.mark.parametrize(
+    ("argv", "message", "command"),
+    [
+        (["bogus"], "No such command 'bogus'.", "sbil"),
+        (["consistency", "--workers", "many"], "Invalid value for '--workers'", "sbil consistency"),
+        (["consistency", "--wrkers", "2"], "No such option: --wrkers", "sbil consistency"),
+        (["sweep", "report"], "Missing argument", "sbil sweep report"),
+        (["sweep", "--workers", "x"], "Invalid value for '--workers'", "sbil sweep"),
+        (["evaluate", "a", "--episodes", "1e9"], "Invalid value for '--episodes'", "sbil evaluate"),
+        (["expert", "list", "--bad"], "No such option: --bad", "sbil expert list"),
+        (["train", "--out"], "Option '--out' requires an argument", "sbil train"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_status_2(argv, message, command):
+    _register()
+    result = runner.invoke(app, argv, env={"COLUMNS": "80"})
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"Error: {message}"), lines[0]
+    assert lines[0].endswith(f" Try '{command} --help' for help."), lines[0]
+
+
+def test_help_and_no_arguments_still_show_the_help():
+    _register()
+    for argv in ([], ["--help"], ["sweep", "report", "--help"]):
+        result = runner.invoke(app, argv, env={"COLUMNS": "100"})
+        assert result.exit_code == (2 if not argv else 0), (argv, result.output)
+        assert "Usage:" in result.output and "Error" not in result.output
+
+
+def test_the_console_script_prints_a_usage_error_in_one_line():
+    code = "import sys; sys.argv = ['sbil', 'consistency', '--workers', 'x']; "
+    code += "from sbil.cli import main; main()"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 2 and not out.stdout
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("Error: Invalid value for '--workers': ")
+    assert line.endswith(" Try 'sbil consistency --help' for help.")

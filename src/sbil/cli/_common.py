@@ -293,18 +293,69 @@ def _hide_flag_types(params: list[Any]) -> list[Any]:
     return params
 
 
+# The click exception typer reports for a bad command line (typer >= 0.20 ships its own copy
+# of click, older typer uses click's): found from typer's public BadParameter, so either works.
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+@contextlib.contextmanager
+def _click_errors_in_one_line(command_path: str | None = None) -> Iterator[None]:
+    """Print typer's own usage errors (an unknown option, a missing argument, a value that is
+    not an integer) as one line like every other sbil error, instead of rich's five-line box,
+    and exit with their status (2 for usage errors). ``command_path`` names the command for
+    the help hint when the error carries no context (e.g. an option missing its value)."""
+    try:
+        yield
+    except _ClickException as error:
+        if type(error).__name__ == "NoArgsIsHelpError":
+            raise  # `sbil` alone: the help was printed already, typer exits with 2
+        message = " ".join(error.format_message().split())  # one line whatever click wrote
+        if message and message[-1] not in ".?!":
+            message += "."
+        ctx = getattr(error, "ctx", None)
+        path = ctx.command_path if ctx is not None else command_path
+        if path:
+            message += f" Try '{path} --help' for help."
+        print_error(message)
+        raise typer.Exit(code=error.exit_code) from None
+
+
+def _command_path(info_name: str | None, parent: Any) -> str | None:
+    if parent is None:
+        return info_name
+    return f"{parent.command_path} {info_name}" if info_name else parent.command_path
+
+
 class Command(typer.core.TyperCommand):
-    """A typer command whose help shows no value type for flags."""
+    """A typer command whose help shows no value type for flags and whose usage errors are
+    one line (:func:`_click_errors_in_one_line`)."""
 
     def get_params(self, ctx: Any) -> list[Any]:
         return _hide_flag_types(super().get_params(ctx))
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:
+        with _click_errors_in_one_line(_command_path(info_name, parent)):
+            return super().make_context(info_name, args, parent=parent, **extra)
 
 
 class Group(typer.core.TyperGroup):
-    """A typer command group whose help shows no value type for flags."""
+    """A typer command group whose help shows no value type for flags and whose usage errors,
+    its sub-commands' included, are one line (:func:`_click_errors_in_one_line`)."""
 
     def get_params(self, ctx: Any) -> list[Any]:
         return _hide_flag_types(super().get_params(ctx))
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:
+        with _click_errors_in_one_line(_command_path(info_name, parent)):
+            return super().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _click_errors_in_one_line(ctx.command_path):  # resolving the sub-command
+            return super().invoke(ctx)
 
 
 def use_plain_flag_help(app: typer.Typer) -> None:
