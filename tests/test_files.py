@@ -259,3 +259,64 @@ def test_a_lock_held_by_another_process_and_freed_by_its_death(tmp_path):
     with files.lock(target):
         pass
     assert not files.lock_path(target).exists()
+
+
+def _holder_that_dies_leaving_its_lock_to_a_child(target: Path) -> int:
+    """Take the lock in a process that forks (the child inherits the descriptor, and with it
+    the flock, as a fork of a worker or a vector env would) and then dies; return the child's
+    pid. The lock file names the dead process."""
+    code = (
+        "import os, sys, time; from sbil import files; "
+        f"l = files.lock({str(target)!r}); l.__enter__(); "
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    null = os.open(os.devnull, os.O_RDWR)\n"
+        "    for fd in (0, 1, 2): os.dup2(null, fd)\n"
+        "    time.sleep(60); os._exit(0)\n"
+        "print(child, flush=True); os._exit(0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.split()[0])
+
+
+def test_a_lock_whose_holder_died_is_taken_over_from_a_child_that_inherited_it(tmp_path):
+    target = tmp_path / "ds"
+    child = _holder_that_dies_leaving_its_lock_to_a_child(target)
+    try:
+        dead = files.lock_path(target).read_text().split()[0]
+        assert not files._pid_alive(int(dead))
+        with files.lock(target):  # the flock is still held (by the child), its holder is dead
+            assert files.lock_path(target).read_text().split()[0] == str(os.getpid())
+            with pytest.raises(files.LockHeldError, match=f"process {os.getpid()} on"):
+                with files.lock(target):  # and the new holder excludes others again
+                    pass
+    finally:
+        os.kill(child, 9)
+    assert not files.lock_path(target).exists()
+
+
+def test_lock_waits_for_a_live_holder_when_asked(tmp_path):
+    import time
+
+    target = tmp_path / "ds"
+    code = (
+        "import sys, time; from sbil import files; "
+        f"l = files.lock({str(target)!r}); l.__enter__(); print('held', flush=True); "
+        "time.sleep(1.5); l.__exit__(None, None, None)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(files.LockHeldError):  # no wait: refused at once
+            with files.lock(target):
+                pass
+        with pytest.raises(files.LockHeldError, match="in use by process"):
+            with files.lock(target, wait=0.3):  # waits, but not long enough
+                pass
+        started = time.monotonic()
+        with files.lock(target, wait=30):
+            assert time.monotonic() - started < 20  # taken when the holder let it go
+    finally:
+        holder.kill()
+        holder.wait()

@@ -25,6 +25,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -350,16 +351,25 @@ def lock_path(target: str | os.PathLike[str]) -> Path:
 
 
 @contextlib.contextmanager
-def lock(target: str | os.PathLike[str]) -> Iterator[None]:
+def lock(target: str | os.PathLike[str], *, wait: float = 0.0) -> Iterator[None]:
     """Hold an exclusive lock on ``target`` (a path, existing or not) for the ``with`` block.
 
-    The lock is an ``flock`` on a hidden sibling file (:func:`lock_path`), removed on release;
-    the kernel releases it when the holder dies, even by SIGKILL, so a lock is never stale.
-    Where ``flock`` is unavailable (Windows, some network file systems) the block runs unlocked.
+    The lock is an ``flock`` on a hidden sibling file (:func:`lock_path`) that names its holder
+    (``<pid> <host>``), removed on release; the kernel releases it when the holder dies, even
+    by SIGKILL, so a lock is never stale. One exception: a process that the holder forked
+    keeps the descriptor, and the flock with it, after the holder died. A lock whose named
+    holder is a dead process of this host is therefore taken over (its file is replaced by a
+    new one), never one whose holder runs. Where ``flock`` is unavailable (Windows, some
+    network file systems) the block runs unlocked.
+
+    Args:
+        target: the path to lock.
+        wait: seconds to wait for a live holder to let go (0: refuse at once).
 
     Raises:
-        LockHeldError: another process (or another ``lock`` in this one) holds it; the
-            message names the holder's process id when known. It does not wait.
+        LockHeldError: another process (or another ``lock`` in this one) holds it, and did not
+            let go within ``wait`` seconds; the message names the holder's process id when
+            known.
     """
     try:
         import fcntl
@@ -368,6 +378,7 @@ def lock(target: str | os.PathLike[str]) -> Iterator[None]:
         return
     path = lock_path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait
     fd = None
     while fd is None:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -375,11 +386,21 @@ def lock(target: str | os.PathLike[str]) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_holder(fd)
+            orphaned = _held_by_dead_process(fd)
+            if orphaned:
+                _unlink_if_same(path, fd)  # the next open makes a new, free lock file
             os.close(fd)
-            raise LockHeldError(
-                f"{target} is in use by {holder}; wait for it to finish, or write somewhere else.",
-                holder,
-            ) from None
+            fd = None
+            if orphaned:
+                continue
+            if time.monotonic() >= deadline:
+                raise LockHeldError(
+                    f"{target} is in use by {holder}; wait for it to finish, or write "
+                    "somewhere else.",
+                    holder,
+                ) from None
+            time.sleep(min(0.2, max(deadline - time.monotonic(), 0.0)))
+            continue
         except OSError as error:
             os.close(fd)
             if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
@@ -387,13 +408,7 @@ def lock(target: str | os.PathLike[str]) -> Iterator[None]:
             fd = -1  # no flock on this file system: run unlocked
             break
         # The previous holder may have removed the file between our open and our flock.
-        try:
-            current = os.stat(path)
-            opened = os.fstat(fd)
-            same = (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino)
-        except FileNotFoundError:
-            same = False
-        if not same:
+        if not _is_current(path, fd):
             os.close(fd)
             fd = None
     if fd < 0:
@@ -407,6 +422,32 @@ def lock(target: str | os.PathLike[str]) -> Iterator[None]:
         with contextlib.suppress(OSError):
             os.unlink(path)  # while still holding it: see the inode check above
         os.close(fd)
+
+
+def _is_current(path: Path, fd: int) -> bool:
+    """Whether ``fd`` is the file now at ``path`` (not one removed or replaced since)."""
+    try:
+        current, opened = os.stat(path), os.fstat(fd)
+    except FileNotFoundError:
+        return False
+    return (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _held_by_dead_process(fd: int) -> bool:
+    """Whether the lock file ``fd`` names a process of this host that no longer runs."""
+    try:
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
+    except OSError:
+        return False
+    if len(text) < 2 or not text[0].isdigit() or text[1] != _host():
+        return False
+    return int(text[0]) != os.getpid() and not _pid_alive(int(text[0]))
+
+
+def _unlink_if_same(path: Path, fd: int) -> None:
+    if _is_current(path, fd):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _read_holder(fd: int) -> str:
