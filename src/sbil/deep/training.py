@@ -17,10 +17,15 @@ of a batched run follows the single run with that seed. Learners may train on di
 demonstrations (one :class:`~sbil.deep.data.Demonstrations` per seed, e.g. sliding windows of
 trajectories); learners whose minibatch size differs train as separate stacks.
 
+Each update records every term of the learner's loss by the name its loss dataclass gives it
+(:attr:`TrainResult.curves`, ``{name: [K, n_updates]}``), and ``on_terms`` receives them as
+training goes (e.g. for TensorBoard).
+
 With ``state_dir``, the loop writes its whole state (weights, Adam's moments, SGLD buffers,
-every generator's state, the loss history) atomically every ``checkpoint_every`` updates and
-when SIGINT/SIGTERM arrives; calling :func:`train` again with the same arguments continues from
-the last checkpoint and ends with weights equal, bit for bit, to an uninterrupted run's.
+every generator's state, the history of every term) atomically every ``checkpoint_every``
+updates and when SIGINT/SIGTERM arrives; calling :func:`train` again with the same arguments
+continues from the last checkpoint and ends with weights and curves equal, bit for bit, to an
+uninterrupted run's.
 
 A non-finite loss stops training with :class:`TrainingDiverged`, naming the update, the seed and
 the likely cause (``stop_on_divergence=False`` instead trains the other learners to the end and
@@ -40,6 +45,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import itertools
@@ -47,7 +53,7 @@ import json
 import os
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,8 +87,21 @@ from sbil.files import write_bytes_atomic
 from sbil.progress import ProgressCallback
 from sbil.seeds import MAX_SEED
 
-#: Version of the mid-training state file; a different version is never resumed.
-STATE_FORMAT = 1
+#: Version of the mid-training state file; a different version is never resumed (2: the
+#: history holds every named term, not loss, cross-entropy and rho).
+STATE_FORMAT = 2
+
+
+def loss_term(algo: str) -> str:
+    """The name of the term a learner minimises (its :attr:`TrainResult.loss`): ``objective``
+    for ValueDICE (nu descends it, the policy ascends it), ``loss`` for the others."""
+    return "objective" if algo == "valuedice" else "loss"
+
+
+#: Called as ``on_terms(seeds, start, terms)`` with the terms of updates ``start + 1 ..
+#: start + n`` of the learners ``seeds`` (one stack of the run): ``{name: [len(seeds), n]}``
+#: float32. After a resume the first call starts again at update 0 (``start = 0``).
+TermsCallback = Callable[[tuple[int, ...], int, dict[str, np.ndarray]], None]
 
 
 class TrainingDiverged(RuntimeError):
@@ -112,10 +131,18 @@ class TrainResult:
         policy_state: stacked ``[K, ...]`` policy weights.
         energy_state: stacked weights of the second network (decoupled EDM's state model,
             ValueDICE's ``nu``, AVRIL's reward encoder), else None.
-        loss: ``[K, n_updates]`` float32 training loss of each update (ValueDICE: its
-            objective ``J``).
-        cross_entropy: ``[K, n_updates]`` the policy's cross-entropy on the minibatch.
-        rho: ``[K, n_updates]`` EDM's ``rho`` (NaN for the other learners).
+        curves: ``{term: [K, n_updates]}`` float32, every term of every update by its name:
+            the fields of the learner's loss dataclass (:mod:`sbil.deep.losses`) and the
+            policy's ``cross_entropy`` on the minibatch. BC: loss, cross_entropy; EDM and
+            decoupled EDM: loss, cross_entropy, rho; ValueDICE: objective, log_ratio_term,
+            initial_term, nu_gradient_penalty, orthogonal_regularizer, cross_entropy; RCAL:
+            loss, margin, reward_l1, cross_entropy; IQ-Learn: loss, reward_term, value_term,
+            chi2_term, cross_entropy; AVRIL: loss, cross_entropy, kl, td_nll. With
+            ``l2_coef`` or ``entropy_coef`` also ``policy_regularizer`` (weighted, as added to
+            the loss); ValueDICE's two are unweighted and recorded only when their weight is
+            not 0. ``loss`` is what Adam minimises: for BC and EDM with the policy
+            regulariser, for RCAL, IQ-Learn and AVRIL without it (their loss dataclass's).
+            :attr:`loss`, :attr:`cross_entropy` and :attr:`rho` read these curves.
         env_id: the task, if given.
         diverged: ``{seed: (update, value)}`` for learners whose loss stopped being finite
             (only with ``stop_on_divergence=False``); their learners cannot be built.
@@ -132,9 +159,7 @@ class TrainResult:
     n_pairs: tuple[int, ...]
     policy_state: dict[str, torch.Tensor]
     energy_state: dict[str, torch.Tensor] | None
-    loss: np.ndarray
-    cross_entropy: np.ndarray
-    rho: np.ndarray
+    curves: dict[str, np.ndarray]
     env_id: str | None = None
     diverged: dict[int, tuple[int, float]] = field(default_factory=dict)
     snapshots: tuple[tuple[int, dict[str, torch.Tensor]], ...] = ()
@@ -165,6 +190,29 @@ class TrainResult:
     def learners(self) -> list[Learner]:
         """All ``K`` learners, in seed order."""
         return [self.learner(i) for i in range(len(self.seeds))]
+
+    @property
+    def loss_term(self) -> str:
+        """The name of the curve that :attr:`loss` is (:func:`loss_term`)."""
+        return loss_term(self.config.algo)
+
+    @property
+    def loss(self) -> np.ndarray:
+        """``[K, n_updates]`` float32 training loss of each update (ValueDICE: its objective
+        ``J``)."""
+        return self.curves[self.loss_term]
+
+    @property
+    def cross_entropy(self) -> np.ndarray:
+        """``[K, n_updates]`` the policy's cross-entropy on the minibatch."""
+        return self.curves["cross_entropy"]
+
+    @property
+    def rho(self) -> np.ndarray:
+        """``[K, n_updates]`` EDM's ``rho`` (NaN for the learners that have none)."""
+        if "rho" in self.curves:
+            return self.curves["rho"]
+        return np.full_like(self.curves["cross_entropy"], np.nan)
 
 
 def slice_state(state: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
@@ -350,6 +398,7 @@ def train(
     stop_on_divergence: bool = True,
     init_policy_state: dict[str, torch.Tensor] | None = None,
     snapshot_every: int | None = None,
+    on_terms: TermsCallback | None = None,
 ) -> TrainResult:
     """Train ``len(seeds)`` independent learners as one stacked model (see the module doc).
 
@@ -373,6 +422,8 @@ def train(
             learner starts from instead of its seeded random initialisation.
         snapshot_every: keep the stacked policy weights after every this many updates in
             :attr:`TrainResult.snapshots`.
+        on_terms: receives every update's terms as training goes, as often as ``progress``
+            (:data:`TermsCallback`); it never changes what is trained.
 
     Raises:
         LearnerInputError: for bad data, seeds, options or device, or a run too large for memory.
@@ -432,6 +483,7 @@ def train(
                 stop_on_divergence,
                 snapshot_every,
                 stack_progress,
+                on_terms,
             )
             parts.append((members, result))
     return _merge(parts, config, seeds, obs_dim, n_actions, env_id)
@@ -486,7 +538,10 @@ def _merge(parts, config, seeds, obs_dim, n_actions, env_id) -> TrainResult:
             return None
         return {name: cat([p[key][name] for _, p in parts]) for name in parts[0][1][key]}
 
-    curves = np.concatenate([p["curves"] for _, p in parts], axis=1)[:, inverse]
+    curves = {
+        name: np.concatenate([p["curves"][name] for _, p in parts])[inverse]
+        for name in parts[0][1]["curves"]
+    }
     snapshots = ()
     if parts[0][1]["snapshots"]:
         snapshots = tuple(
@@ -506,9 +561,7 @@ def _merge(parts, config, seeds, obs_dim, n_actions, env_id) -> TrainResult:
         n_pairs=tuple(int(n) for n in np.concatenate([p["n_pairs"] for _, p in parts])[inverse]),
         policy_state=stacked("policy"),
         energy_state=stacked("energy"),
-        loss=curves[0],
-        cross_entropy=curves[1],
-        rho=curves[2],
+        curves=curves,
         env_id=env_id,
         diverged={s: diverged[s] for s in seeds if s in diverged},
         snapshots=snapshots,
@@ -637,7 +690,9 @@ class _Group:
                 self.buffer[k] = uniform_buffer(g, config.sgld_buffer_size, self.obs_dim)
             self.buffer = self.buffer.to(device)
         self.update = 0
-        self.history: list[torch.Tensor] = []
+        self.history: list[torch.Tensor] = []  # [n_terms, K] per update
+        self.term_names: tuple[str, ...] | None = None  # set by the first update or the state
+        self.delivered = 0  # updates handed to on_terms by this process
         self.diverged: dict[int, tuple[int, float]] = {}
         self.snapshots: list[tuple[int, dict[str, torch.Tensor]]] = []
 
@@ -661,12 +716,11 @@ class _Group:
 
     # --- one update: the algorithm ----------------------------------------------------------
 
-    def step(self) -> torch.Tensor:
-        """One Adam update of every learner; returns ``[3, K]`` (loss, cross-entropy, rho).
-
-        ``rho`` is EDM's state term, NaN for the other learners; for ValueDICE ``loss`` is its
-        objective ``J`` and for RCAL, IQ-Learn and AVRIL the loss each minimises; the
-        cross-entropy is always the policy's ``mean -log pi(a|s)`` on the minibatch.
+    def step(self) -> dict[str, torch.Tensor]:
+        """One Adam update of every learner; returns its terms ``{name: [K]}`` (detached), in
+        the order of :data:`LOSS_TERMS`: the loss dataclass's fields by name, the optional
+        regularisers, and always the policy's cross-entropy ``mean -log pi(a|s)`` on the
+        minibatch.
         """
         index = torch.stack(
             [
@@ -685,7 +739,7 @@ class _Group:
             return step(index)
         return self._bc_edm_step(index)
 
-    def _bc_edm_step(self, index: torch.Tensor) -> torch.Tensor:
+    def _bc_edm_step(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         config, batch, dev = self.config, self.batch, self.device
         x, a = self.data_obs[index], self.data_act[index]  # [K, B, d], [K, B]
 
@@ -728,19 +782,22 @@ class _Group:
                 state_logits = self.energy(torch.cat([x, samples], dim=1))
                 state_logits_data = state_logits[:, :batch]
                 sample_logits = state_logits[:, batch:]
-            terms = edm_loss(policy_logits, a, state_logits_data, sample_logits)
-            loss, ce, rho = terms.loss, terms.cross_entropy, terms.rho
+            losses = edm_loss(policy_logits, a, state_logits_data, sample_logits)
+            terms, loss = _named_terms(losses), losses.loss
         else:
             policy_logits = self.policy(x)
-            loss = ce = cross_entropy(policy_logits, a)
-            rho = torch.full_like(loss, float("nan"))
+            loss = cross_entropy(policy_logits, a)
+            terms = {"loss": loss.detach(), "cross_entropy": loss.detach()}
         if config.l2_coef or config.entropy_coef:
-            loss = loss + policy_regularizer(policy_logits, self.policy, config)
+            regularizer = policy_regularizer(policy_logits, self.policy, config)
+            loss = loss + regularizer
+            terms["policy_regularizer"] = regularizer.detach()
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()  # learner k's parameters get the gradient of loss[k] only
         self.optimizer.step()
-        return torch.stack([loss, ce, rho]).detach()
+        terms["loss"] = loss.detach()  # what Adam minimised, the regulariser included
+        return terms
 
     def _transitions(self, index: torch.Tensor):
         """``(s, a, s', a', done)`` of the minibatch: ``[K, B, d]``, ``[K, B]``, ``[K, B, d]``,
@@ -753,12 +810,17 @@ class _Group:
             self.data_done[index],
         )
 
-    def _descend(self, loss: torch.Tensor, policy_logits: torch.Tensor) -> None:
+    def _descend(self, loss: torch.Tensor, policy_logits: torch.Tensor) -> torch.Tensor | None:
+        """One Adam step on ``loss`` plus the optional policy regulariser; returns that
+        regulariser ``[K]`` (detached), or None when it is off."""
+        regularizer = None
         if self.config.l2_coef or self.config.entropy_coef:
-            loss = loss + policy_regularizer(policy_logits, self.policy, self.config)
+            regularizer = policy_regularizer(policy_logits, self.policy, self.config)
+            loss = loss + regularizer
         self.optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()  # learner k's parameters get the gradient of loss[k] only
         self.optimizer.step()
+        return None if regularizer is None else regularizer.detach()
 
     def _nu(self, states: torch.Tensor) -> torch.Tensor:
         """ValueDICE's ``nu(s, a)`` for every action: ``[K, N, d]`` -> ``[K, N, A]``."""
@@ -768,13 +830,13 @@ class _Group:
         inputs = torch.cat([states.unsqueeze(2).expand(k, n, a, self.obs_dim), onehot], dim=-1)
         return self.energy(inputs.reshape(k, n * a, -1)).view(k, n, a)
 
-    def _valuedice_step(self, index: torch.Tensor) -> torch.Tensor:
+    def _valuedice_step(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         config, batch = self.config, self.batch
         x, a, x_next, _, done = self._transitions(index)
         both = torch.cat([x, x_next], dim=1)
         logits, nu = self.policy(both), self._nu(both)
         # The initial states s0 are the expert states of the batch, as in the authors' code.
-        terms = valuedice_objective(
+        losses = valuedice_objective(
             nu[:, :batch],
             a,
             nu[:, batch:],
@@ -784,17 +846,21 @@ class _Group:
             done,
             discount=config.discount,
         )
-        nu_loss = terms.objective
+        terms = _named_terms(losses)
+        nu_loss = losses.objective
         if config.gradient_penalty:
             penalty = self._nu_gradient_penalty(x, a, x_next, logits[:, batch:].detach())
             nu_loss = nu_loss + config.gradient_penalty * penalty
-        policy_loss = -terms.objective
+            terms["nu_gradient_penalty"] = penalty.detach()
+        policy_loss = -losses.objective
         if config.orthogonal_coef:  # on every layer of the actor, as the code's trunk
-            policy_loss = policy_loss + config.orthogonal_coef * orthogonal_regularizer(
-                self.policy.weights
-            )
+            orthogonal = orthogonal_regularizer(self.policy.weights)
+            policy_loss = policy_loss + config.orthogonal_coef * orthogonal
+            terms["orthogonal_regularizer"] = orthogonal.detach()
         if config.l2_coef or config.entropy_coef:
-            policy_loss = policy_loss + policy_regularizer(logits[:, :batch], self.policy, config)
+            regularizer = policy_regularizer(logits[:, :batch], self.policy, config)
+            policy_loss = policy_loss + regularizer
+            terms["policy_regularizer"] = regularizer.detach()
         # nu descends nu_loss, the policy descends policy_loss: each gradient goes to its own
         # parameters only. backward(inputs=...) lays each gradient out like its parameter (the
         # double backward of the penalty returns transposed layouts, which a fused Adam would
@@ -803,8 +869,8 @@ class _Group:
         nu_loss.sum().backward(inputs=self._nu_parameters, retain_graph=True)
         policy_loss.sum().backward(inputs=[*self.policy.parameters()])
         self.optimizer.step()
-        ce = cross_entropy(logits[:, :batch].detach(), a)
-        return torch.stack([terms.objective, ce, torch.full_like(ce, float("nan"))]).detach()
+        terms["cross_entropy"] = cross_entropy(logits[:, :batch].detach(), a)
+        return terms
 
     def _nu_gradient_penalty(self, x, a, x_next, next_logits) -> torch.Tensor:
         """ValueDICE's penalty on ``||grad nu|| - 1`` with respect to its input ``(s, action)``,
@@ -826,20 +892,24 @@ class _Group:
         (grads,) = torch.autograd.grad(self.energy(points).sum(), points, create_graph=True)
         return gradient_penalty(grads)
 
-    def _q_step(self, index: torch.Tensor, loss_of) -> torch.Tensor:
+    def _q_step(self, index: torch.Tensor, loss_of) -> dict[str, torch.Tensor]:
         """One update of a learner whose policy network is a ``Q`` (RCAL, IQ-Learn, AVRIL):
         ``Q`` on ``[s; s']`` in one forward, ``loss_of(q, q_next, a, a_next, done, x)`` returns
         the loss's terms (with ``.loss``), descended with the optional regulariser."""
         x, a, x_next, a_next, done = self._transitions(index)
         q = self.policy(torch.cat([x, x_next], dim=1))
         q_data, q_next = q[:, : self.batch], q[:, self.batch :]
-        terms = loss_of(q_data, q_next, a, a_next, done, x)
+        losses = loss_of(q_data, q_next, a, a_next, done, x)
+        terms = _named_terms(losses)
         logits = q_data / self.config.policy_temperature
-        self._descend(terms.loss, logits)
-        ce = cross_entropy(logits.detach(), a)
-        return torch.stack([terms.loss, ce, torch.full_like(ce, float("nan"))]).detach()
+        regularizer = self._descend(losses.loss, logits)
+        if regularizer is not None:
+            terms["policy_regularizer"] = regularizer
+        # The policy's cross-entropy (AVRIL's own term is the same number: its tau is 1).
+        terms["cross_entropy"] = cross_entropy(logits.detach(), a)
+        return terms
 
-    def _rcal_step(self, index: torch.Tensor) -> torch.Tensor:
+    def _rcal_step(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         config = self.config
         return self._q_step(
             index,
@@ -848,7 +918,7 @@ class _Group:
             ),
         )
 
-    def _iqlearn_step(self, index: torch.Tensor) -> torch.Tensor:
+    def _iqlearn_step(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         config = self.config
         return self._q_step(
             index,
@@ -863,7 +933,7 @@ class _Group:
             ),
         )
 
-    def _avril_step(self, index: torch.Tensor) -> torch.Tensor:
+    def _avril_step(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         config = self.config
         return self._q_step(
             index,
@@ -882,20 +952,33 @@ class _Group:
     # --- the loop, checkpoints and divergence -------------------------------------------------
 
     def run(
-        self, state_file, checkpoint_every, stop, stop_on_divergence, snapshot_every, progress
+        self,
+        state_file,
+        checkpoint_every,
+        stop,
+        stop_on_divergence,
+        snapshot_every,
+        progress,
+        on_terms=None,
     ) -> dict:
         config = self.config
         if state_file is not None and state_file.is_file():
             self._load(state_file)
         report_every = max(1, config.n_updates // 200)
         k = len(self.seeds)
+        reported = None  # the last update given to progress
         while self.update < config.n_updates:
             terms = self.step()
+            if self.term_names is None:
+                self.term_names = tuple(terms)
+            values = torch.stack([terms[name] for name in self.term_names])  # [n_terms, K]
             self.update += 1
-            self.history.append(terms)
-            finite = torch.isfinite(terms[0])
+            self.history.append(values)
+            loss = values[self.term_names.index(loss_term(config.algo))]
+            finite = torch.isfinite(loss)
             if not bool(finite.all()):
-                self._record_divergence(finite, terms[0], stop_on_divergence)
+                self._deliver(on_terms)  # the logs show the update that diverged
+                self._record_divergence(finite, loss, stop_on_divergence)
             if snapshot_every and self.update % snapshot_every == 0:
                 self.snapshots.append((self.update, _cpu_state(self.policy)))
             if state_file is not None and (
@@ -905,28 +988,42 @@ class _Group:
             if stop.is_set():
                 if state_file is not None and self.update % checkpoint_every:
                     self._save(state_file)
+                self._deliver(on_terms)
                 raise TrainingInterrupted(
                     f"Interrupted at update {self.update} of {config.n_updates}; the training "
                     "state was saved, so the run can be resumed."
                 )
-            if progress is not None and self.update % report_every == 0:
-                progress(self.update)
-        if progress is not None:
+            if self.update % report_every == 0 or self.update == config.n_updates:
+                self._deliver(on_terms)
+                if progress is not None:
+                    progress(self.update)
+                    reported = self.update
+        if progress is not None and reported != config.n_updates:  # e.g. resumed when done
             progress(config.n_updates)
+        self._deliver(on_terms)
+        names = self.term_names or ()
         if self.history:
-            curves = torch.stack(self.history, dim=2).cpu().numpy()
+            history = torch.stack(self.history, dim=2).cpu().numpy()  # [n_terms, K, n_updates]
         else:
-            curves = np.zeros((3, k, 0), np.float32)
+            history = np.zeros((len(names), k, 0), np.float32)
         return {
             "policy": _cpu_state(self.policy),
             "energy": None if self.energy is None else _cpu_state(self.energy),
-            "curves": curves,
+            "curves": {name: history[i] for i, name in enumerate(names)},
             "mean": self.mean,
             "std": self.std,
             "n_pairs": self.n_pairs,
             "diverged": self.diverged,
             "snapshots": self.snapshots,
         }
+
+    def _deliver(self, on_terms) -> None:
+        """Hand the updates not yet given to ``on_terms`` to it (from update 0 after a load)."""
+        if on_terms is None or self.delivered >= self.update:
+            return
+        block = torch.stack(self.history[self.delivered : self.update], dim=2).cpu().numpy()
+        on_terms(self.seeds, self.delivered, {n: block[i] for i, n in enumerate(self.term_names)})
+        self.delivered = self.update
 
     def _record_divergence(self, finite, loss, stop_on_divergence) -> None:
         for k in np.flatnonzero(~finite.cpu().numpy()):
@@ -955,6 +1052,7 @@ class _Group:
             "batch_gens": [g.get_state() for g in self.batch_gens],
             "sgld_gens": [g.get_state() for g in self.sgld_gens],
             "history": torch.stack(self.history, dim=2).cpu() if self.history else None,
+            "terms": None if self.term_names is None else list(self.term_names),
             "diverged": [[s, u, v] for s, (u, v) in self.diverged.items()],
             "snapshots": self.snapshots,
         }
@@ -973,7 +1071,13 @@ class _Group:
                 f"The training state {path} cannot be read ({type(error).__name__}); delete it "
                 "to start this training again."
             ) from None
-        if state.get("format") != STATE_FORMAT or state.get("fingerprint") != self.fingerprint:
+        if state.get("format") != STATE_FORMAT:
+            raise LearnerInputError(
+                f"The training state {path} was written by another version of sbil (state "
+                f"format {state.get('format')}, this one reads {STATE_FORMAT}); delete it to "
+                "start this training again."
+            )
+        if state.get("fingerprint") != self.fingerprint:
             raise LearnerInputError(
                 f"The training state {path} belongs to a different training (other data, seeds "
                 "or settings); resume with the settings it was started with, or delete it."
@@ -991,8 +1095,15 @@ class _Group:
             g.set_state(s)
         history = state["history"]
         self.history = [] if history is None else list(history.to(self.device).unbind(2))
+        self.term_names = None if state["terms"] is None else tuple(state["terms"])
+        self.delivered = 0  # this process has handed nothing to on_terms yet
         self.diverged = {int(s): (int(u), float(v)) for s, u, v in state["diverged"]}
         self.snapshots = [(int(u), dict(s)) for u, s in state["snapshots"]]
+
+
+def _named_terms(losses) -> dict[str, torch.Tensor]:
+    """A loss dataclass's terms by field name, detached: ``{name: [K]}`` in field order."""
+    return {f.name: getattr(losses, f.name).detach() for f in dataclasses.fields(losses)}
 
 
 def _cpu_state(net: StackedMLP) -> dict[str, torch.Tensor]:
