@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from sbil.files import lock, write_json_atomic
+from sbil.seeds import MAX_SEED, check_seed_range
 
 SCHEMA = 1
 BACKENDS: tuple[str, ...] = ("local", "ray")
@@ -44,6 +45,65 @@ _EXTENSIBLE = ("envs", "ks", "algos")
 
 class SweepError(ValueError):
     """A sweep description, folder or backend that cannot be used as asked."""
+
+
+#: The largest size of each part of a sweep, refused past it before any work as a likely typo
+#: (``0-999999`` for ``0-9``): each is raised on purpose with the environment variable
+#: ``SBIL_SWEEP_MAX_<NAME>``, e.g. ``SBIL_SWEEP_MAX_CELLS=500000``. Seeds as ``--seeds``.
+LIMITS: dict[str, int] = {
+    "cells": 100_000,
+    "seeds": 10_000,
+    "ks": 1_000,
+    "eval_episodes": 100_000,
+    "dataset_episodes": 100_000,
+}
+
+
+def limit(name: str) -> int:
+    """The limit on ``name`` (:data:`LIMITS`), or its ``SBIL_SWEEP_MAX_<NAME>`` override."""
+    variable = f"SBIL_SWEEP_MAX_{name.upper()}"
+    text = os.environ.get(variable)
+    if text is None:
+        return LIMITS[name]
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SweepError(f"{variable} must be a positive integer, got {text!r}.")
+    return value
+
+
+def _check_at_most(name: str, count: int, what: str) -> None:
+    allowed = limit(name)
+    if count > allowed:
+        raise SweepError(
+            f"The sweep has {count:,} {what}, more than the {allowed:,} allowed; shrink it, or "
+            f"set SBIL_SWEEP_MAX_{name.upper()}={count} to run it anyway."
+        )
+
+
+def _json_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _check_distinct(name: str, values: Sequence[Any]) -> None:
+    seen: set[str] = set()
+    for value in values:
+        key = _json_key(value)
+        if key in seen:
+            raise SweepError(
+                f"{name} repeats {value!r}; each value makes its own cells, so give it once."
+            )
+        seen.add(key)
+
+
+def n_cells(spec: SweepSpec) -> int:
+    """The number of cells (learners) of ``spec``, counted without expanding the grid."""
+    count = len(spec.envs) * len(spec.algos) * len(spec.ks) * len(spec.seeds)
+    for values in spec.grid.values():
+        count *= len(values)
+    return count
 
 
 @dataclass(frozen=True)
@@ -87,24 +147,34 @@ class SweepSpec:
     """The preset this spec came from, if any."""
 
     def __post_init__(self) -> None:
-        from sbil.deep.learners import LearnerConfig, check_seeds
+        from sbil.deep.learners import LearnerConfig
 
         for name in ("envs", "ks", "seeds", "algos"):
             value = getattr(self, name)
             if isinstance(value, (str, int)):
                 value = (value,)
+            if not isinstance(value, (list, tuple)):
+                raise SweepError(f"{name} must be a list of values, got {value!r}.")
             object.__setattr__(self, name, tuple(value))
             if not getattr(self, name):
                 raise SweepError(f"{name} must name at least one value.")
-        object.__setattr__(self, "seeds", check_seeds(self.seeds))
+        # Counts first, so that an absurd size is refused before anything is built from it.
+        _check_at_most("seeds", len(self.seeds), "seeds")
+        _check_at_most("ks", len(self.ks), "k values (ks)")
+        for env_id in self.envs:
+            if not isinstance(env_id, str) or not env_id.strip():
+                raise SweepError(f"envs must be task ids like 'CartPole-v1', got {env_id!r}.")
+        for seed in self.seeds:
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+                raise SweepError(f"seeds must be integers in 0..{MAX_SEED}, got {seed!r}.")
         for k in self.ks:
             if isinstance(k, bool) or not isinstance(k, int) or k < 1:
                 raise SweepError(f"ks must be positive integers, got {k!r}.")
         for algo in self.algos:
             if algo not in _ALGOS:
                 raise SweepError(f"algos must be among {', '.join(_ALGOS)}, got {algo!r}.")
-        if len(set(self.algos)) != len(self.algos) or len(set(self.ks)) != len(self.ks):
-            raise SweepError("algos and ks must not repeat a value.")
+        for name in ("envs", "seeds", "ks", "algos"):
+            _check_distinct(name, getattr(self, name))
         for name in ("options", "grid"):
             if not isinstance(getattr(self, name), dict):
                 raise SweepError(f"{name} must be a table of learner options.")
@@ -117,12 +187,7 @@ class SweepSpec:
         for name, values in self.grid.items():
             if not isinstance(values, list) or not values:
                 raise SweepError(f"grid.{name} must be a non-empty list of values.")
-        for combo in self.option_sets():
-            for algo in self.algos:
-                try:
-                    LearnerConfig(algo=algo, **combo)
-                except (TypeError, ValueError) as error:
-                    raise SweepError(f"Learner options {combo}: {error}") from None
+            _check_distinct(f"grid.{name}", values)
         for name, low in (
             ("holdout", 0),
             ("every_nth_step", 1),
@@ -134,8 +199,27 @@ class SweepSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SweepError(f"{name} must be an integer >= {low}, got {value!r}.")
+        if self.dataset_episodes is not None and (
+            isinstance(self.dataset_episodes, bool) or not isinstance(self.dataset_episodes, int)
+        ):
+            raise SweepError(
+                "dataset_episodes must be an integer or absent (max(ks) + len(seeds) - 1 + "
+                f"holdout), got {self.dataset_episodes!r}."
+            )
         if self.windows not in ("first", "sliding", "random"):
             raise SweepError(f"windows must be first, sliding or random, got {self.windows!r}.")
+        if not isinstance(self.expert, str) or not self.expert:
+            raise SweepError(
+                f"expert must be an expert's name (scripted, sb3-ppo, ...), got {self.expert!r}."
+            )
+        if self.preset is not None and not isinstance(self.preset, str):
+            raise SweepError(f"preset must be a preset's name, got {self.preset!r}.")
+        from sbil.deep.experts import ExpertNoise
+
+        try:
+            ExpertNoise.parse(self.expert_noise)
+        except (TypeError, ValueError) as error:
+            raise SweepError(f"expert_noise: {error}") from None
         if (
             self.dataset_episodes is not None
             and self.dataset_episodes < max(self.ks) + self.holdout
@@ -144,6 +228,34 @@ class SweepSpec:
                 f"dataset_episodes {self.dataset_episodes} is less than max(ks) + holdout "
                 f"= {max(self.ks) + self.holdout}."
             )
+        _check_at_most(
+            "eval_episodes", self.eval_episodes, "evaluation episodes per learner (eval_episodes)"
+        )
+        _check_at_most(
+            "dataset_episodes",
+            self.n_dataset_episodes,
+            "episodes per dataset (dataset_episodes, by default max(ks) + len(seeds) - 1 + "
+            "holdout)",
+        )
+        _check_at_most("cells", n_cells(self), "cells (envs x algos x ks x grid x seeds)")
+        for name, first, count, unit in (
+            ("eval_seed", self.eval_seed, self.eval_episodes, "evaluation episodes"),
+            ("collect_seed", self.collect_seed, self.n_dataset_episodes, "recorded episodes"),
+        ):
+            if count > MAX_SEED + 1:  # one seed per episode: not even seed 0 leaves room
+                raise SweepError(
+                    f"{unit} need a seed each: at most {MAX_SEED + 1} (2**32), got {count}."
+                )
+            try:
+                check_seed_range(first, count, name=name, unit=unit)
+            except ValueError as error:
+                raise SweepError(str(error)) from None
+        for combo in self.option_sets():  # at most the cell limit of them
+            for algo in self.algos:
+                try:
+                    LearnerConfig(algo=algo, **combo)
+                except (TypeError, ValueError) as error:
+                    raise SweepError(f"Learner options {combo}: {error}") from None
 
     @property
     def n_dataset_episodes(self) -> int:
@@ -158,6 +270,21 @@ class SweepSpec:
         combos = itertools.product(*(self.grid[n] for n in names))
         return [{**self.options, **dict(zip(names, values, strict=True))} for values in combos]
 
+    def canonical(self) -> dict:
+        """:meth:`to_dict` without what does not change the grid: the order of envs, algos, ks
+        and grid values (the cells are the same; only the order they run in differs) and the
+        preset's name."""
+        out = self.to_dict()
+        out.pop("preset")
+        for name in ("envs", "algos", "ks"):
+            out[name] = sorted(out[name])
+        out["grid"] = {name: sorted(values, key=_json_key) for name, values in out["grid"].items()}
+        return out
+
+    def same_grid(self, other: SweepSpec) -> bool:
+        """Whether ``other`` names the same cells with the same settings (:meth:`canonical`)."""
+        return self.canonical() == other.canonical()
+
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         for name in ("envs", "ks", "seeds", "algos"):
@@ -166,6 +293,10 @@ class SweepSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> SweepSpec:
+        if not isinstance(data, dict):
+            raise SweepError(
+                f"A sweep spec must be a table of keys (envs, ks, seeds, ...), got {data!r}."
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -233,6 +364,10 @@ def load_spec_file(path: str | os.PathLike) -> SweepSpec:
         raise SweepError(f"The sweep file {path} is not valid TOML ({error}).") from None
     name = data.pop("preset", None)
     if name is not None:
+        if not isinstance(name, str):
+            raise SweepError(
+                f"preset must be a preset's name ({', '.join(PRESETS)}), got {name!r}."
+            )
         return preset(name, **data)
     try:
         return SweepSpec.from_dict(data)
@@ -547,6 +682,35 @@ def _finished_cells(sweep_dir: Path, retry_failed: bool) -> dict[str, str]:
     return finished
 
 
+def check_backend(workers: int, backend: str, address: str | None) -> None:
+    """Check the backend options alone (no connection is made): a bad one is a usage error.
+
+    Raises:
+        SweepError: naming the option and what it accepts.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise SweepError(f"--workers must be a positive integer, got {workers!r}.")
+    if backend not in BACKENDS:
+        raise SweepError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
+    if address is None:
+        return
+    if backend != "ray":
+        raise SweepError("--address is for --backend ray.")
+    if address != "auto":
+        _host_port(address)
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """``host:port`` of a Ray address (``host:port`` or ``ray://host:port``)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SweepError(
+            f"--address must be auto, HOST:PORT (the head node's GCS, e.g. 10.0.0.1:6379) or "
+            f"ray://HOST:PORT (Ray Client), got {address!r}."
+        )
+    return host.strip("[]"), int(port)
+
+
 def run_sweep(
     spec: SweepSpec,
     sweep_dir: str | os.PathLike,
@@ -570,12 +734,7 @@ def run_sweep(
         retry_failed: run cells recorded as failed again.
         log: called with one line per event (datasets, references, each finished group).
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise SweepError(f"--workers must be a positive integer, got {workers!r}.")
-    if backend not in BACKENDS:
-        raise SweepError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
-    if address is not None and backend != "ray":
-        raise SweepError("--address is for --backend ray.")
+    check_backend(workers, backend, address)
     log = log or (lambda line: None)
     sweep = Path(sweep_dir)
     if sweep.exists() and not sweep.is_dir():
