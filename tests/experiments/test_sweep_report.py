@@ -612,3 +612,259 @@ def test_flat_sweep_json_and_the_presets_own_spec(tmp_path):
     assert summary["counts"]["missing"] == n_grid - 2
     text = write_sweep_report(folder, n_resamples=20).read_text()
     assert "# Sweep report: quick preset" in text and "options.n_updates" in text
+
+
+# --- damaged folders: one clear error naming the file -----------------------------------------
+
+
+def _damaged_row_folder(tmp_path, edit):
+    folder = _sweep(tmp_path, _grid(_edm_ahead))
+    path = sorted((folder / "rows").glob("*.json"))[0]
+    row = json.loads(path.read_text())
+    edit(row)
+    path.write_text(json.dumps(row))
+    return folder, path
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda r: r.pop("cell_id"), "lacks cell_id"),
+        (lambda r: r.update(cell_id=[]), "cell_id"),
+        (lambda r: r.update(env_id=["CartPole-v1"]), "env_id"),
+        (lambda r: r.update(env_id=3), "env_id"),
+        (lambda r: r.update(algo={}), "algo"),
+        (lambda r: r.update(options=[1]), "options"),
+        (lambda r: r.update(options="lr=1"), "options"),
+        (lambda r: r.update(seed=10**30), "seed"),
+        (lambda r: r.update(seed=-1), "seed"),
+        (lambda r: r.update(k=0), "k"),
+    ],
+)
+def test_a_damaged_row_is_named_in_one_error(tmp_path, edit, message):
+    folder, path = _damaged_row_folder(tmp_path, edit)
+    with pytest.raises(ValueError, match=message) as error:
+        write_sweep_report(folder, n_resamples=10)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+    assert not (folder / "report").exists()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ([], "must hold a JSON object"),
+        ({"schema": 1, "spec": {"envs": 5}}, "envs"),
+        ({"envs": "CartPole-v1", "algos": ["bc", "edm"]}, "envs"),
+        ({"envs": [["CartPole-v1"]]}, "envs"),
+        ({"algos": [{}]}, "algos"),
+        ({"ks": ["a"]}, "ks"),
+        ({"seeds": "0-2"}, "seeds"),
+        ({"ks": [1, True]}, "ks"),
+        ({"grid": [1]}, "grid"),
+        ({"grid": {"lr": 0.1}}, "grid"),
+        ({"options": [1]}, "options"),
+        ({"preset": []}, "preset"),
+    ],
+)
+def test_a_damaged_sweep_json_is_named_in_one_error(tmp_path, spec, message):
+    folder = _sweep(tmp_path, _grid(_edm_ahead), spec=spec)
+    with pytest.raises(ValueError, match=message) as error:
+        write_sweep_report(folder, n_resamples=10)
+    assert str(folder / "sweep.json") in str(error.value)
+
+
+@pytest.mark.parametrize("references", [[], "x", {"CartPole-v1": 5}])
+def test_damaged_references_are_named_or_marked_unusable(tmp_path, references):
+    folder = _sweep(tmp_path, _grid(_edm_ahead))
+    (folder / "references.json").write_text(json.dumps(references))
+    if isinstance(references, dict):  # an entry that is no reference: the env is not normalised
+        summary = summarise_sweep(folder, n_resamples=10)
+        assert summary["references"]["CartPole-v1"]["usable"] is False
+        return
+    with pytest.raises(ValueError, match=r"references\.json must hold a JSON object"):
+        write_sweep_report(folder, n_resamples=10)
+
+
+def _sbil_app():
+    from sbil.cli import _register, app
+
+    _register()
+    return app
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda folder: (folder / "sweep.json").write_text("[]"),
+        lambda folder: (folder / "references.json").write_text("[]"),
+        lambda folder: next((folder / "rows").glob("*.json")).write_text("[]"),
+        lambda folder: next((folder / "rows").glob("*.json")).write_text('{"env_id": ["x"]}'),
+    ],
+)
+def test_sbil_sweep_report_on_a_damaged_folder_is_one_line_and_exit_1(tmp_path, damage):
+    from typer.testing import CliRunner
+
+    folder = _sweep(tmp_path, _grid(_edm_ahead))
+    damage(folder)
+    result = CliRunner().invoke(_sbil_app(), ["sweep", "report", str(folder)])
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and str(folder) in line
+
+
+# --- rows outside the sweep's grid -------------------------------------------------------------
+
+
+def test_rows_outside_the_grid_are_ignored_and_counted(tmp_path):
+    rows = _grid(_edm_ahead, envs=("CartPole-v1", "Acrobot-v1"))
+    clean = summarise_sweep(_sweep(tmp_path / "clean", rows), n_resamples=100)
+    stray = [
+        _row("MountainCar-v0", "bc", 1, 0, ret=-110.0),  # an env the grid does not have
+        _row("CartPole-v1", "rcal", 1, 0, ret=500.0),  # a learner it does not have
+        _row("CartPole-v1", "bc", 7, 0, ret=500.0),  # a k it does not have
+        _row("CartPole-v1", "bc", 1, 9, ret=500.0),  # a seed it does not have
+        _row("CartPole-v1", "edm", 1, 0, ret=20.0, options={"batch_size": 64}),  # options
+    ]
+    folder = _sweep(
+        tmp_path / "stray",
+        [*rows, *stray],
+        envs=["CartPole-v1", "Acrobot-v1"],
+        algos=["bc", "edm"],
+        ks=[1, 3],
+        seeds=[0, 1, 2],
+        grid={"every_nth_step": [20]},
+    )
+    summary = summarise_sweep(folder, n_resamples=100)
+    ignored = summary["outside_grid"]
+    assert sorted(r["row_file"] for r in ignored) == sorted(f"{r['cell_id']}.json" for r in stray)
+    reasons = {
+        r["row_file"].split("__")[0] + r["row_file"].split("__")[1]: r["reason"] for r in ignored
+    }
+    assert "MountainCar-v0" in reasons["MountainCar-v0bc"] and "rcal" in reasons["CartPole-v1rcal"]
+    # Every figure is that of the sweep without the stray rows.
+    for key in ("counts", "cells", "aggregate", "improvement", "learners", "claim", "variants"):
+        assert summary[key] == clean[key], key
+    assert clean["outside_grid"] == []
+    text = write_sweep_report(folder, n_resamples=100).read_text()
+    assert "5 row files in `rows/` are outside the sweep's grid" in text
+    assert "MountainCar-v0" not in text.split("## Failed and missing cells")[0]
+    assert len(pd.read_csv(folder / "report" / "rows.csv")) == len(rows)
+
+
+def test_without_a_grid_of_options_any_option_set_of_a_grid_learner_is_kept(tmp_path):
+    # No `grid` in sweep.json: option-sets are told apart by the rows (as before).
+    rows = [
+        _row("CartPole-v1", "edm", 1, s, ret=100.0, options={"lr": lr})
+        for s in (0, 1)
+        for lr in (0.001, 0.01)
+    ]
+    summary = summarise_sweep(_sweep(tmp_path, rows), n_resamples=20)
+    assert summary["outside_grid"] == [] and summary["counts"]["rows"] == 4
+
+
+# --- where the report goes: staged, and only over an earlier report ----------------------------
+
+
+def test_out_refuses_a_folder_holding_other_files_and_leaves_it_alone(tmp_path):
+    folder = _sweep(tmp_path, _grid(_edm_ahead))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    with pytest.raises(ValueError, match=r"not an sbil sweep report \(notes\.txt\)"):
+        write_sweep_report(folder, mine, n_resamples=10)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    with pytest.raises(ValueError, match="not an sbil sweep report"):
+        write_sweep_report(folder, tmp_path, n_resamples=10)  # the sweep's parent: holds it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "sweep"]
+
+
+@pytest.mark.parametrize("inside", ["", "rows", "rows/report", "runs", "datasets"])
+def test_out_never_writes_inside_the_sweeps_own_data(tmp_path, inside):
+    folder = _sweep(tmp_path, _grid(_edm_ahead))
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    with pytest.raises(ValueError, match="sweep's own"):
+        write_sweep_report(folder, folder / inside if inside else folder, n_resamples=10)
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+    assert write_sweep_report(folder, n_resamples=10).is_file()  # a later report still works
+
+
+def test_out_replaces_an_earlier_report_whole(tmp_path):
+    folder = _sweep(tmp_path, _grid(_edm_ahead))
+    out = tmp_path / "report"
+    first = write_sweep_report(folder, out, n_resamples=10)
+    (out / "return-vs-k-Gone-v0.png").write_bytes(b"\x89PNG old figure")  # an earlier env's
+    again = write_sweep_report(folder, out, n_resamples=10)
+    assert again == first and "return-vs-k-Gone-v0.png" not in {p.name for p in out.iterdir()}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".sbil-")]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert write_sweep_report(folder, empty / "summary.md", n_resamples=10).name == "summary.md"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is not a folder"):
+        write_sweep_report(folder, tmp_path / "file", n_resamples=10)
+
+
+def test_out_refuses_an_interrupted_old_report_without_its_markdown(tmp_path):
+    folder = _sweep(tmp_path, _grid(_edm_ahead))
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "return-vs-k-CartPole-v1.png").write_bytes(b"\x89PNG")
+    with pytest.raises(ValueError, match=r"no REPORT\.md"):
+        write_sweep_report(folder, out, n_resamples=10)
+
+
+def test_an_interrupted_report_leaves_the_previous_one_as_it_was(tmp_path, monkeypatch):
+    from sbil.experiments import sweep_report
+
+    folder = _sweep(tmp_path, _grid(_edm_ahead, envs=("CartPole-v1", "Acrobot-v1")))
+    report = write_sweep_report(folder, n_resamples=10)
+    before = {p.name: p.read_bytes() for p in report.parent.iterdir()}
+    saved = []
+
+    def interrupted_after_one_figure(figure, path):
+        if saved:
+            raise KeyboardInterrupt
+        saved.append(path)
+        sweep_report.save_figure_atomic(figure, path, dpi=120)
+
+    monkeypatch.setattr(sweep_report, "_save", interrupted_after_one_figure)
+    with pytest.raises(KeyboardInterrupt):
+        write_sweep_report(folder, n_resamples=20)
+    assert {p.name: p.read_bytes() for p in report.parent.iterdir()} == before
+    assert not [p for p in folder.iterdir() if p.name.startswith(".sbil-")]
+    saved.clear()
+    with pytest.raises(KeyboardInterrupt):
+        write_sweep_report(folder, tmp_path / "new", n_resamples=20)
+    assert not (tmp_path / "new").exists()
+
+
+def test_sbil_sweep_report_out_refusals_are_one_line_and_exit_1(tmp_path):
+    from typer.testing import CliRunner
+
+    folder = _sweep(tmp_path, _grid(_edm_ahead))
+    for out in (folder / "rows", tmp_path):
+        result = CliRunner().invoke(
+            _sbil_app(), ["sweep", "report", str(folder), "--out", str(out)]
+        )
+        assert result.exit_code == 1, result.output
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"Error: --out {out} ")
+
+
+def test_sbil_sweep_report_says_how_many_rows_were_left_out(tmp_path):
+    from typer.testing import CliRunner
+
+    rows = _grid(_edm_ahead)
+    folder = _sweep(tmp_path, [*rows, _row("CartPole-v1", "bc", 1, 9, ret=1.0)], seeds=[0, 1, 2])
+    result = CliRunner().invoke(_sbil_app(), ["sweep", "report", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"Wrote {folder / 'report' / 'REPORT.md'}"
+    assert result.stderr.startswith("Warning: 1 row file(s) in ")
+
+
+def test_out_through_a_link_into_the_sweeps_rows_is_refused(tmp_path):
+    folder = _sweep(tmp_path, _grid(_edm_ahead))
+    (tmp_path / "link").symlink_to(folder / "rows")
+    with pytest.raises(ValueError, match="sweep's own data"):
+        write_sweep_report(folder, tmp_path / "link" / "report", n_resamples=10)
+    assert not [p for p in (folder / "rows").iterdir() if not p.name.endswith(".json")]

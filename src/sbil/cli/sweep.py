@@ -145,21 +145,43 @@ def sweep_command(
 
 @sweep_app.command("report")
 def report_command(
-    sweep_dir: Annotated[Path, typer.Argument(help="The sweep folder.")],
+    sweep_dir: Annotated[Path, typer.Argument(help="The sweep folder.", metavar="SWEEP_DIR")],
     out: Annotated[
-        Path | None, typer.Option(help="Report folder (default SWEEP_DIR/report).")
+        Path | None,
+        typer.Option(
+            help="Report folder (default SWEEP_DIR/report): new, empty or an earlier report, "
+            "which is replaced whole."
+        ),
     ] = None,
 ) -> None:
-    """Write the sweep's report: Markdown, figures, tidy CSV and aggregate JSON."""
-    from sbil.cli._common import UsageError, errors_as_messages
+    """Write the sweep's report: Markdown, figures, tidy CSV and aggregate JSON.
+
+    Exit codes: 2 when SWEEP_DIR is not a sweep folder, 1 when a file in it is damaged or
+    --out may not be replaced (it holds other files, or is inside the sweep's data), 130 on
+    Ctrl-C (the previous report is left as it was).
+    """
+    import json
+
+    from sbil.cli._common import UsageError, errors_as_messages, exit_interrupted
 
     with errors_as_messages():
         from sbil.experiments.sweep_report import write_sweep_report
 
         if not (sweep_dir / "sweep.json").is_file():
             raise UsageError(f"{sweep_dir} is not a sweep folder (no sweep.json).")
-        path = write_sweep_report(sweep_dir, out)
+        try:
+            path = write_sweep_report(sweep_dir, out)
+        except KeyboardInterrupt:
+            exit_interrupted("the previous report, if any, is left as it was")
+        outside = json.loads((path.parent / "aggregates.json").read_text())["outside_grid"]
     console.print(f"Wrote {path}", highlight=False, markup=False)
+    if outside:
+        err_console.print(
+            f"Warning: {len(outside)} row file(s) in {sweep_dir / 'rows'} are outside the "
+            "sweep's grid and were left out (listed in the report).",
+            highlight=False,
+            markup=False,
+        )
 
 
 def register(app: typer.Typer) -> None:

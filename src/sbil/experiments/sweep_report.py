@@ -44,7 +44,8 @@ from sbil.experiments.stats import (
     probability_of_improvement_ci,
     stratified_bootstrap_ci,
 )
-from sbil.files import write_json_atomic, write_text_atomic
+from sbil.files import lock, staged_folder, write_json_atomic, write_text_atomic
+from sbil.seeds import MAX_SEED
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -166,9 +167,50 @@ def load_spec(sweep_dir: str | os.PathLike[str]) -> dict[str, Any]:
     stored = _read_json(path)
     if not isinstance(stored, dict):
         raise ValueError(f"{path} must hold a JSON object; it holds {type(stored).__name__}.")
-    if isinstance(stored.get("spec"), dict):  # {"schema": 1, "spec": SweepSpec.to_dict()}
-        return {"schema": stored.get("schema"), **stored["spec"]}
+    if "spec" in stored:  # {"schema": 1, "spec": SweepSpec.to_dict()}
+        if not isinstance(stored["spec"], dict):
+            raise ValueError(f"{path}: its spec must be a JSON object{_FIX_SPEC}")
+        stored = {"schema": stored.get("schema"), **stored["spec"]}
+    _check_spec(path, stored)
     return stored
+
+
+_FIX_SPEC = "; it is damaged: restore it, or re-run the sweep's `sbil sweep` command to rewrite it."
+# The fields of sweep.json the report reads, and the JSON type each must have.
+_SPEC_LISTS = {"envs": str, "algos": str, "ks": int, "seeds": int}
+
+
+def _check_spec(path: Path, spec: Mapping[str, Any]) -> None:
+    """Refuse a ``sweep.json`` whose fields the report reads have the wrong JSON types."""
+    for key, kind in _SPEC_LISTS.items():
+        values = spec.get(key, [])
+        if not isinstance(values, list) or not all(_is(v, kind) for v in values):
+            raise ValueError(
+                f"{path}: {key} must be a list of {'strings' if kind is str else 'integers'}, "
+                f"got {_short(values)}{_FIX_SPEC}"
+            )
+    for key in ("options", "grid"):
+        if not isinstance(spec.get(key) or {}, dict):
+            raise ValueError(
+                f"{path}: {key} must be a JSON object, got {_short(spec[key])}{_FIX_SPEC}"
+            )
+    for name, values in (spec.get("grid") or {}).items():
+        if not isinstance(values, list):
+            raise ValueError(
+                f"{path}: grid.{name} must be a list of values, got {_short(values)}{_FIX_SPEC}"
+            )
+    if spec.get("preset") is not None and not isinstance(spec["preset"], str):
+        raise ValueError(f"{path}: preset must be a name, got {_short(spec['preset'])}{_FIX_SPEC}")
+
+
+def _is(value: Any, kind: type) -> bool:
+    """Whether a JSON value is a ``kind`` (a bool is no integer)."""
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def load_references(sweep_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -183,7 +225,12 @@ def load_references(sweep_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load_rows(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
-    """Every row of a sweep folder, one per cell, failed ones kept with their status and error.
+    """The rows of the sweep's grid, one per cell, failed ones kept with their status and error.
+
+    A row file whose cell is not in the grid of ``sweep.json`` (another env, learner, k, seed
+    or option-set: left over from an earlier grid, or copied in) is left out;
+    :func:`summarise_sweep` lists those under ``outside_grid``. Without a ``sweep.json``
+    every row is read.
 
     Args:
         sweep_dir: the sweep folder (its ``rows/*.json`` are read).
@@ -195,37 +242,60 @@ def load_rows(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
         ``normalised_score``: ``return_mean`` normalised by ``references.json`` (NaN where the
         cell failed or the env has no usable reference). Sorted by env, algorithm, k, seed.
     """
+    return _read_rows(sweep_dir)[0]
+
+
+_GRID_AXES = (("envs", "env_id", "env"), ("algos", "algo", "learner"), ("ks", "k", "k"))
+_GRID_AXES += (("seeds", "seed", "seed"),)
+
+
+def _read_rows(sweep_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """:func:`load_rows`'s frame, and a record (file, cell, reason) per row outside the grid."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise ValueError(f"no sweep folder at {sweep_dir}; pass the folder `sbil sweep` wrote.")
-    records = []
+    spec = load_spec(sweep_dir) if (sweep_dir / "sweep.json").is_file() else {}
+    records, outside = [], []
     for path in sorted((sweep_dir / "rows").glob("*.json")):
         row = _read_json(path)
-        if not isinstance(row, dict):
-            raise ValueError(f"{path} must hold one JSON object (a sweep row).")
-        missing = [key for key in _REQUIRED_ROW_KEYS if key not in row]
-        if missing:
-            raise ValueError(
-                f"{path} lacks {', '.join(missing)}; it is not a sweep row (delete it, or "
-                "re-run the sweep to rewrite it)."
-            )
-        for key in ("k", "seed"):
-            if not isinstance(row[key], int) or isinstance(row[key], bool):
-                raise ValueError(f"{path} has {key} = {row[key]!r}; it must be an integer.")
-        if row["status"] not in ("done", "failed"):
-            raise ValueError(f"{path} has status {row['status']!r}; expected 'done' or 'failed'.")
-        records.append({**_ROW_DEFAULTS, **row, "row_file": path.name})
+        _check_row(path, row)
+        record = {**_ROW_DEFAULTS, **row, "row_file": path.name}
+        reason = next(
+            (
+                f"its {what} {record[field]} is not among the grid's {axis}"
+                for axis, field, what in _GRID_AXES
+                if axis in spec and record[field] not in spec[axis]
+            ),
+            None,
+        )
+        if reason is None:
+            records.append(record)
+        else:
+            outside.append(_outside_record(record, reason))
     columns = [*_REQUIRED_ROW_KEYS, *_ROW_DEFAULTS, "row_file", "variant", "normalised_score"]
     if not records:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns}), outside
     frame = pd.DataFrame.from_records(records)
     frame["k"] = frame["k"].astype(int)
     frame["seed"] = frame["seed"].astype(int)
     frame["return_mean"] = pd.to_numeric(frame["return_mean"], errors="coerce").astype(float)
     frame["action_match"] = pd.to_numeric(frame["action_match"], errors="coerce").astype(float)
-    spec_file = sweep_dir / "sweep.json"
-    grid = (load_spec(sweep_dir).get("grid") or {}) if spec_file.is_file() else {}
+    grid = spec.get("grid") or {}
     frame["variant"] = _variant_labels(frame, grid)
+    if grid:  # the option-sets the grid asks for; any other one is outside it
+        expected = {(env, variant, k) for env, _, variant, k in _expected_grid(spec, frame)}
+        inside = [
+            (e, v, k) in expected
+            for e, v, k in zip(frame["env_id"], frame["variant"], frame["k"], strict=True)
+        ]
+        outside += [
+            _outside_record(r, f"its learner options ({r['variant']}) are not in the grid")
+            for r in frame[[not i for i in inside]].to_dict("records")
+        ]
+        frame = frame[inside].reset_index(drop=True)
+        if not len(frame):
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in columns}), outside
+        frame["variant"] = _variant_labels(frame, grid)  # without the others' options
     anchors = _anchors(load_references(sweep_dir))
     frame["normalised_score"] = [
         float(normalised_score(r, random_return=anchors[e][0], expert_return=anchors[e][1]))
@@ -235,9 +305,46 @@ def load_rows(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
     ]
     frame["_algo_order"] = frame["algo"].map(lambda a: _algo_rank(str(a))[0])
     frame = frame.sort_values(["env_id", "_algo_order", "variant", "k", "seed", "row_file"])
-    return frame.drop(columns="_algo_order").reset_index(drop=True)[
+    frame = frame.drop(columns="_algo_order").reset_index(drop=True)[
         [*columns, *[c for c in frame.columns if c not in columns and c != "_algo_order"]]
     ]
+    return frame, sorted(outside, key=lambda r: r["row_file"])
+
+
+def _outside_record(row: Mapping[str, Any], reason: str) -> dict[str, Any]:
+    keys = ("row_file", "cell_id", "env_id", "algo", "k", "seed")
+    return {**{key: _plain(row[key]) for key in keys}, "reason": reason}
+
+
+_FIX_ROW = " (delete the file, or re-run the sweep to rewrite it)."
+
+
+def _check_row(path: Path, row: Any) -> None:
+    """Refuse a row file that is not a sweep row as :mod:`sbil.experiments.sweep` writes it:
+    the fields the report groups, sorts and normalises by must be there, with their types."""
+    if not isinstance(row, dict):
+        raise ValueError(
+            f"{path} must hold one JSON object (a sweep row), not {type(row).__name__}{_FIX_ROW}"
+        )
+    missing = [key for key in (*_REQUIRED_ROW_KEYS, "cell_id") if key not in row]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)}: it is not a sweep row{_FIX_ROW}")
+    for key in ("cell_id", "env_id", "algo"):
+        if not isinstance(row[key], str) or not row[key]:
+            raise ValueError(f"{path} has {key} = {_short(row[key])}, not a name{_FIX_ROW}")
+    if not _is(row["k"], int) or row["k"] < 1:
+        raise ValueError(f"{path} has k = {_short(row['k'])}, not an integer >= 1{_FIX_ROW}")
+    if not _is(row["seed"], int) or not 0 <= row["seed"] <= MAX_SEED:
+        raise ValueError(
+            f"{path} has seed = {_short(row['seed'])}, not an integer in 0..{MAX_SEED}{_FIX_ROW}"
+        )
+    if row["status"] not in ("done", "failed"):
+        raise ValueError(f"{path} has status {_short(row['status'])}, not 'done' or 'failed'.")
+    if not isinstance(row.get("options") or {}, dict):
+        raise ValueError(
+            f"{path} has options = {_short(row['options'])}, not a JSON object of learner "
+            f"options{_FIX_ROW}"
+        )
 
 
 def _read_json(path: Path) -> Any:
@@ -332,13 +439,28 @@ def summarise_sweep(
         and over all (env, k)), ``improvement`` (P(X > Y) for the pairs of :func:`comparisons`
         at each k and over all k), ``learners`` (per variant, IQM normalised score and
         P(X > BC) at few k and over all k: the report's per-learner table), ``profiles``,
-        ``failed``, ``missing``, ``duplicates``, ``excluded`` and ``claim``
+        ``failed``, ``missing``, ``duplicates``, ``excluded``, ``outside_grid`` (the row files
+        :func:`load_rows` left out, each with its reason) and ``claim``
         (:func:`judge_edm_claim`).
     """
+    read, outside = _read_rows(sweep_dir)
+    return _summarise(
+        sweep_dir, read if rows is None else rows, outside, seed=seed, n_resamples=n_resamples
+    )
+
+
+def _summarise(
+    sweep_dir: str | os.PathLike[str],
+    frame: pd.DataFrame,
+    outside: list[dict[str, Any]],
+    *,
+    seed: int,
+    n_resamples: int,
+) -> dict[str, Any]:
+    """:func:`summarise_sweep` of rows already read (the report reads them once)."""
     sweep_dir = Path(sweep_dir)
     spec = load_spec(sweep_dir)
     references = load_references(sweep_dir)
-    frame = load_rows(sweep_dir) if rows is None else rows
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be at least 1; got {n_resamples}.")
     boot = _Bootstrap(seed=seed, n_resamples=n_resamples)
@@ -367,6 +489,7 @@ def summarise_sweep(
         "missing": _missing_cells(spec, frame),
         "duplicates": duplicates,
         "excluded": excluded,
+        "outside_grid": outside,
     }
     summary["counts"] = {
         "rows": len(frame),
@@ -1010,48 +1133,120 @@ def write_sweep_report(
 ) -> Path:
     """Write the sweep's Markdown report, its figures, a tidy CSV and the figures' JSON.
 
-    Files (beside the report): ``REPORT.md``, ``rows.csv`` (one row per cell, without the
-    per-episode returns), ``aggregates.json`` (every number the report quotes, from
+    Files (in the report's folder): ``REPORT.md``, ``rows.csv`` (one row per cell, without
+    the per-episode returns), ``aggregates.json`` (every number the report quotes, from
     :func:`summarise_sweep`), ``return-vs-k-<env>.png`` per env and
-    ``performance-profiles.png``. Each file is written atomically, the report last, so a
-    crash leaves the previous report whole and never one that links a missing figure.
+    ``performance-profiles.png``. The folder is written whole into a hidden staging folder
+    beside it and swapped in when complete (:func:`sbil.files.staged_folder`), so a crash or
+    Ctrl-C leaves the previous report as it was, never a part of one.
+
+    The folder must be new, empty or an earlier sweep report (its ``.md`` starts with
+    ``# Sweep report`` and it holds nothing else than the files above), which is replaced
+    whole; any other folder is refused, as is one inside the sweep's own data (the sweep
+    folder itself, its ``rows/``, ``runs/``, ``datasets/``).
 
     Args:
         sweep_dir: the sweep folder.
-        out: the Markdown file to write (default ``sweep_dir/report/REPORT.md``); a path
-            without the ``.md`` suffix is taken as the folder to hold ``REPORT.md``.
+        out: the report's folder (default ``sweep_dir/report``), or a path ending in ``.md``:
+            the Markdown file to write, in its folder.
         seed: root seed of the bootstrap intervals.
         n_resamples: bootstrap resamples per interval.
 
     Returns:
         The path of the Markdown report.
+
+    Raises:
+        ValueError: a damaged sweep folder (naming the file), or an ``out`` that the report
+            may not replace (saying why).
     """
     sweep_dir = Path(sweep_dir)
-    rows = load_rows(sweep_dir)
-    summary = summarise_sweep(sweep_dir, seed=seed, n_resamples=n_resamples, rows=rows)
-    report = Path(out) if out is not None else sweep_dir / "report" / "REPORT.md"
+    report = Path(out) if out is not None else sweep_dir / "report"
     if report.suffix.lower() != ".md":
         report = report / "REPORT.md"
     folder = report.parent
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{folder} exists and is not a folder; choose another --out.")
-    folder.mkdir(parents=True, exist_ok=True)
+    _check_report_folder(folder, sweep_dir)  # before the work, so a refusal comes at once
+    rows, outside = _read_rows(sweep_dir)
+    summary = _summarise(sweep_dir, rows, outside, seed=seed, n_resamples=n_resamples)
+    with lock(folder):
+        _check_report_folder(folder, sweep_dir)  # again: it may have changed meanwhile
+        with staged_folder(folder) as staging:
+            figures = {}
+            for env in _envs(summary):
+                name = f"return-vs-k-{_safe(env)}.png"
+                _save(_plot_env(summary, env), staging / name)
+                figures[env] = name
+            profile_name = None
+            if summary["profiles"]["curves"]:
+                profile_name = "performance-profiles.png"
+                _save(_plot_profiles(summary), staging / profile_name)
+            write_csv_atomic(_tidy(rows), staging / "rows.csv")
+            write_json_atomic(staging / "aggregates.json", summary)
+            text = render_sweep_report(
+                summary, figures=figures, profile_figure=profile_name, sweep_dir=sweep_dir
+            )
+            write_text_atomic(staging / report.name, text)
+    return report
 
-    figures = {}
-    for env in _envs(summary):
-        name = f"return-vs-k-{_safe(env)}.png"
-        _save(_plot_env(summary, env), folder / name)
-        figures[env] = name
-    profile_name = None
-    if summary["profiles"]["curves"]:
-        profile_name = "performance-profiles.png"
-        _save(_plot_profiles(summary), folder / profile_name)
-    write_csv_atomic(_tidy(rows), folder / "rows.csv")
-    write_json_atomic(folder / "aggregates.json", summary)
-    text = render_sweep_report(
-        summary, figures=figures, profile_figure=profile_name, sweep_dir=sweep_dir
+
+#: What ``sbil sweep`` writes in its folder: a report never goes there.
+_SWEEP_DATA = ("rows", "runs", "datasets", "sweep.json", "references.json")
+_REPORT_DATA = ("rows.csv", "aggregates.json", "performance-profiles.png")
+_REPORT_TITLE = "# Sweep report"
+
+
+def _check_report_folder(folder: Path, sweep_dir: Path) -> None:
+    """Refuse a report folder that the report may not replace whole (see write_sweep_report)."""
+    where, sweep = folder.resolve(), sweep_dir.resolve()  # through symbolic links too
+    own = where == sweep or (
+        where.is_relative_to(sweep) and where.relative_to(sweep).parts[0] in _SWEEP_DATA
     )
-    return write_text_atomic(report, text)
+    if own:
+        raise ValueError(
+            f"--out {folder} is the sweep's own data, where a report would be read as rows or "
+            f"mixed with the runs; pass a folder of its own (default {sweep_dir / 'report'})."
+        )
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise ValueError(f"--out {folder} exists and is not a folder; pass a new folder.")
+    if not folder.is_dir():
+        return
+    entries = list(folder.iterdir())
+    foreign = sorted(e.name for e in entries if not _is_report_file(e))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ValueError(
+            f"--out {folder} already holds files that are not an sbil sweep report ({shown}); "
+            "a new report replaces the whole folder, so pass a new or empty folder (default "
+            f"{sweep_dir / 'report'})."
+        )
+    if entries and not any(_is_report_markdown(e) for e in entries):
+        raise ValueError(
+            f"--out {folder} holds report files but no REPORT.md (an interrupted report?); "
+            "delete the folder or pass another one."
+        )
+
+
+def _is_report_file(path: Path) -> bool:
+    """Whether ``path`` is a file that :func:`write_sweep_report` writes (or a temporary file
+    of an atomic write that a killed report left)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    name = path.name
+    return (
+        name in _REPORT_DATA
+        or re.fullmatch(r"return-vs-k-[A-Za-z0-9_.-]+\.png", name) is not None
+        or re.fullmatch(r"\..+\.tmp", name) is not None
+        or _is_report_markdown(path)
+    )
+
+
+def _is_report_markdown(path: Path) -> bool:
+    if path.suffix.lower() != ".md" or path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with path.open(encoding="utf-8") as file:
+            return file.read(len(_REPORT_TITLE)) == _REPORT_TITLE
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _save(figure: Figure, path: Path) -> None:
@@ -1430,7 +1625,8 @@ def _action_match_section(summary: Mapping[str, Any], names: Mapping[str, str]) 
 def _problems_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
     lines = ["## Failed and missing cells", ""]
     failed, missing = summary["failed"], summary["missing"]
-    if not failed and not missing and not summary["duplicates"] and not summary["excluded"]:
+    outside = summary.get("outside_grid", [])
+    if not (failed or missing or summary["duplicates"] or summary["excluded"] or outside):
         return [*lines, "None: every cell of the grid has a finished row.", ""]
     if failed:
         lines += [f"{len(failed)} failed cell{'s' if len(failed) != 1 else ''}:", ""]
@@ -1476,6 +1672,15 @@ def _problems_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> l
             + ", ".join(f"`{d.get('cell_id')}`" for d in summary["excluded"])
             + ".",
             "",
+        ]
+    if outside:
+        n = len(outside)
+        lines += [
+            f"{n} row file{'s' if n != 1 else ''} in `rows/` {'are' if n != 1 else 'is'} outside "
+            "the sweep's grid (`sweep.json`) and left out of every figure (left over from an "
+            "earlier grid, or copied in; move them out of `rows/` to silence this):",
+            "",
+            *_table(["row file", "reason"], [[f"`{r['row_file']}`", r["reason"]] for r in outside]),
         ]
     return lines
 
