@@ -177,6 +177,17 @@ def evaluate_command(
         Path | None,
         typer.Option(help="Also write the per-episode returns (and match rate) to this JSON file."),
     ] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write mp4 videos of the first --record-episodes episodes to this folder "
+            "(seed-<s>/ per learner of a run); needs the video extra.",
+            metavar="DIR",
+        ),
+    ] = None,
+    record_count: Annotated[
+        int, typer.Option("--record-episodes", help="Episodes to record with --record.")
+    ] = 3,
     progress: ProgressOption = None,
 ) -> None:
     """Evaluate a training run, a learner or an expert over seeded episodes; print mean ± std."""
@@ -201,6 +212,11 @@ def evaluate_command(
             from sbil.files import check_writable_file
 
             check_writable_file(output, what="--output")  # before any episode runs
+        if record is not None:
+            require("--record-episodes", record_count, 1)
+            from sbil.deep.video import check_recording
+
+            check_recording(record)  # moviepy installed, folder writable
 
         policies = _policies(checkpoint, expert, env, noise, seed, experts_root)
         env = env or policies[0].env_id
@@ -226,6 +242,18 @@ def evaluate_command(
             from sbil.files import write_json_atomic
 
             write_json_atomic(output, payload, allow_nan=True)
+        if record is not None:
+            from sbil.deep.video import record_episodes
+
+            for item in policies:
+                folder = record if item.seed is None else record / f"seed-{item.seed}"
+                videos = record_episodes(
+                    item.policy, env, folder, record_count, seed, label=item.label
+                )
+                console.print(
+                    f"Recorded {len(videos.videos)} video(s) of {item.label} in {folder}",
+                    highlight=False,
+                )
 
 
 @dataclass(frozen=True)
