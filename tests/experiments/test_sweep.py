@@ -93,8 +93,9 @@ def test_re_running_skips_every_finished_cell(tiny_sweep):
 
 
 def test_a_different_sweep_in_the_same_folder_is_refused(tiny_sweep):
+    # (ks = [1] alone is a part of this sweep, which runs: tests/experiments/test_sweep_folder.py)
     with pytest.raises(SweepError, match="different sweep"):
-        run_sweep(SweepSpec.from_dict({**TINY, "ks": [1]}), tiny_sweep)
+        run_sweep(SweepSpec.from_dict({**TINY, "eval_episodes": 4}), tiny_sweep)
 
 
 def test_a_sweep_killed_halfway_resumes_without_redoing_finished_cells(tiny_sweep, tmp_path):

@@ -19,13 +19,20 @@ the backend or the number of workers: every random number comes from the cell's 
 
 from __future__ import annotations
 
+import builtins
+import contextlib
+import ctypes
 import dataclasses
 import hashlib
 import itertools
 import json
 import os
+import signal
+import socket
+import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -456,6 +463,39 @@ def groups(spec: SweepSpec, sweep_dir: Path) -> list[Group]:
 
 # --- one group: what a worker runs ---------------------------------------------------------------
 
+#: Seconds a group waits for its run folder's lock before failing: a worker of an earlier sweep
+#: that was killed may still be saving its training checkpoint (it ends with its driver).
+RUN_LOCK_WAIT_S = 120.0
+
+#: Errors that come from outside a cell (files and disks, locks, lost workers, memory): a cell
+#: recorded with one is retried by a plain re-run; others (a diverged learner, a bad option)
+#: are results, run again only with ``retry_failed``.
+_ENVIRONMENTAL = frozenset(
+    {
+        name
+        for name, value in vars(builtins).items()
+        if isinstance(value, type) and issubclass(value, OSError)
+    }
+    | {"MemoryError", "LockHeldError", "NotWritableError", "WorkerLost"}
+)
+
+
+def is_environmental(error: str | None) -> bool:
+    """Whether a row's ``error`` (``"Type: message"``) came from outside its cell (see
+    :data:`_ENVIRONMENTAL`), so that re-running the sweep can fix it."""
+    return isinstance(error, str) and error.split(":", 1)[0].strip() in _ENVIRONMENTAL
+
+
+def _error_text(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+def _checkpoint_exists(folder: Path) -> bool:
+    """Whether a learner's checkpoint folder holds both of its files."""
+    from sbil.deep.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+
+    return (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
+
 
 def run_group(sweep_dir: str, group: Group) -> list[dict]:
     """Train and evaluate one group (resuming its run folder) and return its tidy rows.
@@ -471,16 +511,15 @@ def run_group(sweep_dir: str, group: Group) -> list[dict]:
     info = provenance()
     try:
         spec = RunSpec.from_dict(group.run)
+        with lock(folder, wait=RUN_LOCK_WAIT_S):
+            _adopt_moved_run(folder, spec)
+            _reopen_if_checkpoints_missing(folder)
         resume = folder.is_dir() and is_run_folder(folder)
         outcome = run_training(spec, folder, resume=resume, stop_on_divergence=False)
     except KeyboardInterrupt:
         raise
     except Exception as error:  # recorded in the rows; the sweep goes on
-        message = " ".join(f"{type(error).__name__}: {error}".split())
-        return [
-            _row(group, seed, info, folder, sweep, status="failed", error=message)
-            for seed in group.run["seeds"]
-        ]
+        return failed_rows(group, sweep, _error_text(error), info)
     wall = time.perf_counter() - started
     k = len(outcome.seeds)
     rows = []
@@ -506,6 +545,63 @@ def run_group(sweep_dir: str, group: Group) -> list[dict]:
             )
         )
     return rows
+
+
+def failed_rows(group: Group, sweep: Path, error: str, info: dict | None = None) -> list[dict]:
+    """The rows of a group that failed as a whole with ``error`` (``"Type: message"``)."""
+    folder = sweep / "runs" / group.group_id
+    info = info if info is not None else {}
+    return [
+        _row(group, seed, info, folder, sweep, status="failed", error=error)
+        for seed in group.run["seeds"]
+    ]
+
+
+def _adopt_moved_run(folder: Path, spec) -> None:
+    """Point a run folder that moved with its sweep (``mv``, ``cp -r``) at this sweep's
+    datasets, so it resumes, or is read back, instead of counting as a different run.
+
+    A run's ``config.json`` names its datasets folder by absolute path (``RunSpec.root``); a
+    stored description that differs from ``spec`` in that path alone is rewritten with this
+    one. One that differs in anything else is left for ``run_training`` to refuse."""
+    from sbil.experiments.runs import CONFIG_FILE, RunSpec
+
+    path = folder / CONFIG_FILE
+    try:
+        doc = json.loads(path.read_text())
+        stored = doc["spec"]
+        same = RunSpec.from_dict({**stored, "root": spec.root}).digest() == spec.digest()
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # none yet, or damaged: run_training says what is wrong
+    if not same or stored.get("root") == spec.root:
+        return
+    stored["root"] = spec.root
+    if isinstance(doc.get("resolved"), dict) and "root" in doc["resolved"]:
+        doc["resolved"]["root"] = spec.root
+    write_json_atomic(path, doc)
+
+
+def _reopen_if_checkpoints_missing(folder: Path) -> None:
+    """Make a finished run whose learner checkpoints were deleted train again.
+
+    A cell is done only while its checkpoint exists (``sbil evaluate`` reads it). Removing the
+    run's ``results.json`` makes ``run_training`` train the group again from its seeds, which
+    reproduces the same learners, and rewrite every checkpoint."""
+    from sbil.experiments.runs import RESULTS_FILE
+
+    path = folder / RESULTS_FILE
+    try:
+        learners = json.loads(path.read_text())["learners"]
+        missing = [
+            learner
+            for learner in learners
+            if learner["status"] == "done"
+            and not _checkpoint_exists(folder / str(learner["checkpoint"]))
+        ]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if missing:
+        path.unlink()
 
 
 def _row(group: Group, seed: int, info: dict, folder: Path, sweep: Path, **fields) -> dict:
@@ -542,7 +638,7 @@ def _row(group: Group, seed: int, info: dict, folder: Path, sweep: Path, **field
     return row
 
 
-# --- the sweep ------------------------------------------------------------------------------------
+# --- the sweep folder -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -551,11 +647,20 @@ class SweepSummary:
 
     sweep_dir: Path
     n_cells: int
+    """Cells of the spec that was run."""
     done: int
+    """Cells finished by this call."""
     failed: int
+    """Cells that failed in this call."""
     skipped: int
+    """Cells finished before (done, or recorded as failed and kept)."""
     ran_groups: int
     seconds: float
+    failed_before: int = 0
+    """Of ``skipped``, the cells kept as failed (an error of the cell itself, e.g. a diverged
+    learner; ``retry_failed`` runs them again)."""
+    errors: dict[str, str] = field(default_factory=dict)
+    """cell_id -> error of every cell of the spec that is failed now (this call's and kept)."""
 
 
 def _random_policy(n_actions: int, seed: int):
@@ -567,57 +672,118 @@ def _random_policy(n_actions: int, seed: int):
     return policy
 
 
+def _read_json(path: Path, fix: str) -> Any:
+    """``path`` parsed, or a SweepError naming the file and ``fix`` (what to do about it)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise SweepError(f"Cannot read {path} as JSON ({reason}); {fix}.") from None
+
+
+def stored_spec(sweep_dir: str | os.PathLike) -> SweepSpec:
+    """The sweep a folder holds (its ``sweep.json``).
+
+    Raises:
+        SweepError: naming the file, if it is missing, damaged or not a sweep description.
+    """
+    path = Path(sweep_dir) / "sweep.json"
+    fix = "restore it from a copy, or run the sweep in a new folder"
+    data = _read_json(path, fix)
+    if not isinstance(data, dict) or not isinstance(data.get("spec"), dict):
+        raise SweepError(
+            f'{path} is not a sweep description ({{"schema": 1, "spec": {{...}}}}); {fix}.'
+        )
+    try:
+        return SweepSpec.from_dict(data["spec"])
+    except (SweepError, TypeError) as error:
+        raise SweepError(f"{path} holds a sweep that cannot be used ({error}); {fix}.") from None
+
+
+def _read_references(sweep_dir: Path) -> dict:
+    path = sweep_dir / "references.json"
+    if not path.is_file():
+        return {}
+    fix = "delete it and re-run the sweep to measure the references again"
+    references = _read_json(path, fix)
+    if not isinstance(references, dict) or not all(
+        isinstance(entry, dict)
+        and all(isinstance(entry.get(kind), dict) for kind in ("random", "expert"))
+        for entry in references.values()
+    ):
+        raise SweepError(f"{path} is not a table of task -> random and expert returns; {fix}.")
+    return references
+
+
+def _relation(stored: SweepSpec, spec: SweepSpec, sweep_dir: Path) -> tuple[str, str]:
+    """How ``spec`` relates to the sweep a folder holds: ``"same"`` (the same grid, in any
+    order), ``"extension"`` (every stored cell is a cell of ``spec`` with the same id and run
+    description: it adds envs, ks or algos, or options that leave the stored learners
+    unchanged; with a description of what it adds), ``"part"`` (every cell of ``spec`` is a
+    stored one) or ``"different"``."""
+    if stored.same_grid(spec):
+        return "same", ""
+    old, new = stored.canonical(), spec.canonical()
+    if any(old[name] != new[name] for name in old if name not in (*_EXTENSIBLE, "options")):
+        return "different", ""
+    old_runs = {g.group_id: g.run for g in groups(stored, sweep_dir)}
+    new_runs = {g.group_id: g.run for g in groups(spec, sweep_dir)}
+    if all(new_runs.get(group_id) == run for group_id, run in old_runs.items()):
+        added = []
+        for name in _EXTENSIBLE:
+            before = getattr(stored, name)
+            if extra := [str(v) for v in getattr(spec, name) if v not in before]:
+                added.append(f"{name} {', '.join(extra)}")
+        return "extension", "; ".join(added) or "options that leave its cells unchanged"
+    if all(old_runs.get(group_id) == run for group_id, run in new_runs.items()):
+        return "part", ""
+    return "different", ""
+
+
 def extension(stored: SweepSpec, spec: SweepSpec, sweep_dir: Path) -> str | None:
-    """What ``spec`` adds to ``stored`` (e.g. "algos valuedice, rcal") if every cell of
-    ``stored`` is also a cell of ``spec`` with the same id and run description (it adds envs,
-    ks or algos, or options that leave the stored cells' learners unchanged), else None."""
-    same_rest = all(
-        getattr(stored, f.name) == getattr(spec, f.name)
-        for f in dataclasses.fields(SweepSpec)
-        if f.name not in (*_EXTENSIBLE, "options", "preset")
-    )
-    if not same_rest:
-        return None
-    new_groups = {g.group_id: g.run for g in groups(spec, sweep_dir)}
-    if any(new_groups.get(g.group_id) != g.run for g in groups(stored, sweep_dir)):
-        return None
-    added = []
-    for name in _EXTENSIBLE:
-        old, new = getattr(stored, name), getattr(spec, name)
-        if extra := [str(v) for v in new if v not in old]:
-            added.append(f"{name} {', '.join(extra)}")
-    return "; ".join(added) or None
+    """What ``spec`` adds to ``stored`` (e.g. "algos valuedice, rcal") if it extends it (see
+    :func:`_relation`), else None."""
+    relation, added = _relation(stored, spec, sweep_dir)
+    return added if relation == "extension" else None
 
 
-def prepare(spec: SweepSpec, sweep_dir: Path, log: Callable[[str], None]) -> None:
-    """Write sweep.json (or check it), collect missing datasets, measure missing references."""
+def prepare(spec: SweepSpec, sweep_dir: Path, log: Callable[[str], None]) -> SweepSpec:
+    """Write sweep.json (or check it), collect missing datasets, measure missing references.
+
+    Returns:
+        The sweep the folder holds: ``spec``, or the stored sweep that ``spec`` is part of.
+    """
     from sbil.deep.data import collect, load_demonstrations
     from sbil.deep.envs import env_spec
     from sbil.deep.evaluation import evaluate
     from sbil.deep.experts import get_expert
 
     spec_file = sweep_dir / "sweep.json"
+    whole = spec
     if spec_file.is_file():
-        stored_data = json.loads(spec_file.read_text())
-        try:  # compared as specs, so a field added later with its default still matches
-            stored = SweepSpec.from_dict(stored_data.get("spec", {}))
-        except (SweepError, TypeError):
-            stored = None
-        if stored != spec:
-            added = extension(stored, spec, sweep_dir) if stored is not None else None
-            if added is None:
-                raise SweepError(
-                    f"{sweep_dir} holds a different sweep (its sweep.json); re-run it with the "
-                    "same preset/spec, extend it only by adding envs, ks or algos, or give a "
-                    "new folder."
-                )
+        stored = stored_spec(sweep_dir)
+        relation, added = _relation(stored, spec, sweep_dir)
+        if relation == "different":
+            raise SweepError(
+                f"{sweep_dir} holds a different sweep (its sweep.json); re-run it with the "
+                "same preset/spec or a part of it, extend it only by adding envs, ks or algos, "
+                "or give a new folder."
+            )
+        if relation == "extension":
             log(f"extending the sweep with {added}; its finished cells are kept")
             write_json_atomic(spec_file, {"schema": SCHEMA, "spec": spec.to_dict()})
+        else:
+            whole = stored
+        if relation == "part":
+            log(
+                f"running {n_cells(spec)} of the {n_cells(stored)} cells of the sweep in "
+                f"{sweep_dir} (this spec names part of it)"
+            )
     else:
         write_json_atomic(spec_file, {"schema": SCHEMA, "spec": spec.to_dict()})
     root = sweep_dir / "datasets"
     references_file = sweep_dir / "references.json"
-    references = json.loads(references_file.read_text()) if references_file.is_file() else {}
+    references = _read_references(sweep_dir)
     for env_id in spec.envs:
         name = dataset_id(env_id, spec.expert, spec.expert_noise)
         if not (root / name / "data").is_dir():
@@ -667,19 +833,89 @@ def prepare(spec: SweepSpec, sweep_dir: Path, log: Callable[[str], None]) -> Non
                 },
             }
             write_json_atomic(references_file, references)
+    return whole
 
 
-def _finished_cells(sweep_dir: Path, retry_failed: bool) -> dict[str, str]:
-    """cell_id -> config_hash of rows that count as finished."""
-    finished = {}
-    for path in (sweep_dir / "rows").glob("*.json"):
+def _stored_rows(sweep_dir: Path) -> tuple[dict[str, dict], list[str]]:
+    """The readable rows of ``rows/`` by file name (cell id), and the names of damaged ones:
+    not JSON, not an object, or not naming the cell its file is named after."""
+    rows, damaged = {}, []
+    for path in sorted((sweep_dir / "rows").glob("*.json")):
         try:
-            row = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue  # a damaged row is redone
-        if row.get("status") == "done" or (row.get("status") == "failed" and not retry_failed):
-            finished[row["cell_id"]] = row.get("config_hash")
-    return finished
+            row = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            row = None
+        if isinstance(row, dict) and row.get("cell_id") == path.stem:
+            rows[path.stem] = row
+        else:
+            damaged.append(path.stem)
+    return rows, damaged
+
+
+def stray_rows(sweep_dir: str | os.PathLike) -> list[str]:
+    """The files of ``rows/`` (cell ids) that are not cells of the sweep the folder holds:
+    left alone by the sweep and not counted in its summary."""
+    sweep = Path(sweep_dir)
+    cells = {g.cell_id(s) for g in groups(stored_spec(sweep), sweep) for s in g.run["seeds"]}
+    return sorted(p.stem for p in (sweep / "rows").glob("*.json") if p.stem not in cells)
+
+
+def _finished(row: dict | None, group: Group, seed: int, sweep: Path, retry_failed: bool) -> bool:
+    """Whether a cell's stored row stands: done with its checkpoint in place, or failed for a
+    reason of its own (unless ``retry_failed``)."""
+    if row is None or row.get("config_hash") != group.config_hash(seed):
+        return False
+    if row.get("status") == "done":
+        return _checkpoint_exists(sweep / "runs" / group.group_id / f"seed-{seed}")
+    if row.get("status") == "failed":
+        return not retry_failed and not is_environmental(row.get("error"))
+    return False
+
+
+def _check_folder(sweep: Path) -> None:
+    if sweep.exists() and not sweep.is_dir():
+        raise SweepError(f"{sweep} is a file; give a folder for the sweep.")
+    if not sweep.is_dir() or (sweep / "sweep.json").is_file():
+        return
+    # An empty rows/ is what a spec rejected by an earlier sbil left behind: not foreign files.
+    entries = [e for e in sweep.iterdir() if not (e.name == "rows" and not any(e.iterdir()))]
+    if entries:
+        raise SweepError(f"{sweep} holds files that are not an sbil sweep; give a new folder.")
+
+
+def check_tasks(spec: SweepSpec, sweep_dir: str | os.PathLike) -> None:
+    """Check that every task exists and that the expert can be made where the folder still
+    needs it (a dataset or references to record), before anything is written.
+
+    Raises:
+        SweepError: for an unknown or unsupported task, or an unknown expert.
+    """
+    from sbil.deep.envs import env_spec
+    from sbil.deep.experts import get_expert
+
+    sweep = Path(sweep_dir)
+    try:
+        references = json.loads((sweep / "references.json").read_text())
+    except (OSError, ValueError):
+        references = {}  # none yet (or damaged: prepare names the file)
+    for env_id in spec.envs:
+        recorded = (
+            sweep / "datasets" / dataset_id(env_id, spec.expert, spec.expert_noise)
+        ).is_dir()
+        try:
+            env_spec(env_id)
+            if not recorded or not isinstance(references, dict) or env_id not in references:
+                get_expert(env_id, spec.expert, noise=spec.expert_noise, seed=spec.eval_seed)
+        except ModuleNotFoundError:
+            raise  # a missing extra: the command line names it
+        except ValueError as error:
+            raise SweepError(str(error)) from None
+
+
+# --- backends -------------------------------------------------------------------------------------
+
+#: Seconds to wait for a Ray cluster's port to answer before giving up on it.
+RAY_CONNECT_TIMEOUT_S = 5.0
 
 
 def check_backend(workers: int, backend: str, address: str | None) -> None:
@@ -711,6 +947,75 @@ def _host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _ray_client_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("grpc") is not None  # what ray[client] adds to Ray
+
+
+def check_ray(address: str | None) -> None:
+    """Check that Ray is installed and, for an ``address``, that the cluster answers there,
+    within seconds (Ray itself retries a dead address for minutes).
+
+    Raises:
+        SweepError: saying what to install, or that nothing answers at ``address``.
+    """
+    try:
+        import ray  # noqa: F401
+    except ModuleNotFoundError:
+        raise SweepError(
+            "--backend ray needs Ray: pip install 'sbil[ray]' (or pip install ray)."
+        ) from None
+    if address is None or address == "auto":
+        return
+    host, port = _host_port(address)
+    if address.startswith("ray://") and not _ray_client_installed():
+        raise SweepError(
+            f"--address {address} is a Ray Client address, which needs pip install "
+            "'ray[client]' (sbil[ray] installs Ray without its client); or give the head "
+            "node's GCS address, HOST:6379."
+        )
+    try:
+        socket.create_connection((host, port), timeout=RAY_CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        raise SweepError(
+            f"Cannot reach a Ray cluster at {address} ({reason}); check the address and that "
+            "its head node runs (ray start --head), or leave out --address for a local Ray."
+        ) from None
+
+
+@contextlib.contextmanager
+def _ray_session(workers: int, address: str | None) -> Iterator[None]:
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            if address is None:
+                # A small object store: tasks pass only group descriptions and rows.
+                ray.init(
+                    num_cpus=workers,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                    object_store_memory=256 * 1024**2,
+                )
+            else:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except Exception as error:
+            where = f" at {address}" if address else ""
+            raise SweepError(f"Cannot start Ray{where} ({_error_text(error)}).") from None
+    try:
+        yield
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+# --- the sweep ------------------------------------------------------------------------------------
+
+
 def run_sweep(
     spec: SweepSpec,
     sweep_dir: str | os.PathLike,
@@ -723,6 +1028,9 @@ def run_sweep(
 ) -> SweepSummary:
     """Run (or resume) the sweep into ``sweep_dir``; see the module doc.
 
+    Nothing is written before the spec, its tasks and experts, the folder and the backend are
+    checked (a Ray cluster is reached before any data is recorded).
+
     Args:
         spec: the grid.
         sweep_dir: the sweep folder (created if needed; the same folder resumes).
@@ -731,56 +1039,93 @@ def run_sweep(
         address: with ``backend="ray"``, an existing cluster's address (default: a local
             Ray started with ``workers`` CPUs). The sweep folder must be on a file system
             every node sees.
-        retry_failed: run cells recorded as failed again.
+        retry_failed: also run again the cells recorded as failed for a reason of their own
+            (those that failed for an outside reason are always retried).
         log: called with one line per event (datasets, references, each finished group).
     """
     check_backend(workers, backend, address)
     log = log or (lambda line: None)
     sweep = Path(sweep_dir)
-    if sweep.exists() and not sweep.is_dir():
-        raise SweepError(f"{sweep} is a file; give a folder for the sweep.")
-    if sweep.is_dir() and any(sweep.iterdir()) and not (sweep / "sweep.json").is_file():
-        raise SweepError(f"{sweep} holds files that are not an sbil sweep; give a new folder.")
+    _check_folder(sweep)
+    check_tasks(spec, sweep)
+    if backend == "ray":
+        check_ray(address)
     try:
         (sweep / "rows").mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise SweepError(f"Cannot create the sweep folder {sweep} ({error.strerror}).") from None
-    if backend == "ray":
-        try:
-            import ray  # noqa: F401
-        except ModuleNotFoundError:
-            raise SweepError(
-                "--backend ray needs Ray: pip install 'sbil[ray]' (or pip install ray)."
-            ) from None
     started = time.perf_counter()
-    with lock(sweep):  # one process per sweep folder; a second fails at once
-        prepare(spec, sweep, log)
+    with lock(sweep), contextlib.ExitStack() as backend_session:  # one process per folder
+        if backend == "ray":
+            backend_session.enter_context(_ray_session(workers, address))
+        whole = prepare(spec, sweep, log)
         all_groups = groups(spec, sweep)
-        finished = _finished_cells(sweep, retry_failed)
-        todo = [
-            g
-            for g in all_groups
-            if any(finished.get(g.cell_id(s)) != g.config_hash(s) for s in spec.seeds)
-        ]
-        n_cells = len(all_groups) * len(spec.seeds)
-        skipped = n_cells - len(todo) * len(spec.seeds)
+        stored, damaged = _stored_rows(sweep)
+        cells = {g.cell_id(s) for g in groups(whole, sweep) for s in g.run["seeds"]}
+        if strays := sorted(set(stored) - cells):
+            n = len(strays)
+            log(
+                f"{n} row{'s' if n > 1 else ''} in rows/ {'are' if n > 1 else 'is'} not "
+                f"{'cells' if n > 1 else 'a cell'} of this sweep (left alone, not counted), "
+                f"e.g. {strays[0]}"
+            )
+        if damaged := [d for d in damaged if d in cells]:
+            log(f"{len(damaged)} damaged row file(s) are redone, e.g. rows/{damaged[0]}.json")
+        errors: dict[str, str] = {}
+        todo, retried = [], []
+        n_cells_, skipped, failed_before = 0, 0, 0
+        for group in all_groups:
+            finished = 0
+            for seed in spec.seeds:
+                n_cells_ += 1
+                row = stored.get(group.cell_id(seed))
+                if _finished(row, group, seed, sweep, retry_failed):
+                    finished += 1
+                    if row["status"] == "failed":
+                        failed_before += 1
+                        errors[group.cell_id(seed)] = str(row.get("error"))
+                elif (
+                    row is not None
+                    and row.get("status") == "failed"
+                    and row.get("config_hash") == group.config_hash(seed)
+                    and not retry_failed
+                ):
+                    retried.append(str(row.get("error")))
+            skipped += finished
+            if finished < len(spec.seeds):
+                todo.append(group)
+        if retried:
+            log(
+                f"retrying {len(retried)} cells that failed for reasons outside them, e.g. "
+                f"{retried[0]}"
+            )
         log(
-            f"{n_cells} cells in {len(all_groups)} groups; {skipped} already finished, "
+            f"{n_cells_} cells in {len(all_groups)} groups; {skipped} already finished, "
             f"{len(todo)} groups to run on {workers} {backend} worker(s)"
         )
         counts = {"done": 0, "failed": 0}
         position = [0]
 
-        def record(group: Group, rows: list[dict], seconds: float) -> None:
+        def record(group: Group, result: list[dict] | str, seconds: float) -> None:
+            """Write a group's rows (``result``, or the error that lost them); a row that
+            stands (done with its checkpoint) is never replaced."""
+            rows = failed_rows(group, sweep, result) if isinstance(result, str) else result
+            written = []
             for row in rows:
+                old = stored.get(row["cell_id"])
+                if _finished(old, group, row["seed"], sweep, retry_failed=True):
+                    continue
                 write_json_atomic(sweep / "rows" / f"{row['cell_id']}.json", row, allow_nan=True)
                 counts[row["status"]] = counts.get(row["status"], 0) + 1
+                if row["status"] != "done":
+                    errors[row["cell_id"]] = str(row["error"])
+                written.append(row)
             position[0] += 1
-            means = [r["return_mean"] for r in rows if r["return_mean"] is not None]
-            failed = [r for r in rows if r["status"] != "done"]
+            means = [r["return_mean"] for r in written if r["return_mean"] is not None]
+            failed = [r for r in written if r["status"] != "done"]
             line = (
                 f"[{position[0]}/{len(todo)}] {group.env_id} {group.algo} k={group.k}: "
-                f"{len(rows) - len(failed)} done"
+                f"{len(written) - len(failed)} done"
             )
             if means:
                 line += f", mean return {np.mean(means):.1f}"
@@ -789,33 +1134,35 @@ def run_sweep(
             log(f"{line} ({seconds:.0f} s)")
 
         if backend == "ray":
-            _run_ray(todo, sweep, workers, address, record)
+            _run_ray(todo, sweep, workers, record)
         else:
             _run_local(todo, sweep, workers, record)
     return SweepSummary(
         sweep_dir=sweep,
-        n_cells=n_cells,
+        n_cells=n_cells_,
         done=counts["done"],
         failed=counts["failed"],
         skipped=skipped,
         ran_groups=len(todo),
         seconds=time.perf_counter() - started,
+        failed_before=failed_before,
+        errors=errors,
     )
 
 
 def _keep_busy(todo: Sequence[Group], workers: int, submit, wait_one, record) -> None:
     """Keep ``workers`` groups in flight: ``submit(group) -> handle``;
-    ``wait_one(handles) -> [(handle, rows)]`` for the handles that finished. Shared by both
-    backends, so they schedule (and record) identically."""
+    ``wait_one(handles) -> [(handle, rows or error)]`` for the handles that finished. Shared by
+    both backends, so they schedule (and record) identically."""
     pending: dict = {}
     queue = list(todo)
     while queue or pending:
         while queue and len(pending) < workers:
             group = queue.pop(0)
             pending[submit(group)] = (group, time.perf_counter())
-        for handle, rows in wait_one(list(pending)):
+        for handle, result in wait_one(list(pending)):
             group, started = pending.pop(handle)
-            record(group, rows, time.perf_counter() - started)
+            record(group, result, time.perf_counter() - started)
 
 
 def _run_local(todo: Sequence[Group], sweep: Path, workers: int, record) -> None:
@@ -824,50 +1171,189 @@ def _run_local(todo: Sequence[Group], sweep: Path, workers: int, record) -> None
             started = time.perf_counter()
             record(group, run_group(str(sweep), group), time.perf_counter() - started)
         return
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    def wait_one(futures):
-        done, _ = wait(futures, return_when=FIRST_COMPLETED)
-        return [(future, future.result()) for future in done]
-
-    context = multiprocessing.get_context("spawn")  # no torch state forked into workers
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        try:
-            _keep_busy(
-                todo, workers, lambda g: pool.submit(run_group, str(sweep), g), wait_one, record
-            )
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    with _WorkerPool(sweep) as pool:
+        _keep_busy(todo, workers, pool.submit, pool.wait_one, record)
 
 
-def _run_ray(todo: Sequence[Group], sweep: Path, workers: int, address: str | None, record) -> None:
+def _run_ray(todo: Sequence[Group], sweep: Path, workers: int, record) -> None:
     import ray
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address is None:
-            # A small object store: tasks pass only group descriptions and rows.
-            ray.init(
-                num_cpus=workers,
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-                object_store_memory=256 * 1024**2,
-            )
-        else:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
-    try:
-        remote = ray.remote(num_cpus=1, max_retries=0)(run_group)
+    remote = ray.remote(num_cpus=1, max_retries=0)(run_group)
 
-        def wait_one(refs):
-            done, _ = ray.wait(refs, num_returns=1)
-            return [(ref, ray.get(ref)) for ref in done]
+    def wait_one(refs):
+        done, _ = ray.wait(refs, num_returns=1)
+        out = []
+        for ref in done:
+            try:
+                out.append((ref, ray.get(ref)))
+            except Exception as error:  # the task's process or node was lost
+                first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                out.append(
+                    (
+                        ref,
+                        f"WorkerLost: the Ray task running this group failed "
+                        f"({type(error).__name__}: {first}); re-run the sweep to resume it "
+                        "from its last checkpoint.",
+                    )
+                )
+        return out
 
-        _keep_busy(
-            todo, workers, lambda g: remote.remote(str(sweep.absolute()), g), wait_one, record
+    _keep_busy(todo, workers, lambda g: remote.remote(str(sweep.absolute()), g), wait_one, record)
+
+
+# --- the local process pool ---------------------------------------------------------------------
+
+#: prctl(2) option: the signal the kernel sends this process when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
+#: Seconds between a worker's checks that its driver still runs (where prctl is missing).
+_WATCH_S = 0.5
+#: Seconds a worker whose driver died has to save its checkpoint before it is ended.
+_GRACE_S = 30.0
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: Any
+    connection: Any
+
+
+class _WorkerPool:
+    """Worker processes (``spawn``: no torch state forked) that run one group at a time.
+
+    Each worker ends with its driver however the driver ends (see :func:`_end_with_driver`),
+    and the driver knows which group each one runs: a worker that dies fails its group only
+    (``WorkerLost``, retried by the next run); the others go on.
+    """
+
+    def __init__(self, sweep: Path) -> None:
+        import multiprocessing
+
+        self._context = multiprocessing.get_context("spawn")
+        self._sweep = str(sweep)
+        self._workers: list[_Worker] = []
+        self._idle: list[_Worker] = []
+
+    def __enter__(self) -> _WorkerPool:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self.close(interrupted=kind is not None)
+
+    def submit(self, group: Group) -> _Worker:
+        while self._idle:
+            worker = self._idle.pop()
+            try:
+                worker.connection.send(group)
+                return worker
+            except OSError:  # it died while idle
+                self._discard(worker)
+        worker = self._start()
+        worker.connection.send(group)
+        return worker
+
+    def wait_one(self, busy: list[_Worker]) -> list[tuple[_Worker, list[dict] | str]]:
+        from multiprocessing.connection import wait
+
+        ready = set(wait([w.connection for w in busy] + [w.process.sentinel for w in busy]))
+        out = []
+        for worker in busy:
+            if worker.connection not in ready and worker.process.sentinel not in ready:
+                continue
+            try:
+                if worker.connection.poll():
+                    out.append((worker, worker.connection.recv()))
+                    self._idle.append(worker)
+                    continue
+            except (EOFError, OSError):
+                pass
+            out.append((worker, _lost(worker.process)))
+            self._discard(worker)
+        return out
+
+    def close(self, *, interrupted: bool) -> None:
+        """Stop every worker: asked to (the sweep is over), or with SIGTERM when the driver
+        was interrupted, which training answers by saving its checkpoint; waited for."""
+        for worker in self._workers:
+            if interrupted:
+                if worker.process.is_alive():
+                    worker.process.terminate()
+            else:
+                with contextlib.suppress(OSError):
+                    worker.connection.send(None)
+        for worker in list(self._workers):
+            self._discard(worker)
+
+    def _start(self) -> _Worker:
+        here, there = self._context.Pipe()
+        process = self._context.Process(
+            target=_worker_main,
+            args=(there, self._sweep, os.getpid()),
+            name="sbil-sweep-worker",
+            daemon=True,
         )
-    finally:
-        if started_here:
-            ray.shutdown()
+        process.start()
+        there.close()  # so that the worker's death reads as the end of the pipe here
+        worker = _Worker(process, here)
+        self._workers.append(worker)
+        return worker
+
+    def _discard(self, worker: _Worker) -> None:
+        worker.process.join(timeout=_GRACE_S)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
+        worker.connection.close()
+        self._workers.remove(worker)
+        if worker in self._idle:
+            self._idle.remove(worker)
+
+
+def _lost(process) -> str:
+    process.join(timeout=_GRACE_S)
+    code = process.exitcode
+    if code is None:
+        how = "it stopped answering"
+    elif code < 0:
+        how = f"killed by {signal.Signals(-code).name}"
+    else:
+        how = f"exit status {code}"
+    return (
+        f"WorkerLost: the worker process running this group ended ({how}) before returning "
+        "its rows; re-run the sweep to resume the group from its last checkpoint."
+    )
+
+
+def _worker_main(connection, sweep_dir: str, driver: int) -> None:
+    """A pool worker: run the groups the driver sends until it sends None or is gone."""
+    _end_with_driver(driver)
+    try:
+        while (group := connection.recv()) is not None:
+            connection.send(run_group(sweep_dir, group))
+    except (KeyboardInterrupt, EOFError, OSError):
+        pass  # interrupted (training saved its checkpoint), or the driver is gone
+
+
+def _end_with_driver(driver: int) -> None:
+    """Make this worker end when its driver does, even by SIGKILL.
+
+    On Linux the kernel sends it SIGTERM then (prctl PR_SET_PDEATHSIG), which training turns
+    into a saved checkpoint and a clean exit. Elsewhere, and as a backstop, a thread polls the
+    parent's id (it changes when the parent dies) and does the same, then ends the process
+    after a grace period.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != driver:  # the driver died before prctl took effect
+        os._exit(1)
+    threading.Thread(
+        target=_watch_driver, args=(driver,), name="sbil-watch-driver", daemon=True
+    ).start()
+
+
+def _watch_driver(driver: int) -> None:
+    while os.getppid() == driver:
+        time.sleep(_WATCH_S)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(_GRACE_S)
+    os._exit(1)
