@@ -26,7 +26,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from sbil.cli import deep, export, sweep, tabular, train
+    from sbil.cli import deep, export, plot, sweep, tabular, train
 
     if app.registered_commands:  # already registered (tests call this more than once)
         return
@@ -34,6 +34,7 @@ def _register() -> None:
     deep.register(app)
     train.register(app)
     sweep.register(app)
+    plot.register(app)
     export.register(app)
     use_plain_flag_help(app)
 

@@ -173,6 +173,15 @@ def evaluate_command(
             "95% stratified bootstrap interval (rliable's convention).",
         ),
     ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for the tidy per-seed figures evaluation.csv and evaluation.json "
+            "(default: the run folder when evaluating a run; with one checkpoint or an "
+            "expert, only when given).",
+            metavar="DIR",
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(help="Also write the per-episode returns (and match rate) to this JSON file."),
@@ -220,17 +229,26 @@ def evaluate_command(
 
         policies = _policies(checkpoint, expert, env, noise, seed, experts_root)
         env = env or policies[0].env_id
+        figures = _figures_folder(out, checkpoint, policies)  # checked before any episode
+        log = _run_log(checkpoint, policies)
         matches = None
         if dataset is not None:
             matches = _match_sets(policies, dataset, root, holdout_from, env)
 
         from sbil.deep.evaluation import action_match_rate, evaluate
+        from sbil.experiments.run_log import tee
 
-        with progress_bar(progress, f"evaluating on {env}") as callback:
-            results = [
-                evaluate(item.policy, env, episodes, seed, n_envs=n_envs, progress=callback)
-                for item in policies
-            ]
+        if log is not None:
+            log.write(f"evaluate: {len(policies)} learner(s), {episodes} episodes of {env}")
+        results = []
+        for item in policies:  # each its own progress lines, naming it
+            description = f"evaluating {_name(item)} on {env}"
+            with progress_bar(progress, description) as callback:
+                logged = None if log is None else log.progress(description)
+                progress_of = tee(callback, logged)
+                results.append(
+                    evaluate(item.policy, env, episodes, seed, n_envs=n_envs, progress=progress_of)
+                )
         rates = None
         if matches is not None:
             rates = [
@@ -242,6 +260,7 @@ def evaluate_command(
             from sbil.files import write_json_atomic
 
             write_json_atomic(output, payload, allow_nan=True)
+        _save_figures(figures, log, policies, results, matches, rates)
         if record is not None:
             from sbil.deep.video import record_episodes
 
@@ -266,6 +285,73 @@ class _Evaluated:
     env_id: str | None
     folder: Path | None
     seed: int | None = None
+
+
+def _name(item: _Evaluated) -> str:
+    """``seed 3`` for a learner of a run, else its label."""
+    return item.label if item.seed is None else f"seed {item.seed}"
+
+
+def _figures_folder(out: Path | None, checkpoint: Path | None, policies) -> Path | None:
+    """Where the tidy figures go: ``--out``, else a run's own folder (skipped, with a warning,
+    when it is not writable), else nowhere."""
+    from sbil.files import check_writable_folder
+
+    if out is not None:
+        return check_writable_folder(out, what="--out")
+    if policies[0].seed is None:  # one checkpoint or an expert
+        return None
+    import os
+
+    if not os.access(checkpoint, os.W_OK | os.X_OK):
+        err_console.print(
+            f"[yellow]Warning:[/] the run folder {checkpoint} is not writable, so its "
+            "evaluation.csv/.json are not written; pass --out DIR for them.",
+            highlight=False,
+        )
+        return None
+    return checkpoint
+
+
+def _run_log(checkpoint: Path | None, policies):
+    """The evaluated run's log (``RUN/log.txt``) when it has a writable one, else None."""
+    import os
+
+    from sbil.experiments.run_log import LOG_FILE, RunLog
+
+    if checkpoint is None or policies[0].seed is None:
+        return None
+    path = checkpoint / LOG_FILE
+    return RunLog(path) if path.is_file() and os.access(path, os.W_OK) else None
+
+
+def _save_figures(folder, log, policies, results, matches, rates) -> None:
+    """Write ``evaluation.csv``/``.json`` (one row per policy) and log each one's figures."""
+    from sbil.experiments.runs import EVALUATION_FIGURES
+    from sbil.experiments.seed_figures import evaluation_row, write_seed_figures
+
+    rows = []
+    for index, (item, result) in enumerate(zip(policies, results, strict=True)):
+        states = None if matches is None else matches[index][0].n_steps
+        row = evaluation_row(
+            item.policy,
+            result,
+            policy_name=item.label if item.folder is None else str(item.folder),
+            seed=item.seed,
+            checkpoint=item.folder,
+            action_match=None if rates is None else rates[index],
+            action_match_states=states,
+        )
+        rows.append(row)
+        if log is not None:
+            text = f"return {row.mean_return:.2f} ± {row.std_return:.2f} ({row.n_episodes} ep.)"
+            if row.action_match is not None:
+                text += f", action match {row.action_match:.3f} on {states} states"
+            log.write(f"evaluate {_name(item)}: {text}")
+    if folder is not None:
+        csv_path, json_path = write_seed_figures(folder, EVALUATION_FIGURES, rows)
+        if log is not None:
+            log.write(f"evaluate: wrote {csv_path.name} and {json_path.name}")
 
 
 def _policies(checkpoint, expert, env, noise, seed, experts_root) -> list[_Evaluated]:

@@ -5,7 +5,9 @@ another process writes), loads the demonstrations, picks each seed's trajectorie
 (``--windows``), trains the learners together with mid-training checkpoints (``--resume``
 continues a killed run), saves one checkpoint per seed, measures the action match on held-out
 episodes and, with ``--eval-episodes``, the return. Every option is checked before the data is
-loaded or training starts.
+loaded or training starts. Progress goes to stderr and ``OUT/log.txt``; stdout holds only the
+final figures. ``--tensorboard DIR`` also writes every loss term of every seed for TensorBoard
+(:mod:`sbil.experiments.tensorboard_log`).
 """
 
 from __future__ import annotations
@@ -241,6 +243,14 @@ def train_command(
             "--overwrite/--no-overwrite", help="Replace an earlier run in --out with this one."
         ),
     ] = False,
+    tensorboard: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write every loss term of every seed to this TensorBoard folder as it "
+            "trains (DIR/seed-<s>/, tags train/<term>; needs the tensorboard extra).",
+            metavar="DIR",
+        ),
+    ] = None,
     progress: ProgressOption = None,
 ) -> None:
     """Train offline imitation learners (one per seed) and save checkpoints."""
@@ -258,6 +268,8 @@ def train_command(
 
         if resume and overwrite:
             raise UsageError("Give at most one of --resume and --overwrite.")
+        if tensorboard is not None:
+            _check_tensorboard_folder(tensorboard, out)
         if resume and (out / "config.json").is_file() and dataset is None and data is None:
             spec = load_spec(out)  # the run's own description: nothing else is needed
         else:
@@ -314,9 +326,29 @@ def train_command(
                 raise UsageError("--eval-episodes needs a task to play: pass --env.")
         algo = spec.learner.algo
         label = f"training {algo} x{len(spec.seeds)}"
+        task = spec.env_id or "the dataset's task"
+
+        def eval_progress(seed: int):
+            return progress_bar(progress, f"evaluating seed {seed} on {task}")
+
         try:
-            with _option_names(), progress_bar(progress, label) as bar:
-                outcome = run_training(spec, out, overwrite=overwrite, resume=resume, progress=bar)
+            with contextlib.ExitStack() as stack:
+                on_terms = None
+                if tensorboard is not None:
+                    from sbil.experiments.tensorboard_log import TensorBoardTerms
+
+                    on_terms = stack.enter_context(TensorBoardTerms(tensorboard))
+                stack.enter_context(_option_names())
+                bar = stack.enter_context(progress_bar(progress, label))
+                outcome = run_training(
+                    spec,
+                    out,
+                    overwrite=overwrite,
+                    resume=resume,
+                    progress=bar,
+                    eval_progress=eval_progress,
+                    on_terms=on_terms,
+                )
         except TrainingDiverged as error:
             raise ValueError(_as_options(str(error))) from None
         except TrainingInterrupted:
@@ -325,6 +357,21 @@ def train_command(
             )
 
     _print_outcome(outcome, out)
+
+
+def _check_tensorboard_folder(folder: Path, out: Path) -> None:
+    """``--tensorboard`` needs TensorBoard and a folder outside the run folder (which holds
+    only what a run writes)."""
+    from sbil.cli._common import UsageError
+    from sbil.experiments.tensorboard_log import check_tensorboard
+
+    resolved, run = folder.resolve(), out.resolve()
+    if resolved == run or run in resolved.parents:
+        raise UsageError(
+            f"--tensorboard {folder} is inside --out {out}, which holds only the run's own "
+            "files; give a folder beside it, e.g. --tensorboard tensorboard/NAME."
+        )
+    check_tensorboard()
 
 
 def _print_outcome(outcome, out: Path) -> None:

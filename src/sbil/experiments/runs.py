@@ -5,11 +5,19 @@ trajectories ``k`` each seed trains on and which ones, seeds, held-out episodes,
 settings); :func:`run_training` turns it into a run folder::
 
     OUT/config.json      {"spec": RunSpec.to_dict(), "resolved": {...}, "provenance": {...}}
+    OUT/log.txt          timestamped progress and figures, appended as they happen
+                         (sbil.experiments.run_log)
     OUT/seed-<s>/        one checkpoint per seed (learner.json + weights.pt)
-    OUT/losses.npz       loss, cross-entropy and rho of every update, [K, n_updates]
+    OUT/losses.npz       every loss term of every update by name, [K, n_updates] each
+                         (see save_curves), and the seeds
+    OUT/training.csv     one tidy row per seed: task, learner, k, seed, final training
+    OUT/training.json    figures, action match, mean/std return, commit (the same rows)
     OUT/results.json     per seed: training figures, held-out action match, returns;
                          written last, so its presence marks a complete run
     OUT/.state/          mid-training state while the run is unfinished (for --resume)
+    OUT/evaluation.csv   written by `sbil evaluate OUT`: its tidy rows per seed
+    OUT/evaluation.json
+    OUT/curves.png       written by `sbil plot OUT`: the training curves
 
 While a process writes the run it holds :func:`sbil.files.lock` on ``OUT``, so a second
 process asked to write the same folder fails at once instead of after training.
@@ -38,20 +46,49 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sbil.experiments.run_log import LOG_FILE, RunLog, tee
+from sbil.experiments.seed_figures import (
+    SeedFigures,
+    provenance_fields,
+    write_seed_figures,
+)
 from sbil.files import write_bytes_atomic, write_json_atomic
 from sbil.progress import ProgressCallback
 from sbil.seeds import check_seed_range
 
+if TYPE_CHECKING:
+    from sbil.deep.training import TermsCallback
+
 WINDOWS: tuple[str, ...] = ("first", "sliding", "random")
 CONFIG_FILE, RESULTS_FILE, LOSSES_FILE = "config.json", "results.json", "losses.npz"
 STATE_DIR = ".state"
-_RUN_NAMES = {CONFIG_FILE, RESULTS_FILE, LOSSES_FILE, STATE_DIR}
+#: ``sbil plot``'s figure of the training curves (:mod:`sbil.experiments.training_plots`).
+CURVES_FIGURE = "curves.png"
+#: The names (without .csv/.json) of the tidy per-seed figures of training and evaluation.
+TRAINING_FIGURES, EVALUATION_FIGURES = "training", "evaluation"
+_RUN_NAMES = {
+    CONFIG_FILE,
+    RESULTS_FILE,
+    LOSSES_FILE,
+    STATE_DIR,
+    LOG_FILE,
+    CURVES_FIGURE,
+    *(
+        f"{name}.{ext}"
+        for name in (TRAINING_FIGURES, EVALUATION_FIGURES)
+        for ext in ("csv", "json")
+    ),
+}
+#: The legacy arrays of ``losses.npz``, always present (see :func:`save_curves`).
+_LEGACY_CURVES = ("loss", "cross_entropy", "rho")
 
 
 class RunError(ValueError):
@@ -479,6 +516,11 @@ def _tail_mean(values: np.ndarray) -> float | None:
     return float(values.mean()) if values.size else None
 
 
+#: Called with a seed, returns a context manager that yields the progress callback of that
+#: seed's evaluation (or None), e.g. ``lambda seed: progress_bar(True, f"seed {seed}")``.
+EvalProgress = Callable[[int], AbstractContextManager[ProgressCallback | None]]
+
+
 def run_training(
     spec: RunSpec,
     out: str | os.PathLike,
@@ -487,7 +529,8 @@ def run_training(
     resume: bool = False,
     stop_on_divergence: bool = True,
     progress: ProgressCallback | None = None,
-    eval_progress: ProgressCallback | None = None,
+    eval_progress: EvalProgress | None = None,
+    on_terms: TermsCallback | None = None,
 ) -> RunOutcome:
     """Train, save and evaluate the run described by ``spec`` into ``out``.
 
@@ -495,7 +538,14 @@ def run_training(
     training state, and a finished one is returned as it is. A diverged learner is never saved
     as finished: with ``stop_on_divergence`` the run stops with
     :class:`~sbil.deep.learners.TrainingDiverged`; otherwise that seed's outcome is "failed"
-    and the others finish.
+    and the others finish. Progress and each seed's figures also go to ``OUT/log.txt``.
+
+    Args:
+        progress: ``progress(done, total)`` over the training updates.
+        eval_progress: for each seed, the context of its evaluation's progress callback
+            (:data:`EvalProgress`).
+        on_terms: every update's loss terms as training goes
+            (:data:`sbil.deep.training.TermsCallback`, e.g. a TensorBoard writer).
 
     Raises:
         RunError: for a bad spec, data source or folder.
@@ -517,10 +567,53 @@ def run_training(
                 "writable --out."
             ) from None
         path = claim_run_folder(out, overwrite=overwrite, resume=resume)
-        return _run(spec, path, stop_on_divergence, progress, eval_progress)
+        return _run(spec, path, stop_on_divergence, progress, eval_progress, on_terms)
 
 
-def _run(spec, path: Path, stop_on_divergence, progress, eval_progress) -> RunOutcome:
+def save_curves(path: str | os.PathLike, result) -> Path:
+    """Write a training result's curves to ``path`` (``losses.npz``) atomically.
+
+    The file holds ``seeds`` ``[K]``, ``terms`` (the learner's term names, in order) and one
+    ``[K, n_updates]`` float32 array per term (:attr:`sbil.deep.training.TrainResult.curves`),
+    plus, for readers of older runs, ``loss``, ``cross_entropy`` and ``rho`` always (``rho``
+    NaN for the learners without one; ValueDICE's ``loss`` is its ``objective``).
+    """
+    arrays = {"loss": result.loss, "cross_entropy": result.cross_entropy, "rho": result.rho}
+    arrays.update(result.curves)
+    buffer = io.BytesIO()
+    np.savez(buffer, seeds=np.asarray(result.seeds), terms=np.array(list(result.curves)), **arrays)
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
+def load_curves(folder: str | os.PathLike) -> tuple[tuple[int, ...], dict[str, np.ndarray]]:
+    """``(seeds, {term: [K, n_updates]})`` from a run folder's ``losses.npz``; a run written
+    before the terms were named gives its ``loss``, ``cross_entropy`` and (where finite)
+    ``rho``.
+
+    Raises:
+        RunError: if the run has no readable curves.
+    """
+    path = Path(folder) / LOSSES_FILE
+    try:
+        with np.load(path) as saved:  # allow_pickle=False: never runs code from the file
+            seeds = tuple(int(s) for s in saved["seeds"])
+            if "terms" in saved.files:
+                names = [str(n) for n in saved["terms"]]
+            else:
+                names = [n for n in _LEGACY_CURVES if not np.isnan(saved[n]).all()]
+            return seeds, {name: saved[name] for name in names}
+    except FileNotFoundError:
+        raise RunError(
+            f"{folder} holds no training curves ({LOSSES_FILE}); give a run folder written by "
+            "`sbil train` (a finished run)."
+        ) from None
+    except Exception as error:  # a damaged file fails in many ways inside numpy/zipfile
+        raise RunError(
+            f"Cannot read {path} ({type(error).__name__}); re-run the training."
+        ) from None
+
+
+def _run(spec, path: Path, stop_on_divergence, progress, eval_progress, on_terms) -> RunOutcome:
     from sbil.deep.checkpoint import save_learner
     from sbil.files import provenance
 
@@ -550,41 +643,74 @@ def _run(spec, path: Path, stop_on_divergence, progress, eval_progress) -> RunOu
             {"spec": spec.to_dict(), "resolved": resolved, "provenance": provenance()},
         )
 
-    from sbil.deep.learners import LearnerInputError, TrainingDiverged, train
+    from sbil.deep.learners import (
+        LearnerInputError,
+        TrainingDiverged,
+        TrainingInterrupted,
+        train,
+    )
 
+    algo, seeds = spec.learner.algo, spec.seeds
+    label = f"training {algo} x{len(seeds)}"
+    log = RunLog(path / LOG_FILE)
+    log.write(
+        f"train: {'resumed' if resumed else 'started'} {algo} x{len(seeds)} (seeds "
+        f"{', '.join(map(str, seeds))}) on {spec.dataset or spec.data}, "
+        f"{spec.learner.n_updates} updates"
+    )
     started = time.perf_counter()
     try:
         result = train(
             data.per_seed,
             spec.learner,
-            seeds=spec.seeds,
+            seeds=seeds,
             n_actions=data.n_actions,
             env_id=data.env_id,
             device=spec.device,
             num_threads=spec.threads,
-            progress=progress,
+            progress=tee(progress, log.progress(label)),
             state_dir=path / STATE_DIR,
             checkpoint_every=spec.checkpoint_every,
             stop_on_divergence=stop_on_divergence,
+            on_terms=on_terms,
         )
-    except (LearnerInputError, TrainingDiverged):
+    except (LearnerInputError, TrainingDiverged) as error:
         # Refused (e.g. too large for memory) or diverged: nothing to resume, so the folder
         # is left as it was found rather than looking like an interrupted run.
+        log.write(f"train: failed: {error}")
         if not resumed:
             _remove_run(path)
         raise
+    except (TrainingInterrupted, KeyboardInterrupt) as error:
+        log.write(f"train: interrupted: {str(error) or 'Ctrl-C'}")
+        raise
     train_seconds = time.perf_counter() - started
-
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        seeds=np.asarray(result.seeds),
-        loss=result.loss,
-        cross_entropy=result.cross_entropy,
-        rho=result.rho,
+    save_curves(path / LOSSES_FILE, result)
+    log.write(f"train: {spec.learner.n_updates} updates in {train_seconds:.1f} s")
+    outcomes, eval_seconds = _evaluate_seeds(
+        spec, path, data, result, eval_progress, log, save_learner
     )
-    write_bytes_atomic(path / LOSSES_FILE, buffer.getvalue())
+    held = data.held_out_demos
+    results = {
+        "env_id": data.env_id,
+        "held_out_episodes": 0 if held is None else held.n_episodes,
+        "held_out_states": 0 if held is None else int(held.n_steps),
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "updates_per_second": spec.learner.n_updates / max(train_seconds, 1e-9),
+        "learners": [o.to_dict() for o in outcomes],
+    }
+    outcome = _outcome(path, spec, results, resumed)
+    stamp = json.loads((path / CONFIG_FILE).read_text()).get("provenance", {})
+    write_seed_figures(path, TRAINING_FIGURES, training_rows(outcome, stamp))
+    write_json_atomic(path / RESULTS_FILE, results, allow_nan=True)
+    shutil.rmtree(path / STATE_DIR, ignore_errors=True)
+    log.write(f"train: finished; {RESULTS_FILE} written")
+    return outcome
 
+
+def _evaluate_seeds(spec, path, data, result, eval_progress, log, save_learner):
+    """Save each seed's checkpoint and measure it: ``(outcomes, seconds)``."""
     started = time.perf_counter()
     outcomes = []
     for index, seed in enumerate(result.seeds):
@@ -602,6 +728,7 @@ def _run(spec, path: Path, stop_on_divergence, progress, eval_progress) -> RunOu
             error = (
                 f"diverged: the loss became {value} at update {update}; the learner was not saved"
             )
+            log.write(f"seed {seed}: FAILED, {error}")
             outcomes.append(
                 SeedOutcome(
                     status="failed",
@@ -635,34 +762,79 @@ def _run(spec, path: Path, stop_on_divergence, progress, eval_progress) -> RunOu
                 raise RunError("--eval-episodes needs a task to play: pass --env.")
             from sbil.deep.evaluation import evaluate
 
-            evaluation = evaluate(
-                learner, data.env_id, spec.eval_episodes, spec.eval_seed, progress=eval_progress
-            )
+            with contextlib.ExitStack() as stack:
+                shown = None if eval_progress is None else stack.enter_context(eval_progress(seed))
+                logged = log.progress(f"seed {seed}: evaluating on {data.env_id}")
+                evaluation = evaluate(
+                    learner,
+                    data.env_id,
+                    spec.eval_episodes,
+                    spec.eval_seed,
+                    progress=tee(shown, logged),
+                )
             returns = [float(r) for r in evaluation.returns]
-        outcomes.append(
-            SeedOutcome(
-                status="done",
-                error=None,
-                action_match=match,
-                returns=returns,
-                checkpoint=f"seed-{seed}",
-                **common,
+        outcome = SeedOutcome(
+            status="done",
+            error=None,
+            action_match=match,
+            returns=returns,
+            checkpoint=f"seed-{seed}",
+            **common,
+        )
+        log.write(f"seed {seed}: {_figures_text(outcome)}")
+        outcomes.append(outcome)
+    return outcomes, time.perf_counter() - started
+
+
+def _figures_text(outcome: SeedOutcome) -> str:
+    parts = [f"final loss {outcome.final_loss:.4g}"] if outcome.final_loss is not None else []
+    if outcome.action_match is not None:
+        parts.append(f"held-out action match {outcome.action_match:.3f}")
+    if outcome.returns:
+        parts.append(
+            f"return {np.mean(outcome.returns):.2f} ± {np.std(outcome.returns):.2f} "
+            f"({len(outcome.returns)} episodes)"
+        )
+    return ", ".join(parts) or "saved"
+
+
+def training_rows(outcome: RunOutcome, provenance: dict | None = None) -> list[SeedFigures]:
+    """The tidy rows of a finished run, one per seed (``training.csv``/``.json``).
+
+    Args:
+        outcome: the run.
+        provenance: the run's :func:`sbil.files.provenance` (its ``config.json`` holds the one
+            it started with); default the running sbil's.
+    """
+    spec = outcome.spec
+    stamp = provenance_fields(provenance)
+    rows = []
+    for s in outcome.seeds:
+        returns = s.returns or []
+        rows.append(
+            SeedFigures(
+                env_id=outcome.env_id,
+                algo=spec.learner.algo,
+                k=len(s.train_episodes),
+                seed=s.seed,
+                status=s.status,
+                error=s.error,
+                n_updates=spec.learner.n_updates,
+                n_pairs=s.n_pairs,
+                final_loss=s.final_loss,
+                final_cross_entropy=s.final_cross_entropy,
+                final_rho=s.final_rho,
+                action_match=s.action_match,
+                action_match_states=outcome.held_out_states if s.action_match is not None else None,
+                n_episodes=len(returns),
+                eval_seed=spec.eval_seed if returns else None,
+                mean_return=float(np.mean(returns)) if returns else None,
+                std_return=float(np.std(returns)) if returns else None,
+                policy=s.checkpoint or f"seed-{s.seed}",
+                **stamp,
             )
         )
-    eval_seconds = time.perf_counter() - started
-    held = data.held_out_demos
-    results = {
-        "env_id": data.env_id,
-        "held_out_episodes": 0 if held is None else held.n_episodes,
-        "held_out_states": 0 if held is None else int(held.n_steps),
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
-        "updates_per_second": spec.learner.n_updates / max(train_seconds, 1e-9),
-        "learners": [o.to_dict() for o in outcomes],
-    }
-    write_json_atomic(path / RESULTS_FILE, results, allow_nan=True)
-    shutil.rmtree(path / STATE_DIR, ignore_errors=True)
-    return _outcome(path, spec, results, resumed)
+    return rows
 
 
 def _outcome(path: Path, spec: RunSpec, results: dict, resumed: bool) -> RunOutcome:
