@@ -91,19 +91,24 @@ def reproduce(
             deep_entry()  # says at once when the deep studies are missing
         check_out_dir(config.out_dir)  # before the progress display, so errors stay one line
         stages = (*STAGES, DEEP_STAGE) if deep else STAGES
+        progress_console = Console(stderr=True)  # progress on stderr: stdout is the table alone
         with Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
-            console=console,
+            console=progress_console,
             transient=True,
+            disable=not progress_console.is_terminal,  # a spinner only where it can spin
         ) as bar:
             task = bar.add_task(stages[0], total=None)
 
             def progress(done: int, total: int) -> None:
                 bar.update(task, description=stages[min(done, len(stages) - 1)])
 
-            result = run_reproduce(config, progress=progress)
+            def log(line: str) -> None:  # each claim as it is decided, above the spinner
+                bar.console.print(line, markup=False, highlight=False)
+
+            result = run_reproduce(config, progress=progress, log=log)
 
     table = Table(title=f"sbil reproduce ({result.runtime_s:.1f} s)")
     table.add_column("claim")

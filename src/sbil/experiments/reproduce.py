@@ -10,6 +10,9 @@ Outputs in the report folder:
 - ``consistency.csv``, ``consistency_summary.csv``, ``tabular_onehot.csv``: tidy tables;
 - with ``--deep``, the deep section's files (:mod:`sbil.experiments.deep_critique`).
 
+As each stage finishes, ``log`` (the CLI: stderr) gets one line per claim it decided, and the
+deep studies report their progress through it, so a long run is never silent.
+
 The whole report is written into a hidden staging folder beside the report folder and swapped
 in when complete (:func:`sbil.files.staged_folder`), so an interrupted run leaves the previous
 report as it was and never a mix of two runs; a lock (:func:`sbil.files.lock`) keeps two runs
@@ -22,7 +25,7 @@ import datetime as _dt
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -278,8 +281,17 @@ def report_write(path: Path) -> Iterator[Path]:
         ) from exc
 
 
+def claim_line(claim: Claim) -> str:
+    """``"claim theorem1: agrees (sbil -0.2449; the note: approximately -0.245)"``."""
+    note = "" if claim.note_value is None else f"; the note: {claim.note_value}"
+    return f"claim {claim.id}: {claim.verdict} (sbil {claim.value:.4g}{note})"
+
+
 def tabular_sections(
-    config: ReproduceConfig, folder: Path, stage_done: Callable[[], None] | None = None
+    config: ReproduceConfig,
+    folder: Path,
+    stage_done: Callable[[], None] | None = None,
+    claims_done: Callable[[Sequence[Claim]], None] | None = None,
 ) -> tuple[ClaimSection, ClaimSection]:
     """Compute the note's claims and the studies beyond it; write their figures and tables.
 
@@ -287,6 +299,7 @@ def tabular_sections(
         config: how much to compute.
         folder: where the figures and tables go (the staging folder of a run).
         stage_done: called after each of the :data:`STAGES`.
+        claims_done: called with the claims decided, as soon as they are.
 
     Returns:
         (the note's section, the section beyond the note).
@@ -294,7 +307,9 @@ def tabular_sections(
     from sbil.experiments.plots import plot_consistency, plot_landing, plot_limits
 
     done = stage_done or (lambda: None)
+    decided = claims_done or (lambda claims: None)
     note = note_section(all_note_claims())
+    decided(note.claims)
     done()
     d1_grid, k_grid = config.landing_grid
     landing = edm_landing(d1_grid, k_grid)
@@ -309,6 +324,7 @@ def tabular_sections(
         *consistency_claims(study, summary, oracle_summary),
         per_state_shift_claim(config.consistency),
     ]
+    decided(claims)
     done()
     written = []
     limit_rows = limits(study)
@@ -415,7 +431,9 @@ def deep_section(
 
 
 def run_reproduce(
-    config: ReproduceConfig, progress: ProgressCallback | None = None
+    config: ReproduceConfig,
+    progress: ProgressCallback | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> ReproduceResult:
     """Compute every claim and study, write the report folder, return what was done.
 
@@ -426,6 +444,8 @@ def run_reproduce(
         config: where to write and how much to compute.
         progress: optional ``progress(done, total)`` over :data:`STAGES` (and the deep stage
             with ``config.deep``).
+        log: optional ``log(line)``: one line per claim as it is decided (:func:`claim_line`)
+            and the deep studies' progress.
 
     Returns:
         ReproduceResult.
@@ -448,15 +468,26 @@ def run_reproduce(
         if progress is not None:
             progress(done, total)
 
+    def claims_done(claims: Sequence[Claim]) -> None:
+        if log is not None:
+            for claim in claims:
+                log(claim_line(claim))
+
     start = time.perf_counter()
     target = Path(os.path.abspath(out))
     with sbil_files.lock(target):
         check_out_dir(out)  # again, now that no other run can write it
         try:
             with sbil_files.staged_folder(target) as staging:
-                sections = list(tabular_sections(config, staging, stage_done))
+                sections = list(tabular_sections(config, staging, stage_done, claims_done))
                 if config.deep:
-                    sections.append(deep_section(staging, config, entry=entry))
+                    deep_progress = None
+                    if log is not None:
+                        from sbil.experiments.run_log import progress_lines
+
+                        deep_progress = progress_lines(DEEP_STAGE, log)
+                    sections.append(deep_section(staging, config, deep_progress, entry=entry))
+                    claims_done(sections[-1].claims)
                     stage_done()
                 _check_unique_ids(sections)
                 runtime = time.perf_counter() - start
