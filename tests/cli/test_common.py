@@ -184,3 +184,56 @@ def test_progress_without_a_terminal_prints_periodic_lines(capsys, monkeypatch):
     assert "ETA" in lines[1]
     with _common.progress_bar(False, "quiet") as update:
         assert update is None
+
+
+# --- sizes bounded before any work ---------------------------------------------------------------
+
+
+def test_a_size_past_its_limit_is_a_usage_error_that_names_the_way_past_it(monkeypatch):
+    monkeypatch.delenv("SBIL_MAX_EPISODES", raising=False)
+    limit = _common.MAX_EPISODES
+    require("--episodes", limit.default, 1, limit=limit)
+    with pytest.raises(UsageError) as error:
+        require("--episodes", 10**9, 1, limit=limit)
+    message = str(error.value)
+    assert message.startswith(f"--episodes 1000000000 is more than {limit.default}")
+    assert "set SBIL_MAX_EPISODES=1000000000 to go past it on purpose" in message
+    monkeypatch.setenv("SBIL_MAX_EPISODES", str(10**9))
+    require("--episodes", 10**9, 1, limit=limit)  # on purpose
+    monkeypatch.setenv("SBIL_MAX_EPISODES", "lots")
+    with pytest.raises(UsageError, match="SBIL_MAX_EPISODES must be a positive integer"):
+        require("--episodes", 5, 1, limit=limit)
+
+
+def test_workers_are_bounded_by_the_cpus_this_process_may_use(monkeypatch):
+    monkeypatch.delenv("SBIL_MAX_WORKERS", raising=False)
+    cpus = _common.available_cpus()
+    assert cpus >= 1 and _common.MAX_WORKERS.value() == cpus
+    require("--workers", cpus, 1, limit=_common.MAX_WORKERS)
+    with pytest.raises(UsageError, match=rf"--workers 100000 is more than the {cpus} CPU"):
+        require("--workers", 100_000, 1, limit=_common.MAX_WORKERS)
+    monkeypatch.setenv("SBIL_MAX_WORKERS", "100000")
+    require("--workers", 100_000, 1, limit=_common.MAX_WORKERS)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "runs/missing", "--episodes", "1000000000"],
+        ["collect", "--env", "CartPole-v1", "--episodes", "1000000000"],
+        ["expert", "eval", "CartPole-v1", "--episodes", "1000000000"],
+    ],
+)
+def test_episode_counts_are_bounded_before_any_work(argv, tmp_path, monkeypatch):
+    from sbil.cli import _register, app
+
+    monkeypatch.delenv("SBIL_MAX_EPISODES", raising=False)
+    monkeypatch.chdir(tmp_path)
+    _register()
+    started = time.perf_counter()
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: --episodes 1000000000 is more than 100000")
+    assert "SBIL_MAX_EPISODES=1000000000" in line
+    assert time.perf_counter() - started < 30 and list(tmp_path.iterdir()) == []

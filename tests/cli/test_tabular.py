@@ -136,3 +136,21 @@ def test_consistency_command_writes_the_learner_study(app, tmp_path):
     assert "iqlearn-shared" in result.output and "inconsistent" in result.output
     bad = CliRunner().invoke(app, ["consistency", "--workers", "0", "--out", str(out)])
     assert bad.exit_code == 2 and "--workers" in bad.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "100000"], "--workers 100000 is more than the "),
+        (["--n-mdps", "1000000000"], "--n-mdps 1000000000 is more than 10000"),
+        (["--n-mdps", "0"], "--n-mdps must be at least 1"),
+    ],
+)
+def test_consistency_sizes_are_bounded_before_any_work(app, tmp_path, monkeypatch, args, message):
+    monkeypatch.delenv("SBIL_MAX_WORKERS", raising=False)
+    monkeypatch.delenv("SBIL_MAX_MDPS", raising=False)
+    result = CliRunner().invoke(app, ["consistency", *args, "--out", str(tmp_path / "lc")])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("Error: ") and message in line
+    assert list(tmp_path.iterdir()) == []

@@ -1,5 +1,12 @@
 """Tests for sbil.experiments.learner_consistency on a few small problems."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -103,3 +110,53 @@ def test_main_runs_and_rejects_bad_options(tmp_path, capsys):
 def test_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         lc.LearnerConsistencyConfig(**kwargs)
+
+
+def _children(pid: int) -> set[int]:
+    """Process ids whose parent is ``pid`` (from /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_worker_processes_die_with_the_driver(tmp_path, sig):
+    command = [sys.executable, "-m", "sbil.experiments.learner_consistency"]
+    driver = subprocess.Popen(
+        [*command, "--out", str(tmp_path), "--n-mdps", "40", "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(0.1)
+            workers = _children(driver.pid)
+        assert len(workers) >= 2, "the workers never started"
+        driver.send_signal(sig)
+        driver.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [w for w in workers if _alive(w)], "orphaned workers"
+    finally:  # never leave processes behind, even when the test fails
+        driver.kill()
+        for w in workers | _children(driver.pid):
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,14 +61,75 @@ def stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
 
 
-def require(option: str, value: int, minimum: int) -> None:
+@dataclass(frozen=True)
+class Limit:
+    """The largest value a size option takes without asking, so that a typo (10**9 episodes,
+    100000 worker processes) is refused before hours of work or a fork storm start. The
+    environment variable ``variable`` raises it for a run that means it."""
+
+    variable: str
+    """e.g. ``SBIL_MAX_EPISODES``: set it to a larger integer to go past the limit."""
+    default: int | Callable[[], int]
+    """The limit, or a function of this machine giving it (e.g. its CPU count)."""
+    reason: str
+    """Why there is a limit, shown after it, e.g. ``"sbil's limit for episodes"``."""
+
+    def value(self) -> int:
+        """The limit in force: the environment variable's, else the default."""
+        text = os.environ.get(self.variable)
+        if text is None:
+            return self.default() if callable(self.default) else self.default
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise UsageError(f"{self.variable} must be a positive integer, got {text!r}.")
+        return value
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+#: Episodes of one evaluation or collection (sweeps use 300).
+MAX_EPISODES = Limit("SBIL_MAX_EPISODES", 100_000, "sbil's limit for episodes")
+#: Processes of one command: one per CPU (more only share the same cores).
+MAX_WORKERS = Limit(
+    "SBIL_MAX_WORKERS",
+    available_cpus,
+    "CPUs this process may use (each worker is a process; more only share the same cores)",
+)
+#: Random MDPs of one tabular study (the studies use 200; 10000 take hours).
+MAX_MDPS = Limit("SBIL_MAX_MDPS", 10_000, "sbil's limit for random MDPs")
+
+
+def require(option: str, value: int, minimum: int, *, limit: Limit | None = None) -> None:
     """Check a count option before the library sees it, so the message names the option.
 
+    Args:
+        option: the option's name, e.g. ``"--episodes"``.
+        value: the value given.
+        minimum: the smallest value allowed.
+        limit: the largest value allowed without setting the limit's environment variable.
+
     Raises:
-        UsageError: if ``value < minimum``.
+        UsageError: if ``value < minimum``, or past ``limit`` (saying how to go past it).
     """
     if value < minimum:
         raise UsageError(f"{option} must be at least {minimum}, got {value}.")
+    if limit is not None and value > (most := limit.value()):
+        what = (
+            f"the {most} {limit.reason}" if callable(limit.default) else (f"{most}, {limit.reason}")
+        )
+        raise UsageError(
+            f"{option} {value} is more than {what}; pass at most {most}, or set "
+            f"{limit.variable}={value} to go past it on purpose."
+        )
 
 
 def check_seed(option: str, seed: int, count: int = 1, *, unit: str = "episodes") -> int:

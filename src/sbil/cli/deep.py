@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from sbil.cli._common import (
+    MAX_EPISODES,
     ExpertsDirOption,
     ProgressOption,
     UsageError,
@@ -76,7 +77,7 @@ def collect_command(
 ) -> None:
     """Record expert episodes into a new local Minari dataset."""
     with errors_as_messages():
-        require("--episodes", episodes, 1)
+        require("--episodes", episodes, 1, limit=MAX_EPISODES)
         check_seed("--seed", seed, episodes)
         noise = _parse_noise(expert_noise)
         if dataset_id is not None:
@@ -205,7 +206,7 @@ def evaluate_command(
             raise UsageError(
                 "Give either a RUN_OR_CHECKPOINT folder or --expert NAME (exactly one)."
             )
-        require("--episodes", episodes, 1)
+        require("--episodes", episodes, 1, limit=MAX_EPISODES)
         check_seed("--seed", seed, episodes)
         require("--n-envs", n_envs, 1)
         noise = _parse_noise(expert_noise)
@@ -607,7 +608,7 @@ def expert_eval_command(
 ) -> None:
     """Evaluate an expert over seeded episodes; print mean ± std of its return."""
     with errors_as_messages():
-        require("--episodes", episodes, 1)
+        require("--episodes", episodes, 1, limit=MAX_EPISODES)
         check_seed("--seed", seed, episodes)
         noise = _parse_noise(expert_noise)
         from sbil.deep.evaluation import evaluate

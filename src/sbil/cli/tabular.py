@@ -130,14 +130,35 @@ def consistency(
     out: Annotated[
         str, typer.Option("--out", help="Folder for README.md, rows.csv, summary.csv.")
     ] = "learner-consistency",
-    n_mdps: Annotated[int, typer.Option(help="Random MDPs (the consistency study's).")] = 200,
+    n_mdps: Annotated[
+        int,
+        typer.Option(help="Random MDPs (the consistency study's); at most 10000 (SBIL_MAX_MDPS)."),
+    ] = 200,
     seed: SeedOption = 0,
-    workers: Annotated[int, typer.Option(help="Processes (rows do not depend on it).")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Processes (rows do not depend on it); at most one per CPU (SBIL_MAX_WORKERS)."
+        ),
+    ] = 1,
 ) -> None:
-    """Is each strictly batch learner consistent where BC is? Exact infinite-data optima of
-    BC, ValueDICE, IQ-Learn and AVRIL on random MDPs with shared features."""
+    """Is each strictly batch learner consistent where BC is? Exact infinite-data optima of BC,
+    ValueDICE, IQ-Learn and AVRIL on random MDPs with shared features.
+
+    Exit codes follow sbil's rule (sbil.cli._common): 2 for a bad command line (a size past
+    its limit included: the message says how to go past it), 1 when the study cannot be
+    written, 130 on Ctrl-C (the workers stop with it).
+    """
     _single_threaded_blas()
-    from sbil.cli._common import UsageError, check_seed, console, errors_as_messages
+    from sbil.cli._common import (
+        MAX_MDPS,
+        MAX_WORKERS,
+        UsageError,
+        check_seed,
+        console,
+        errors_as_messages,
+        require,
+    )
 
     with errors_as_messages():
         from sbil.experiments.learner_consistency import (
@@ -147,8 +168,8 @@ def consistency(
             write_learner_consistency,
         )
 
-        if workers < 1:
-            raise UsageError(f"--workers must be at least 1, got {workers}.")
+        require("--workers", workers, 1, limit=MAX_WORKERS)
+        require("--n-mdps", n_mdps, 1, limit=MAX_MDPS)
         check_seed("--seed", seed)
         try:
             config = LearnerConsistencyConfig(n_mdps=n_mdps, seed=seed)

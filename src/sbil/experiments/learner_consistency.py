@@ -32,9 +32,13 @@ Re-create the committed results (minutes; ``--workers`` processes, rows independ
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
+import functools
 import json
+import multiprocessing
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -357,6 +361,21 @@ def _problem_rows_one_thread(
         return _problem_rows(problem, config)
 
 
+def _worker_start() -> None:
+    """Set up a worker process: Ctrl-C is left to the driver (which stops the pool, so the
+    workers print no tracebacks of their own), and the worker exits as soon as its parent
+    is gone, so a driver killed by SIGTERM or SIGKILL leaves no orphan computing on."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def exit_with_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=exit_with_parent, name="exit-with-parent", daemon=True).start()
+
+
 def run_learner_consistency(
     config: LearnerConsistencyConfig,
     progress: ProgressCallback | None = None,
@@ -384,10 +403,14 @@ def run_learner_consistency(
             if progress is not None:
                 progress(i + 1, len(problems))
     else:
-        with concurrent.futures.ProcessPoolExecutor(workers) as pool:
-            jobs = [pool.submit(_problem_rows_one_thread, p, config) for p in problems]
-            for i, job in enumerate(jobs):  # in problem order, so rows are deterministic
-                per_problem.append(job.result())
+        # No more processes than problems; leaving the block (done, an error, Ctrl-C)
+        # terminates the workers, and each exits by itself if the driver is killed.
+        processes = min(workers, len(problems))
+        fit = functools.partial(_problem_rows_one_thread, config=config)
+        with multiprocessing.get_context().Pool(processes, initializer=_worker_start) as pool:
+            # imap keeps the problem order, so the rows do not depend on the workers.
+            for i, rows in enumerate(pool.imap(fit, problems)):
+                per_problem.append(rows)
                 if progress is not None:
                     progress(i + 1, len(problems))
     frame = pd.DataFrame([row for rows in per_problem for row in rows])
