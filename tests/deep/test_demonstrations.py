@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -349,3 +351,28 @@ def test_direct_construction_checks_the_transition_fields():
     with pytest.raises(DatasetError, match="next_observations must be float32 of shape"):
         build(next_observations=np.zeros((4, 2)))
     assert build(terminals=np.array([False, True, False, False])).terminals[1]
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ("observations", "observations are complex"),
+        ("actions", "actions are complex"),
+        ("final_observations", "final_observations are complex"),
+        ("episode_returns", "episode_returns are complex"),
+    ],
+)
+def test_complex_values_are_refused_not_cut_to_their_real_part(field, message):
+    arrays = {
+        "observations": np.ones((4, 2)),
+        "actions": np.array([0, 1, 0, 1]),
+        "episode_lengths": [2, 2],
+        "final_observations": np.zeros((2, 2)),
+        "episode_returns": np.array([1.0, 2.0]),
+    }
+    arrays[field] = arrays[field] + 1j  # as an .npz saved from complex arrays holds them
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's ComplexWarning would be the old behaviour
+        with pytest.raises(DatasetError, match=message) as error:
+            from_arrays(arrays.pop("observations"), arrays.pop("actions"), **arrays)
+    assert "np.real" in str(error.value)

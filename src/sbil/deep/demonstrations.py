@@ -441,6 +441,13 @@ def from_arrays(
         actions = np.concatenate(act_list)
     observations = np.asarray(observations)
     actions = np.asarray(actions)
+    for name, value in (
+        ("observations", observations),
+        ("actions", actions),
+        ("final_observations", final_observations),
+        ("episode_returns", episode_returns),
+    ):
+        _refuse_complex(name, value)
     if observations.ndim == 1:
         raise DatasetError(
             f"observations must be [N, obs_dim], got shape {observations.shape}; reshape a "
@@ -474,6 +481,16 @@ def from_arrays(
     if env_id is not None:
         demos.check_env(env_id)
     return demos
+
+
+def _refuse_complex(name: str, value: object) -> None:
+    """Refuse complex numbers, which a float32 cast would silently cut to their real part."""
+    if value is not None and np.iscomplexobj(value):
+        raise DatasetError(
+            f"{name} are complex ({np.asarray(value).dtype}); sbil learns from real numbers. "
+            "Keep the real part with np.real(x) (or magnitudes with np.abs(x)), or give the "
+            "real and imaginary parts as features: np.concatenate([x.real, x.imag], axis=-1)."
+        )
 
 
 def _transition_fields(observations, lengths, final_observations, terminated) -> dict:
