@@ -143,9 +143,7 @@ def test_a_damaged_row_is_redone(finished, tmp_path, content):
 
 @pytest.mark.parametrize("name", ["sweep.json", "references.json"])
 @pytest.mark.parametrize("content", ["[]", "{not json", '{"spec": []}', '{"CartPole-v1": 3}'])
-def test_a_damaged_sweep_description_or_references_file_is_named(
-    finished, tmp_path, name, content
-):
+def test_a_damaged_sweep_description_or_references_file_is_named(finished, tmp_path, name, content):
     copy = _copy(finished, tmp_path)
     (copy / name).write_text(content)
     before = _mtimes(copy)
