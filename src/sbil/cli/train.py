@@ -303,7 +303,7 @@ def train_command(
                     entropy_coef=entropy_coef,
                     l2_coef=l2_coef,
                     **{name: value for name, value in specific.items() if value is not None},
-                )
+                ).refuse_unused_options()  # SGLD options for a learner without SGLD, too
                 spec = RunSpec(
                     learner=config,
                     seeds=tuple(parse_seeds(seeds)),

@@ -22,6 +22,13 @@ ALGOS: tuple[str, ...] = ("bc", "edm", "edm-decoupled", "valuedice", "rcal", "iq
 #: Learners whose loss uses transitions ``(s, a, s')`` (and, for AVRIL, the next action).
 TRANSITION_ALGOS: tuple[str, ...] = ("valuedice", "rcal", "iqlearn", "avril")
 
+#: Learners that draw SGLD samples (EDM's state term): the ``sgld_*`` fields act only there.
+SGLD_ALGOS: tuple[str, ...] = ("edm", "edm-decoupled")
+
+# The sgld_* fields: used by SGLD_ALGOS only, but recorded (to_dict) for every learner as they
+# always were, so that sweep cell ids and stored configs stay the same.
+_SGLD = {"used_by": SGLD_ALGOS}
+
 #: Per-algorithm defaults of the fields left as None (the published settings; see
 #: docs/learners.md for the sources). BC and EDM share the EDM reference's.
 ALGO_DEFAULTS: dict[str, dict[str, object]] = {
@@ -69,16 +76,16 @@ class LearnerConfig:
     batch has the same size. Default the algorithm's published one."""
     n_updates: int = 10_000
     """Number of Adam updates."""
-    sgld_steps: int = 20
-    """SGLD steps per update (EDM only)."""
-    sgld_step_size: float = 0.01
+    sgld_steps: int = field(default=20, metadata=_SGLD)
+    """SGLD steps per update (EDM and decoupled EDM only, as every sgld_* field)."""
+    sgld_step_size: float = field(default=0.01, metadata=_SGLD)
     """SGLD drift coefficient: x += step * grad_x logsumexp f(x) + noise * N(0, I)."""
-    sgld_noise: float = 0.01
+    sgld_noise: float = field(default=0.01, metadata=_SGLD)
     """SGLD noise coefficient; sqrt(2 * step) gives true Langevin dynamics (temperature 1),
     the published 0.01 gives temperature noise**2 / (2 * step) = 0.005."""
-    sgld_buffer_size: int = 10_000
+    sgld_buffer_size: int = field(default=10_000, metadata=_SGLD)
     """Persistent SGLD buffer size, initialised from U(-1, 1)."""
-    sgld_reinit_prob: float = 0.05
+    sgld_reinit_prob: float = field(default=0.05, metadata=_SGLD)
     """Probability that an SGLD chain restarts from U(-1, 1) instead of the buffer."""
     normalize_observations: bool | None = None
     """Standardise observations with the training data's mean and std (the network, the SGLD
@@ -166,10 +173,36 @@ class LearnerConfig:
             if not (math.isfinite(value) and value > 0):
                 raise LearnerInputError(f"{name} must be positive, got {value}.")
 
+    def refuse_unused_options(self) -> LearnerConfig:
+        """Refuse an option this learner does not use that is set away from its default (an
+        ``sgld_*`` field for a learner that draws no SGLD samples), as the other learners'
+        fields are refused when the config is built; return ``self``.
+
+        A command that builds one learner from its user's options calls it (``sbil train``).
+        The config itself accepts them, because a table of options shared by several
+        learners (a sweep's ``[options]``, e.g. the quick preset's ``sgld_buffer_size``) gives
+        them to every learner, and configs recorded that way must load.
+
+        Raises:
+            LearnerInputError: naming the option and the learners that use it.
+        """
+        for f in dataclasses.fields(self):
+            used_by = f.metadata.get("used_by")
+            if (
+                used_by is not None
+                and self.algo not in used_by
+                and getattr(self, f.name) != f.default
+            ):
+                raise LearnerInputError(
+                    f"{f.name} applies to {', '.join(used_by)} only (the learners that draw "
+                    f"SGLD samples), not {self.algo}; leave it at its default."
+                )
+        return self
+
     @property
     def uses_sgld(self) -> bool:
         """Whether the algorithm trains a state model with SGLD samples."""
-        return self.algo in ("edm", "edm-decoupled")
+        return self.algo in SGLD_ALGOS
 
     @property
     def uses_transitions(self) -> bool:
