@@ -7,7 +7,12 @@ log shows progress with or without a terminal.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import socket
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -78,12 +83,19 @@ def sweep_command(
     """Run or resume a sweep; re-running the same command skips finished cells."""
     if ctx.invoked_subcommand is not None:
         return
-    from sbil.cli._common import UsageError, errors_as_messages, exit_interrupted, parse_seeds
+    from sbil.cli._common import (
+        UsageError,
+        errors_as_messages,
+        exit_interrupted,
+        parse_seeds,
+        print_error,
+    )
 
     with errors_as_messages():
         from sbil.experiments.sweep import (
             SweepError,
             SweepSpec,
+            check_backend,
             load_spec_file,
             run_sweep,
         )
@@ -116,24 +128,29 @@ def sweep_command(
                         "options": {**sweep_spec.options, "n_updates": updates},
                     }
                 )
+            check_backend(workers, backend, address)
         except SweepError as error:
             raise UsageError(str(error)) from None
         folder = out if out is not None else Path("sweeps") / (sweep_spec.preset or "sweep")
-        try:
-            summary = run_sweep(
-                sweep_spec,
-                folder,
-                workers=workers,
-                backend=backend,
-                address=address,
-                retry_failed=retry_failed,
-                log=_log,
-            )
-        except KeyboardInterrupt:
-            exit_interrupted(
-                "finished cells and training checkpoints are saved; re-run the same command to "
-                "resume"
-            )
+        saved = (
+            "finished cells and training checkpoints are saved; re-run the same command to resume"
+        )
+        with _signals_seen() as arrived:
+            try:
+                summary = run_sweep(
+                    sweep_spec,
+                    folder,
+                    workers=workers,
+                    backend=backend,
+                    address=address,
+                    retry_failed=retry_failed,
+                    log=_log,
+                )
+            except KeyboardInterrupt:
+                if signal.SIGTERM in arrived():
+                    err_console.print(f"Terminated (SIGTERM); {saved}.", markup=False)
+                    raise typer.Exit(code=EXIT_TERMINATED) from None
+                exit_interrupted(saved)
     console.print(
         f"Sweep {folder}: {summary.n_cells} cells, {summary.done} done and {summary.failed} "
         f"failed now, {summary.skipped} finished before ({summary.seconds:.0f} s). "
@@ -141,6 +158,73 @@ def sweep_command(
         highlight=False,
         markup=False,
     )
+    if summary.errors:
+        print_error(_failures(summary))
+        raise typer.Exit(code=1)
+
+
+#: Exit status after SIGTERM (128 + 15, as a shell reports a process it ended).
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+def _failures(summary) -> str:
+    """One line: how many cells failed, an example, and what a re-run will do about them."""
+    from sbil.experiments.sweep import is_environmental
+
+    errors = list(summary.errors.values())
+    outside = sum(is_environmental(e) for e in errors)
+    own = len(errors) - outside
+    advice = []
+    if outside:
+        advice.append(
+            f"re-running the same command retries the {outside} that failed for reasons "
+            "outside them (files, disk, locks, lost workers)"
+        )
+    if own:
+        advice.append(
+            f"the {own} that failed on their own (e.g. a diverged learner) are results, run "
+            "again only with --retry-failed"
+        )
+    return (
+        f"{len(errors)} of {summary.n_cells} cells failed (e.g. {errors[0]}); "
+        + "; ".join(advice)
+        + "."
+    )
+
+
+@contextlib.contextmanager
+def _signals_seen() -> Iterator[Callable[[], set[int]]]:
+    """Turn SIGTERM into KeyboardInterrupt for the block (so the sweep stops its workers and
+    says so), and yield ``arrived()``: the signals received so far, whichever handler ran.
+    While training in this process, SIGINT and SIGTERM go to training's own handler, which
+    saves a checkpoint and raises KeyboardInterrupt for both; ``signal.set_wakeup_fd`` sees
+    every signal, so the two can still be told apart."""
+    if threading.current_thread() is not threading.main_thread():
+        yield set
+        return
+    seen: set[int] = set()
+    reader, writer = socket.socketpair()
+    for end in (reader, writer):
+        end.setblocking(False)
+
+    def arrived() -> set[int]:
+        with contextlib.suppress(BlockingIOError):
+            while data := reader.recv(4096):
+                seen.update(data)
+        return seen
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    previous_handler = signal.signal(signal.SIGTERM, terminate)
+    previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    try:
+        yield arrived
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        signal.signal(signal.SIGTERM, previous_handler)
+        reader.close()
+        writer.close()
 
 
 @sweep_app.command("report")
