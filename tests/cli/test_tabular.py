@@ -154,3 +154,26 @@ def test_consistency_sizes_are_bounded_before_any_work(app, tmp_path, monkeypatc
     (line,) = result.output.strip().splitlines()
     assert line.startswith("Error: ") and message in line
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("out", "code", "message"),
+    [
+        ("", 2, "--out is empty"),
+        ("FILE", 1, "is an existing file"),
+        ("MINE", 1, "holds files that are not a learner consistency study (notes.txt)"),
+    ],
+)
+def test_consistency_refuses_its_out_before_any_work(
+    app, tmp_path, monkeypatch, out, code, message
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FILE").write_text("not a folder")
+    (tmp_path / "MINE").mkdir()
+    (tmp_path / "MINE" / "notes.txt").write_text("keep me")
+    result = CliRunner().invoke(app, ["consistency", "--n-mdps", "2", "--out", out])
+    assert result.exit_code == code, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("Error: ") and message in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE", "MINE"]
+    assert [p.name for p in (tmp_path / "MINE").iterdir()] == ["notes.txt"]

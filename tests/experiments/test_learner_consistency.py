@@ -1,5 +1,6 @@
 """Tests for sbil.experiments.learner_consistency on a few small problems."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -160,3 +161,38 @@ def test_worker_processes_die_with_the_driver(tmp_path, sig):
         for w in workers | _children(driver.pid):
             if _alive(w):
                 os.kill(w, signal.SIGKILL)
+
+
+def test_write_replaces_an_earlier_study_whole_and_nothing_else(small, tmp_path):
+    out = tmp_path / "out"
+    lc.write_learner_consistency(small, out)
+    (out / "rows.csv").write_text("an older, longer table")
+    lc.write_learner_consistency(small, out)  # an earlier study: replaced whole
+    assert len(pd.read_csv(out / "rows.csv")) == len(small.rows)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "config.json",
+        "rows.csv",
+        "summary.csv",
+    ]
+    (out / "mine.txt").write_text("keep me")
+    with pytest.raises(ValueError, match=r"not a learner consistency study \(mine\.txt\)"):
+        lc.write_learner_consistency(small, out)
+    assert (out / "mine.txt").read_text() == "keep me"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_an_interrupted_write_leaves_the_earlier_study(small, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    lc.write_learner_consistency(small, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lc, "render_readme", interrupted)
+    fewer = dataclasses.replace(small, rows=small.rows.head(3))  # tables that would differ
+    with pytest.raises(KeyboardInterrupt):
+        lc.write_learner_consistency(fewer, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -147,7 +147,8 @@ def consistency(
 
     Exit codes follow sbil's rule (sbil.cli._common): 2 for a bad command line (a size past
     its limit included: the message says how to go past it), 1 when the study cannot be
-    written, 130 on Ctrl-C (the workers stop with it).
+    written (--out is a file, or a folder holding anything but an earlier study, which is
+    replaced whole), 130 on Ctrl-C (the workers stop with it; an earlier study is kept).
     """
     _single_threaded_blas()
     from sbil.cli._common import (
@@ -163,11 +164,14 @@ def consistency(
     with errors_as_messages():
         from sbil.experiments.learner_consistency import (
             LearnerConsistencyConfig,
+            check_out_folder,
             run_learner_consistency,
             summarise_learners,
             write_learner_consistency,
         )
 
+        if not out.strip():
+            raise UsageError("--out is empty; pass a folder path, e.g. --out learner-consistency.")
         require("--workers", workers, 1, limit=MAX_WORKERS)
         require("--n-mdps", n_mdps, 1, limit=MAX_MDPS)
         check_seed("--seed", seed)
@@ -175,6 +179,7 @@ def consistency(
             config = LearnerConsistencyConfig(n_mdps=n_mdps, seed=seed)
         except ValueError as error:
             raise UsageError(str(error)) from None
+        check_out_folder(out)  # before the work: a folder it may not replace is refused now
         result = run_learner_consistency(config, workers=workers)
         path = write_learner_consistency(result, out)
     summary = summarise_learners(result)

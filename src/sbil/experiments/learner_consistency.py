@@ -36,6 +36,7 @@ import functools
 import json
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import threading
@@ -51,7 +52,7 @@ import scipy.optimize
 
 from sbil.experiments.consistency import ConsistencyConfig, Problem, policy_tv, random_problems
 from sbil.experiments.stats import stratified_bootstrap_ci, wilson_interval
-from sbil.files import git_commit, write_json_atomic, write_text_atomic
+from sbil.files import git_commit, lock, staged_folder, write_json_atomic, write_text_atomic
 from sbil.progress import ProgressCallback
 from sbil.tabular import learners as lr
 from sbil.tabular.estimators import _one_blas_thread, fit_bc
@@ -648,19 +649,78 @@ _DATA_TEXT = {
 }
 
 
+#: The files of a study folder, and how its README starts (what marks an earlier study).
+STUDY_FILES = ("README.md", "rows.csv", "summary.csv", "config.json")
+_README_TITLE = "# Are the strictly batch learners consistent where BC is?"
+
+
+def check_out_folder(out: str | os.PathLike[str]) -> Path:
+    """Check, before any work, that ``out`` may receive a study: a new or empty folder, or an
+    earlier study (its README and tables only), which is replaced whole.
+
+    Raises:
+        ValueError: ``out`` is empty, an existing file, or a folder holding other files.
+    """
+    if not os.fspath(out).strip():
+        raise ValueError("--out is empty; pass a folder path, e.g. --out learner-consistency.")
+    out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ValueError(f"--out {out} is an existing file, not a folder; pass a folder path.")
+    if out.is_dir():
+        entries = list(out.iterdir())
+        foreign = sorted(
+            e.name
+            for e in entries
+            if e.is_symlink()
+            or not e.is_file()
+            or not (e.name in STUDY_FILES or re.fullmatch(r"\..+\.tmp", e.name))
+        )
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise ValueError(
+                f"--out {out} holds files that are not a learner consistency study ({shown}); "
+                "a new study replaces the whole folder, so pass a new or empty folder."
+            )
+        if entries and not _is_study_readme(out / "README.md"):
+            raise ValueError(
+                f"--out {out} holds study file names but no README.md of a learner "
+                "consistency study (an interrupted one, or another's); delete the folder or "
+                "pass another one."
+            )
+    return out
+
+
+def _is_study_readme(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8") as file:
+            return file.read(len(_README_TITLE)) == _README_TITLE
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def write_learner_consistency(result: LearnerConsistencyResult, out: str | Path) -> Path:
-    """Write README.md, rows.csv, summary.csv and config.json into ``out`` (atomically).
+    """Write README.md, rows.csv, summary.csv and config.json into the folder ``out``.
+
+    The folder is written whole into a staging folder beside it and swapped in when complete
+    (:func:`sbil.files.staged_folder`), so an error or Ctrl-C leaves an earlier study as it
+    was; ``out`` must pass :func:`check_out_folder`.
 
     Returns:
         The README's path.
     """
-    out = Path(out)
+    out = check_out_folder(out)
     summary = summarise_learners(result)
-    write_text_atomic(out / "rows.csv", result.rows.to_csv(index=False))
-    write_text_atomic(out / "summary.csv", summary.to_csv(index=False))
-    config = asdict(result.config)
-    write_json_atomic(out / "config.json", {**config, "wall_seconds": result.wall_seconds})
-    return write_text_atomic(out / "README.md", render_readme(result, summary))
+    with lock(out):
+        check_out_folder(out)  # again: it may have changed while the study ran
+        with staged_folder(out) as staging:
+            write_text_atomic(staging / "rows.csv", result.rows.to_csv(index=False))
+            write_text_atomic(staging / "summary.csv", summary.to_csv(index=False))
+            config = asdict(result.config)
+            write_json_atomic(
+                staging / "config.json", {**config, "wall_seconds": result.wall_seconds}
+            )
+            write_text_atomic(staging / "README.md", render_readme(result, summary))
+    return out / "README.md"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -681,6 +741,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    try:
+        check_out_folder(args.out)  # before the work
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
     def report(done: int, total: int) -> None:
         if done % 20 == 0 or done == total:
