@@ -1333,15 +1333,15 @@ def _worker_main(connection, sweep_dir: str, driver: int) -> None:
         pass  # interrupted (training saved its checkpoint), or the driver is gone
 
 
-def _end_with_driver(driver: int) -> None:
+def _end_with_driver(driver: int, *, kernel: bool = True) -> None:
     """Make this worker end when its driver does, even by SIGKILL.
 
     On Linux the kernel sends it SIGTERM then (prctl PR_SET_PDEATHSIG), which training turns
     into a saved checkpoint and a clean exit. Elsewhere, and as a backstop, a thread polls the
     parent's id (it changes when the parent dies) and does the same, then ends the process
-    after a grace period.
+    after a grace period. ``kernel=False`` leaves the thread alone (to test it).
     """
-    if sys.platform.startswith("linux"):
+    if kernel and sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != driver:  # the driver died before prctl took effect
