@@ -25,7 +25,7 @@ import pandas as pd
 from sbil.deep.metrics import HIGHER_IS_BETTER, METRIC_NAMES, METRICS
 from sbil.experiments import sweep_report as sr
 from sbil.experiments.io import write_csv_atomic
-from sbil.files import write_json_atomic, write_text_atomic
+from sbil.files import lock, staged_folder, write_json_atomic, write_text_atomic
 
 __all__ = [
     "is_env_free",
@@ -99,7 +99,8 @@ def summarise_held_out_sweep(
             f"{sweep_dir / 'sweep.json'} has held_out_metric {metric!r}; it must be one of "
             f"{', '.join(METRICS)}."
         )
-    frame = _metric_columns(sr.load_rows(sweep_dir) if rows is None else rows)
+    read, outside = sr._read_rows(sweep_dir)
+    frame = _metric_columns(read if rows is None else rows)
     boot = sr._Bootstrap(seed=seed, n_resamples=n_resamples)
     scored = _scored(frame, metric, as_normalised=True)
     done, duplicates, excluded = sr._finished(scored)
@@ -132,6 +133,7 @@ def summarise_held_out_sweep(
         "missing": sr._missing_cells(spec, frame),
         "duplicates": duplicates,
         "excluded": [{**e, "reason": f"status done but no {metric}"} for e in excluded],
+        "outside_grid": outside,
         "averaging": sorted(
             {
                 str(h["averaging"])
@@ -410,24 +412,23 @@ def write_held_out_report(
     seed: int = 0,
     n_resamples: int = 2000,
 ) -> Path:
-    """Write an env-free sweep's ``REPORT.md``, ``rows.csv`` and ``aggregates.json`` (as
-    :func:`~sbil.experiments.sweep_report.write_sweep_report`, which calls it for such sweeps;
-    no figures). Returns the report's path."""
+    """Write an env-free sweep's ``REPORT.md``, ``rows.csv`` and ``aggregates.json`` (no
+    figures), as :func:`~sbil.experiments.sweep_report.write_sweep_report` writes a report
+    (which calls this for such sweeps): into a staging folder swapped in whole, only over an
+    earlier report. Returns the report's path."""
     sweep_dir = Path(sweep_dir)
-    rows = sr.load_rows(sweep_dir)
-    summary = summarise_held_out_sweep(sweep_dir, seed=seed, n_resamples=n_resamples, rows=rows)
-    report = Path(out) if out is not None else sweep_dir / "report" / "REPORT.md"
+    report = Path(out) if out is not None else sweep_dir / "report"
     if report.suffix.lower() != ".md":
         report = report / "REPORT.md"
     folder = report.parent
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{folder} exists and is not a folder; choose another --out.")
-    folder.mkdir(parents=True, exist_ok=True)
-    tidy = sr._tidy(rows)
-    if "held_out" in tidy:
-        import json
-
-        tidy["held_out"] = [json.dumps(v, sort_keys=True) for v in tidy["held_out"]]
-    write_csv_atomic(tidy, folder / "rows.csv")
-    write_json_atomic(folder / "aggregates.json", summary)
-    return write_text_atomic(report, render_held_out_report(summary, sweep_dir=sweep_dir))
+    sr._check_report_folder(folder, sweep_dir)
+    rows = sr.load_rows(sweep_dir)
+    summary = summarise_held_out_sweep(sweep_dir, seed=seed, n_resamples=n_resamples, rows=rows)
+    with lock(folder):
+        sr._check_report_folder(folder, sweep_dir)
+        with staged_folder(folder) as staging:
+            write_csv_atomic(sr._tidy(rows), staging / "rows.csv")
+            write_json_atomic(staging / "aggregates.json", summary)
+            text = render_held_out_report(summary, sweep_dir=sweep_dir)
+            write_text_atomic(staging / report.name, text)
+    return report

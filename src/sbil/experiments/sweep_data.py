@@ -13,7 +13,7 @@ or, in a spec file, the shorthand ``dataset = "me/cartpole/heuristic-v0"``: one 
 the environment the Minari dataset records (``DataCollector`` records it); a dataset that records
 none (an ``.npz``, or a Minari dataset made without an environment) makes an env-free sweep whose
 one task is named after the dataset. Paths in a spec file are relative to that file; in
-``sweep.json`` they are stored relative to the sweep folder (:func:`stored_spec`), absolute only
+``sweep.json`` they are stored relative to the sweep folder (:func:`to_stored`), absolute only
 when the two share no folder but ``/``.
 
 A played task's normalisation anchors (``references.json``) are the random policy's return,
@@ -437,9 +437,9 @@ def _portable(path: str, folder: Path) -> str:
     return os.path.relpath(absolute, here)
 
 
-def stored_spec(spec: dict[str, Any], sweep_dir: Path) -> dict[str, Any]:
+def to_stored(spec: dict[str, Any], sweep_dir: Path) -> dict[str, Any]:
     """``SweepSpec.to_dict()`` as ``sweep.json`` stores it: own data's paths relative to the
-    sweep folder (:func:`loaded_spec` undoes it)."""
+    sweep folder (:func:`from_stored` undoes it)."""
     out = dict(spec)
     if out.get("datasets"):
         out["datasets"] = {
@@ -451,8 +451,8 @@ def stored_spec(spec: dict[str, Any], sweep_dir: Path) -> dict[str, Any]:
     return out
 
 
-def loaded_spec(spec: dict[str, Any], sweep_dir: Path) -> dict[str, Any]:
-    """The inverse of :func:`stored_spec`: paths in ``sweep.json`` made absolute again."""
+def from_stored(spec: dict[str, Any], sweep_dir: Path) -> dict[str, Any]:
+    """The inverse of :func:`to_stored`: paths in ``sweep.json`` made absolute again."""
     return resolve_paths(spec, sweep_dir.absolute())
 
 

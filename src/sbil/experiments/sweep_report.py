@@ -401,6 +401,12 @@ def _anchors(references: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
 
 def _reference_problem(ref: Any) -> str | None:
     """Why an env's references give no normalised score, or None when they do."""
+    if (
+        isinstance(ref, dict)
+        and isinstance(ref.get("expert"), dict)
+        and ref["expert"].get("problem")
+    ):
+        return str(ref["expert"]["problem"])  # own data that records no returns (sweep_data)
     try:
         random_mean = float(ref["random"]["mean"])
         expert_mean = float(ref["expert"]["mean"])
@@ -1165,6 +1171,10 @@ def write_sweep_report(
         report = report / "REPORT.md"
     folder = report.parent
     _check_report_folder(folder, sweep_dir)  # before the work, so a refusal comes at once
+    from sbil.experiments.held_out_report import is_env_free, write_held_out_report
+
+    if (sweep_dir / "sweep.json").is_file() and is_env_free(load_spec(sweep_dir)):
+        return write_held_out_report(sweep_dir, report, seed=seed, n_resamples=n_resamples)
     rows, outside = _read_rows(sweep_dir)
     summary = _summarise(sweep_dir, rows, outside, seed=seed, n_resamples=n_resamples)
     with lock(folder):
@@ -1265,7 +1275,7 @@ def _envs(summary: Mapping[str, Any]) -> list[str]:
 
 def _tidy(rows: pd.DataFrame) -> pd.DataFrame:
     tidy = rows.drop(columns=["returns"], errors="ignore").copy()
-    for column in ("options", "train_episodes"):
+    for column in ("options", "train_episodes", "held_out"):
         if column in tidy:
             tidy[column] = [json.dumps(v, sort_keys=True) for v in tidy[column]]
     return tidy
