@@ -107,7 +107,7 @@ def _absolute(path: str | os.PathLike, base: Path | None) -> str:
     return os.path.normpath(path.absolute())  # lexically: "a/../b" is "b", links kept
 
 
-def resolve_paths(data: dict[str, Any], base: Path | None) -> dict[str, Any]:
+def resolve_paths(data: dict[str, Any], base: Path | None = None) -> dict[str, Any]:
     """``data`` (spec keys) with its ``.npz`` paths and ``dataset_root`` made absolute,
     relative ones taken from ``base`` (the spec file's folder; None: the current folder)."""
     out = dict(data)
