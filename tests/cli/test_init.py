@@ -148,3 +148,52 @@ def test_the_console_script_prints_a_usage_error_in_one_line():
     (line,) = out.stderr.strip().splitlines()
     assert line.startswith("Error: Invalid value for '--workers': ")
     assert line.endswith(" Try 'sbil consistency --help' for help.")
+
+
+def test_dash_h_shows_the_help_like_dash_dash_help_for_every_command():
+    for name in ["", *_commands()]:
+        argv = name.split()
+        short = runner.invoke(app, [*argv, "-h"], env={"COLUMNS": "200"})
+        long = runner.invoke(app, [*argv, "--help"], env={"COLUMNS": "200"})
+        assert short.exit_code == 0, (name, short.output)
+        assert short.output == long.output, name
+        assert "Usage:" in short.output
+
+
+def test_version_prints_the_installed_version_and_exits_0():
+    from importlib.metadata import version
+
+    _register()
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"sbil {version('sbil')}"
+
+
+@pytest.mark.parametrize(
+    ("command", "usage"),
+    [
+        ("sweep report", "sbil sweep report [OPTIONS] SWEEP_DIR"),
+        ("evaluate", "sbil evaluate [OPTIONS] [RUN_OR_CHECKPOINT]"),
+        ("plot", "sbil plot [OPTIONS] RUN_DIR"),
+        ("export", "sbil export [OPTIONS] RUN_DIR"),
+        ("expert eval", "sbil expert eval [OPTIONS] ENV"),
+        ("expert train", "sbil expert train [OPTIONS] ENV"),
+    ],
+)
+def test_positional_arguments_are_shown_by_their_metavar(command, usage):
+    _register()
+    result = runner.invoke(app, [*command.split(), "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"Usage: {usage}" in result.output
+    metavar = usage.split()[-1].strip("[]")
+    lines = result.output.splitlines()
+    panel = lines[lines.index(next(line for line in lines if "Arguments" in line)) + 1]
+    assert metavar in panel, panel
+    assert "<path>" not in panel and "<str>" not in panel, panel
+
+
+def test_a_missing_argument_is_named_by_its_metavar():
+    _register()
+    result = runner.invoke(app, ["expert", "eval"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "Missing argument 'ENV'." in result.stderr

@@ -10,9 +10,17 @@ Exit codes (the rule is in :mod:`sbil.cli._common`): 0 success, 1 failure, 2 usa
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from sbil.cli._common import EXIT_INTERRUPTED, Group, interrupt_reported, use_plain_flag_help
+from sbil.cli._common import (
+    EXIT_INTERRUPTED,
+    HELP_OPTIONS,
+    Group,
+    interrupt_reported,
+    use_plain_flag_help,
+)
 
 app = typer.Typer(
     name="sbil",
@@ -22,7 +30,39 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     cls=Group,
+    context_settings=HELP_OPTIONS,
 )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sbil")
+    except PackageNotFoundError:  # a source tree on sys.path without an install
+        return "unknown (not installed; pip install -e . in the checkout)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"sbil {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print sbil's version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    # The group's own options (--version); its help text is the app's help= above.
+    pass
 
 
 def _register() -> None:

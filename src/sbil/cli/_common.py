@@ -37,6 +37,10 @@ from sbil.seeds import MAX_SEED, check_seed_range
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
+#: ``-h`` beside ``--help`` for ``sbil`` and every sub-command (click passes a context's
+#: settings on to its sub-commands' contexts).
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+
 #: Exit status of a usage error, a failure and an interrupt (Ctrl-C).
 EXIT_USAGE, EXIT_FAILURE, EXIT_INTERRUPTED = 2, 1, 130
 
@@ -353,7 +357,23 @@ def _hide_flag_types(params: list[Any]) -> list[Any]:
     for param in params:
         if getattr(param, "is_flag", False) and getattr(param, "metavar", "") is None:
             param.metavar = ""
+        elif getattr(param, "param_type_name", None) == "argument":
+            _plain_argument(param)
     return params
+
+
+def _plain_argument(param: Any) -> None:
+    """Show a positional argument as ``NAME`` (``[NAME]`` when optional) in the usage line and
+    the arguments panel, as man pages do, instead of typer's ``{name}`` and a ``<path>`` type
+    beside a name that already says what it is."""
+    if param.metavar is None:
+        param.metavar = param.name.upper()
+    name = param.metavar if param.required else f"[{param.metavar}]"
+    if param.nargs != 1:
+        name += "..."
+    # Instance attributes: this argument only, whichever typer version built it.
+    param.get_usage_pieces = lambda ctx: [name]
+    param.display_type_rich = lambda ctx: None
 
 
 # The click exception typer reports for a bad command line (typer >= 0.20 ships its own copy
