@@ -8,8 +8,13 @@ differ only in seed form a *group* and train as one stacked model (one run folde
     DIR/sweep.json         the sweep's description (SweepSpec.to_dict())
     DIR/datasets/          the demonstrations, collected locally (Minari)
     DIR/references.json    per task: random-policy and expert returns (normalised score 0 and 1)
+                           (own data: the dataset's recorded returns are the expert level; none
+                           for env-free data)
     DIR/runs/<group>/      one run folder per group (checkpoints, losses, results)
     DIR/rows/<cell>.json   one tidy row per cell (see docs/sweeps.md), written atomically
+
+A spec may name its own data instead of sbil's experts (``datasets``, ``dataset``:
+:mod:`sbil.experiments.sweep_data`); an env-free task is measured on held-out metrics alone.
 
 Re-running the same command skips finished cells (and recorded failures, unless
 ``retry_failed``) and resumes interrupted groups from their last training checkpoint; a cell
@@ -39,6 +44,16 @@ from typing import Any
 
 import numpy as np
 
+from sbil.experiments.sweep_data import (
+    DATA_KEYS,
+    EXPERT_KEYS,
+    SweepDataError,
+    check_sources,
+    expand_shorthand,
+    from_stored,
+    portable_run,
+    to_stored,
+)
 from sbil.files import lock, write_json_atomic
 from sbil.seeds import MAX_SEED, check_seed_range
 
@@ -152,6 +167,18 @@ class SweepSpec:
     """Training state saved every this many updates (for resume)."""
     preset: str | None = None
     """The preset this spec came from, if any."""
+    datasets: dict = field(default_factory=dict)
+    """Your own data instead of an expert's: task -> Minari dataset id or path.npz (the task is
+    the Gymnasium id it is played in, or a name when env_free); ``dataset = SOURCE`` in a spec
+    file is the one-task shorthand. See docs/own-data.md."""
+    dataset_root: str | None = None
+    """The Minari datasets folder of ``datasets``' ids (default: $MINARI_DATASETS_PATH)."""
+    env_free: bool = False
+    """true: the data has no environment; learners are compared on held-out metrics."""
+    n_actions: int | None = None
+    """Env-free .npz data: its number of discrete actions."""
+    held_out_metric: str = "action_match"
+    """Env-free data: what the statistics rank on: action_match, auc, apr or nll."""
 
     def __post_init__(self) -> None:
         from sbil.deep.learners import LearnerConfig
@@ -257,12 +284,22 @@ class SweepSpec:
                 check_seed_range(first, count, name=name, unit=unit)
             except ValueError as error:
                 raise SweepError(str(error)) from None
+        _ = self.sources  # own data: checked without opening it (load_sources opens it)
         for combo in self.option_sets():  # at most the cell limit of them
             for algo in self.algos:
                 try:
                     LearnerConfig(algo=algo, **combo)
                 except (TypeError, ValueError) as error:
                     raise SweepError(f"Learner options {combo}: {error}") from None
+
+    @property
+    def sources(self):
+        """Own data's :class:`~sbil.experiments.sweep_data.DataSource` per task (() for a
+        sweep of sbil's experts)."""
+        try:
+            return check_sources(self)
+        except SweepDataError as error:
+            raise SweepError(str(error)) from None
 
     @property
     def n_dataset_episodes(self) -> int:
@@ -293,9 +330,13 @@ class SweepSpec:
         return self.canonical() == other.canonical()
 
     def to_dict(self) -> dict:
+        """The spec's keys: with own data (``datasets``) its data keys and not the expert's,
+        else the expert's alone (so a sweep of sbil's experts keeps its description)."""
         out = dataclasses.asdict(self)
         for name in ("envs", "ks", "seeds", "algos"):
             out[name] = list(out[name])
+        for name in EXPERT_KEYS if self.datasets else DATA_KEYS:
+            out.pop(name)
         return out
 
     @classmethod
@@ -308,6 +349,9 @@ class SweepSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise SweepError(f"Unknown sweep keys {unknown}; known keys: {sorted(known)}.")
+        datasets = data.get("datasets")
+        if isinstance(datasets, dict) and datasets and "envs" not in data:
+            data = {**data, "envs": list(datasets)}  # own data's tasks are its keys
         return cls(**data)
 
 
@@ -369,6 +413,10 @@ def load_spec_file(path: str | os.PathLike) -> SweepSpec:
         raise SweepError(f"Cannot read the sweep file {path} ({error}).") from None
     except tomllib.TOMLDecodeError as error:
         raise SweepError(f"The sweep file {path} is not valid TOML ({error}).") from None
+    try:  # own data: the shorthand expanded, paths taken from the file's folder
+        data = expand_shorthand(data, path.absolute().parent)
+    except SweepDataError as error:
+        raise SweepError(f"{path}: {error}") from None
     name = data.pop("preset", None)
     if name is not None:
         if not isinstance(name, str):
@@ -400,13 +448,16 @@ class Group:
     options: dict
     run: dict
     """The run's RunSpec.to_dict() (dataset paths relative to the sweep folder resolved)."""
+    held_out_metrics: bool = False
+    """Own data: each row also holds the held-out metrics (``held_out``) of its learner."""
 
     def cell_id(self, seed: int) -> str:
         return f"{self.group_id}__s{seed}"
 
     def config_hash(self, seed: int) -> str:
-        payload = {**self.run, "seeds": [seed]}
-        payload.pop("root", None)  # the sweep folder may move; the data is the same
+        # Where the data lies may change (the sweep moved with it); the data is the same.
+        payload = {**portable_run(self.run), "seeds": [seed]}
+        payload.pop("root", None)
         return _sha256(payload)
 
 
@@ -428,26 +479,35 @@ def groups(spec: SweepSpec, sweep_dir: Path) -> list[Group]:
 
     out = []
     root = str((sweep_dir / "datasets").absolute())
+    own = {source.task: source for source in spec.sources}
     for env_id, algo, k, options in itertools.product(
         spec.envs, spec.algos, spec.ks, spec.option_sets()
     ):
+        if env_id in own:
+            data = own[env_id].run_fields()
+            played = data["env_id"] is not None
+        else:
+            data = {
+                "dataset": dataset_id(env_id, spec.expert, spec.expert_noise),
+                "root": root,
+                "env_id": env_id,
+            }
+            played = True
         run = RunSpec(
             learner=LearnerConfig(algo=algo, **options),
             seeds=spec.seeds,
-            dataset=dataset_id(env_id, spec.expert, spec.expert_noise),
-            root=root,
-            env_id=env_id,
+            **data,
             episodes=k,
             windows=spec.windows,
             holdout=spec.holdout,
             every_nth_step=spec.every_nth_step,
-            eval_episodes=spec.eval_episodes,
+            eval_episodes=spec.eval_episodes if played else 0,
             eval_seed=spec.eval_seed,
             checkpoint_every=spec.checkpoint_every,
         ).to_dict()
-        digest = _sha256({**run, "root": None})[:8]
+        digest = _sha256({**portable_run(run), "root": None})[:8]
         group_id = f"{env_id}__{algo}__k{k}__{digest}"
-        out.append(Group(group_id, env_id, algo, k, options, run))
+        out.append(Group(group_id, env_id, algo, k, options, run, held_out_metrics=bool(own)))
     cost = {
         "bc": 1,
         "rcal": 1,
@@ -516,6 +576,10 @@ def run_group(sweep_dir: str, group: Group) -> list[dict]:
             _reopen_if_checkpoints_missing(folder)
         resume = folder.is_dir() and is_run_folder(folder)
         outcome = run_training(spec, folder, resume=resume, stop_on_divergence=False)
+        if group.held_out_metrics:
+            from sbil.experiments.sweep_data import held_out_rows
+
+            held_out = held_out_rows(spec, folder, [s.seed for s in outcome.seeds])
     except KeyboardInterrupt:
         raise
     except Exception as error:  # recorded in the rows; the sweep goes on
@@ -542,6 +606,7 @@ def run_group(sweep_dir: str, group: Group) -> list[dict]:
                 train_seconds=outcome.train_seconds / k,
                 eval_seconds=outcome.eval_seconds / k,
                 wall_seconds=wall / k,
+                **({"held_out": held_out.get(s.seed)} if group.held_out_metrics else {}),
             )
         )
     return rows
@@ -551,8 +616,9 @@ def failed_rows(group: Group, sweep: Path, error: str, info: dict | None = None)
     """The rows of a group that failed as a whole with ``error`` (``"Type: message"``)."""
     folder = sweep / "runs" / group.group_id
     info = info if info is not None else {}
+    extra = {"held_out": None} if group.held_out_metrics else {}
     return [
-        _row(group, seed, info, folder, sweep, status="failed", error=error)
+        _row(group, seed, info, folder, sweep, status="failed", error=error, **extra)
         for seed in group.run["seeds"]
     ]
 
@@ -561,23 +627,30 @@ def _adopt_moved_run(folder: Path, spec) -> None:
     """Point a run folder that moved with its sweep (``mv``, ``cp -r``) at this sweep's
     datasets, so it resumes, or is read back, instead of counting as a different run.
 
-    A run's ``config.json`` names its datasets folder by absolute path (``RunSpec.root``); a
-    stored description that differs from ``spec`` in that path alone is rewritten with this
-    one. One that differs in anything else is left for ``run_training`` to refuse."""
+    A run's ``config.json`` names its datasets folder (``RunSpec.root``) and an own ``.npz``
+    (``RunSpec.data``) by absolute path; a stored description that differs from ``spec`` in
+    those paths alone (the same file name for the ``.npz``) is rewritten with this one. One that
+    differs in anything else is left for ``run_training`` to refuse."""
     from sbil.experiments.runs import CONFIG_FILE, RunSpec
 
     path = folder / CONFIG_FILE
+    moved = {"root": spec.root, "data": spec.data}
     try:
         doc = json.loads(path.read_text())
         stored = doc["spec"]
-        same = RunSpec.from_dict({**stored, "root": spec.root}).digest() == spec.digest()
+        if (stored.get("data") is None) != (spec.data is None) or (
+            spec.data is not None and Path(stored["data"]).name != Path(spec.data).name
+        ):
+            return
+        same = RunSpec.from_dict({**stored, **moved}).digest() == spec.digest()
     except (OSError, ValueError, KeyError, TypeError):
         return  # none yet, or damaged: run_training says what is wrong
-    if not same or stored.get("root") == spec.root:
+    if not same or all(stored.get(key) == value for key, value in moved.items()):
         return
-    stored["root"] = spec.root
-    if isinstance(doc.get("resolved"), dict) and "root" in doc["resolved"]:
-        doc["resolved"]["root"] = spec.root
+    stored.update(moved)
+    resolved = doc.get("resolved")
+    if isinstance(resolved, dict):
+        resolved.update({key: value for key, value in moved.items() if key in resolved})
     write_json_atomic(path, doc)
 
 
@@ -695,7 +768,7 @@ def stored_spec(sweep_dir: str | os.PathLike) -> SweepSpec:
             f'{path} is not a sweep description ({{"schema": 1, "spec": {{...}}}}); {fix}.'
         )
     try:
-        return SweepSpec.from_dict(data["spec"])
+        return SweepSpec.from_dict(from_stored(data["spec"], Path(sweep_dir)))
     except (SweepError, TypeError) as error:
         raise SweepError(f"{path} holds a sweep that cannot be used ({error}); {fix}.") from None
 
@@ -724,14 +797,20 @@ def _relation(stored: SweepSpec, spec: SweepSpec, sweep_dir: Path) -> tuple[str,
     if stored.same_grid(spec):
         return "same", ""
     old, new = stored.canonical(), spec.canonical()
-    if any(old[name] != new[name] for name in old if name not in (*_EXTENSIBLE, "options")):
+    if set(old) != set(new) or any(
+        old[name] != new[name] for name in old if name not in (*_EXTENSIBLE, "options", "datasets")
+    ):
         return "different", ""
     old_runs = {g.group_id: g.run for g in groups(stored, sweep_dir)}
     new_runs = {g.group_id: g.run for g in groups(spec, sweep_dir)}
     if all(new_runs.get(group_id) == run for group_id, run in old_runs.items()):
         added = []
+        if extra := [task for task in spec.datasets if task not in stored.datasets]:
+            added.append(f"datasets {', '.join(extra)}")
         for name in _EXTENSIBLE:
             before = getattr(stored, name)
+            if name == "envs":
+                before = (*before, *spec.datasets)  # named as datasets already
             if extra := [str(v) for v in getattr(spec, name) if v not in before]:
                 added.append(f"{name} {', '.join(extra)}")
         return "extension", "; ".join(added) or "options that leave its cells unchanged"
@@ -747,8 +826,21 @@ def extension(stored: SweepSpec, spec: SweepSpec, sweep_dir: Path) -> str | None
     return added if relation == "extension" else None
 
 
-def prepare(spec: SweepSpec, sweep_dir: Path, log: Callable[[str], None]) -> SweepSpec:
+def _write_spec(path: Path, spec: SweepSpec) -> None:
+    stored = to_stored(spec.to_dict(), path.parent)  # own data's paths relative to the folder
+    write_json_atomic(path, {"schema": SCHEMA, "spec": stored})
+
+
+def prepare(
+    spec: SweepSpec,
+    sweep_dir: Path,
+    log: Callable[[str], None],
+    own_data: dict[str, Any] | None = None,
+) -> SweepSpec:
     """Write sweep.json (or check it), collect missing datasets, measure missing references.
+
+    ``own_data``: with own data (``spec.datasets``), each task's demonstrations as
+    :func:`~sbil.experiments.sweep_data.load_sources` read them.
 
     Returns:
         The sweep the folder holds: ``spec``, or the stored sweep that ``spec`` is part of.
@@ -771,7 +863,7 @@ def prepare(spec: SweepSpec, sweep_dir: Path, log: Callable[[str], None]) -> Swe
             )
         if relation == "extension":
             log(f"extending the sweep with {added}; its finished cells are kept")
-            write_json_atomic(spec_file, {"schema": SCHEMA, "spec": spec.to_dict()})
+            _write_spec(spec_file, spec)
         else:
             whole = stored
         if relation == "part":
@@ -780,10 +872,28 @@ def prepare(spec: SweepSpec, sweep_dir: Path, log: Callable[[str], None]) -> Swe
                 f"{sweep_dir} (this spec names part of it)"
             )
     else:
-        write_json_atomic(spec_file, {"schema": SCHEMA, "spec": spec.to_dict()})
+        _write_spec(spec_file, spec)
     root = sweep_dir / "datasets"
     references_file = sweep_dir / "references.json"
     references = _read_references(sweep_dir)
+    if spec.datasets:
+        from sbil.experiments.sweep_data import dataset_references
+
+        for source in spec.sources:
+            if source.env_id is None or source.task in references:
+                continue  # env-free data has no return to anchor
+            log(
+                f"measuring random returns on {source.task} ({spec.eval_episodes} episodes); "
+                f"the expert level is {source.label}'s recorded returns"
+            )
+            references[source.task] = dataset_references(
+                source,
+                (own_data or {})[source.task],
+                eval_episodes=spec.eval_episodes,
+                eval_seed=spec.eval_seed,
+            )
+            write_json_atomic(references_file, references)
+        return whole
     for env_id in spec.envs:
         name = dataset_id(env_id, spec.expert, spec.expert_noise)
         if not (root / name / "data").is_dir():
@@ -894,6 +1004,8 @@ def check_tasks(spec: SweepSpec, sweep_dir: str | os.PathLike) -> None:
     from sbil.deep.experts import get_expert
 
     sweep = Path(sweep_dir)
+    if spec.datasets:
+        return  # own data: its tasks were checked with the spec (sources), no expert is made
     try:
         references = json.loads((sweep / "references.json").read_text())
     except (OSError, ValueError):
@@ -1048,6 +1160,14 @@ def run_sweep(
     sweep = Path(sweep_dir)
     _check_folder(sweep)
     check_tasks(spec, sweep)
+    own_data = None
+    if spec.datasets:  # every dataset opened and checked before anything is written
+        from sbil.experiments.sweep_data import load_sources
+
+        try:
+            own_data = load_sources(spec, spec.sources)
+        except SweepDataError as error:
+            raise SweepError(str(error)) from None
     if backend == "ray":
         check_ray(address)
     try:
@@ -1058,7 +1178,7 @@ def run_sweep(
     with lock(sweep), contextlib.ExitStack() as backend_session:  # one process per folder
         if backend == "ray":
             backend_session.enter_context(_ray_session(workers, address))
-        whole = prepare(spec, sweep, log)
+        whole = prepare(spec, sweep, log, own_data)
         all_groups = groups(spec, sweep)
         stored, damaged = _stored_rows(sweep)
         cells = {g.cell_id(s) for g in groups(whole, sweep) for s in g.run["seeds"]}
