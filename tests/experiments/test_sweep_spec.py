@@ -13,6 +13,7 @@ from sbil.experiments.sweep import (
     SweepSpec,
     check_backend,
     load_spec_file,
+    max_local_workers,
     n_cells,
     preset,
 )
@@ -128,3 +129,20 @@ def test_the_same_grid_in_another_order_is_the_same_sweep():
 def test_backend_options_are_checked_alone(workers, backend, address, message):
     with pytest.raises(SweepError, match=message):
         check_backend(workers, backend, address)
+
+
+def test_workers_on_this_machine_are_bounded_unless_raised_on_purpose(monkeypatch):
+    monkeypatch.delenv("SBIL_MAX_WORKERS", raising=False)
+    most = max_local_workers()
+    assert most >= 8
+    check_backend(most, "local", None)
+    with pytest.raises(SweepError, match=f"more than its limit of {most}.*SBIL_MAX_WORKERS"):
+        check_backend(100_000, "local", None)
+    with pytest.raises(SweepError, match="SBIL_MAX_WORKERS"):
+        check_backend(most + 1, "ray", None)  # a local Ray starts its workers here too
+    check_backend(100_000, "ray", "127.0.0.1:6379")  # a cluster's CPUs decide there
+    monkeypatch.setenv("SBIL_MAX_WORKERS", "200000")
+    check_backend(100_000, "local", None)
+    monkeypatch.setenv("SBIL_MAX_WORKERS", "x")
+    with pytest.raises(SweepError, match="SBIL_MAX_WORKERS must be a positive integer"):
+        check_backend(2, "local", None)

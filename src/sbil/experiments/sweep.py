@@ -1030,6 +1030,26 @@ def check_tasks(spec: SweepSpec, sweep_dir: str | os.PathLike) -> None:
 RAY_CONNECT_TIMEOUT_S = 5.0
 
 
+def max_local_workers() -> int:
+    """The most worker processes a sweep starts on this machine: ``SBIL_MAX_WORKERS``, else
+    4 per CPU this process may use and at least 8 (a typo such as 100000 would fork that many
+    processes of a few hundred MB each)."""
+    text = os.environ.get("SBIL_MAX_WORKERS")
+    if text is not None:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise SweepError(f"SBIL_MAX_WORKERS must be a positive integer, got {text!r}.")
+        return value
+    try:
+        cpus = len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        cpus = os.cpu_count() or 1
+    return max(8, 4 * cpus)
+
+
 def check_backend(workers: int, backend: str, address: str | None) -> None:
     """Check the backend options alone (no connection is made): a bad one is a usage error.
 
@@ -1038,6 +1058,12 @@ def check_backend(workers: int, backend: str, address: str | None) -> None:
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise SweepError(f"--workers must be a positive integer, got {workers!r}.")
+    if address is None and workers > (most := max_local_workers()):
+        raise SweepError(
+            f"--workers {workers} would start that many processes on this machine, more than "
+            f"its limit of {most} (4 per CPU, at least 8: more only share the same cores); set "
+            "SBIL_MAX_WORKERS to go past it, or give a Ray cluster with --address."
+        )
     if backend not in BACKENDS:
         raise SweepError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
     if address is None:
