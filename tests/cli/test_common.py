@@ -237,3 +237,57 @@ def test_episode_counts_are_bounded_before_any_work(argv, tmp_path, monkeypatch)
     assert line.startswith("Error: --episodes 1000000000 is more than 100000")
     assert "SBIL_MAX_EPISODES=1000000000" in line
     assert time.perf_counter() - started < 30 and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "option", "variable", "limit"),
+    [
+        (
+            ["train", "--data", "d.npz", "--algo", "bc", "--out", "o", "--updates", "10**9"],
+            "--updates",
+            "SBIL_MAX_UPDATES",
+            1_000_000,
+        ),
+        (
+            [
+                "train",
+                "--data",
+                "d.npz",
+                "--algo",
+                "bc",
+                "--env",
+                "CartPole-v1",
+                "--out",
+                "o",
+                "--eval-episodes",
+                "10**9",
+            ],
+            "--eval-episodes",
+            "SBIL_MAX_EPISODES",
+            100_000,
+        ),
+        (
+            ["evaluate", "--expert", "scripted", "--env", "CartPole-v1", "--n-envs", "10**9"],
+            "--n-envs",
+            "SBIL_MAX_ENVS",
+            1024,
+        ),
+    ],
+    ids=["train-updates", "train-eval-episodes", "evaluate-n-envs"],
+)
+def test_training_and_evaluation_sizes_are_bounded_before_any_work(
+    argv, option, variable, limit, tmp_path, monkeypatch
+):
+    from sbil.cli import _register, app
+
+    monkeypatch.delenv(variable, raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.npz").write_bytes(b"")  # never read: the bound comes first
+    argv = [str(10**9) if arg == "10**9" else arg for arg in argv]
+    _register()
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: {option} 1000000000 is more than {limit}"), line
+    assert f"set {variable}=1000000000 to go past it" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]

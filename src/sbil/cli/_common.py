@@ -108,6 +108,10 @@ MAX_WORKERS = Limit(
     available_cpus,
     "CPUs this process may use (each worker is a process; more only share the same cores)",
 )
+#: Adam updates of one training run (the EDM paper's runs use 10000).
+MAX_UPDATES = Limit("SBIL_MAX_UPDATES", 1_000_000, "sbil's limit for training updates")
+#: Environments one evaluation steps together (each is an environment object in memory).
+MAX_ENVS = Limit("SBIL_MAX_ENVS", 1024, "sbil's limit for environments stepped together")
 #: Random MDPs of one tabular study (the studies use 200; 10000 take hours).
 MAX_MDPS = Limit("SBIL_MAX_MDPS", 10_000, "sbil's limit for random MDPs")
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from sbil.cli._common import (
+    MAX_ENVS,
     MAX_EPISODES,
     ExpertsDirOption,
     ProgressOption,
@@ -147,7 +148,10 @@ def evaluate_command(
         typer.Option(help="Evaluate this expert (e.g. scripted) instead of a checkpoint."),
     ] = None,
     expert_noise: NoiseOption = "none",
-    n_envs: Annotated[int, typer.Option(help="Environments stepped together.")] = 16,
+    n_envs: Annotated[
+        int,
+        typer.Option(help="Environments stepped together; at most 1024 (SBIL_MAX_ENVS)."),
+    ] = 16,
     experts_root: ExpertsDirOption = None,
     dataset: Annotated[
         str | None,
@@ -208,7 +212,7 @@ def evaluate_command(
             )
         require("--episodes", episodes, 1, limit=MAX_EPISODES)
         check_seed("--seed", seed, episodes)
-        require("--n-envs", n_envs, 1)
+        require("--n-envs", n_envs, 1, limit=MAX_ENVS)
         noise = _parse_noise(expert_noise)
         if dataset is None and (holdout_from is not None or root is not None):
             raise UsageError("--holdout-from and --root need --dataset ID.")

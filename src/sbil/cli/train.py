@@ -20,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from sbil.cli._common import ProgressOption, console
+from sbil.cli._common import console
 
 #: LearnerConfig / train argument names as the command's options, for error messages.
 _OPTION_NAMES = {
@@ -93,154 +93,245 @@ def _parse_noise(text: str, step_size: float) -> float:
         ) from None
 
 
+# Help panels of `sbil train --help`: the options every run has, then each learner's own.
+_RUN, _DATA, _BUDGET, _EVAL, _OUTPUT = "Run", "Data", "Training", "Evaluation", "Output"
+_SGLD = "EDM's SGLD sampler (edm, edm-decoupled)"
+_TRANSITIONS = "Transition learners (valuedice, rcal, iqlearn, avril)"
+_VALUEDICE, _RCAL, _IQLEARN, _AVRIL = "ValueDICE", "RCAL", "IQ-Learn", "AVRIL"
+
+_ALGOS = "bc, edm, edm-decoupled, valuedice, rcal, iqlearn or avril"
+
+
 def train_command(
     out: Annotated[
         Path,
-        typer.Option(help="Output folder for the run; must be new or empty unless --overwrite."),
+        typer.Option(
+            help="Output folder for the run; must be new or empty unless --overwrite.",
+            rich_help_panel=_RUN,
+        ),
     ],
+    algo: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Learner: {_ALGOS} (docs/learners.md). Required, except with --resume "
+            "--out alone (the run's saved settings).",
+            show_default=False,
+            rich_help_panel=_RUN,
+        ),
+    ] = None,
+    seeds: Annotated[
+        str,
+        typer.Option(
+            help="Distinct seeds, e.g. 0,1,2 or 0-9; trained together.", rich_help_panel=_RUN
+        ),
+    ] = "0",
     dataset: Annotated[
-        str | None, typer.Option(help="Local Minari dataset id, e.g. sbil/cartpole/scripted-v0.")
+        str | None,
+        typer.Option(
+            help="Local Minari dataset id, e.g. sbil/cartpole/scripted-v0.", rich_help_panel=_DATA
+        ),
     ] = None,
     root: Annotated[
         Path | None,
         typer.Option(
-            help="Minari datasets folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)."
+            help="Minari datasets folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets).",
+            rich_help_panel=_DATA,
         ),
     ] = None,
     data: Annotated[
         Path | None,
         typer.Option(
-            help="Instead of --dataset: .npz of observations, actions (optional: episode_lengths)."
+            help="Instead of --dataset: an .npz (np.savez) of numeric arrays: observations "
+            "(N, obs_dim) and actions (N); optional episode_lengths (E; default: one episode), "
+            "and for the transition learners final_observations (E, obs_dim; each episode's "
+            "observation after its last action) and terminated (E; ended in a terminal state, "
+            "not a time limit). Other keys are ignored.",
+            rich_help_panel=_DATA,
         ),
     ] = None,
     env: Annotated[
-        str | None, typer.Option("--env", "-e", help="Task id (default: the dataset's task).")
+        str | None,
+        typer.Option(
+            "--env", "-e", help="Task id (default: the dataset's task).", rich_help_panel=_DATA
+        ),
     ] = None,
     n_actions: Annotated[
         int | None,
         typer.Option(
             help="Number of discrete actions (default: the dataset's action space or the "
-            "task's); needed for --data without --env."
+            "task's); needed for --data without --env.",
+            rich_help_panel=_DATA,
         ),
     ] = None,
-    algo: Annotated[
-        str,
-        typer.Option(
-            help="Learner: bc, edm, edm-decoupled, valuedice, rcal, iqlearn or avril "
-            "(docs/learners.md)."
-        ),
-    ] = "edm",
-    seeds: Annotated[
-        str, typer.Option(help="Distinct seeds, e.g. 0,1,2 or 0-9; trained together.")
-    ] = "0",
     episodes: Annotated[
         int | None,
         typer.Option(
-            help="K: trajectories each seed trains on (default: all that are not held out)."
+            help="K: trajectories each seed trains on (default: all that are not held out).",
+            rich_help_panel=_DATA,
         ),
     ] = None,
     windows: Annotated[
         str,
         typer.Option(
             help="Which K trajectories seed r trains on: first (0..K-1 for every seed), "
-            "sliding (r..r+K-1, as the EDM reference's repetitions) or random (a seeded draw)."
+            "sliding (r..r+K-1, as the EDM reference's repetitions) or random (a seeded draw).",
+            rich_help_panel=_DATA,
         ),
     ] = "first",
     holdout: Annotated[
         int | None,
         typer.Option(
             help="Reserve the data's last H episodes: never trained on, they measure the action "
-            "match (default: the episodes no seed trains on)."
+            "match (default: the episodes no seed trains on).",
+            rich_help_panel=_DATA,
         ),
     ] = None,
     every_nth_step: Annotated[
         int,
         typer.Option(
             help="Keep every n-th step of each trajectory. The default 1 keeps all steps; this "
-            "deviates from the EDM reference, which keeps every 20th (pass 20 to match it)."
+            "deviates from the EDM reference, which keeps every 20th (pass 20 to match it).",
+            rich_help_panel=_DATA,
         ),
     ] = 1,
-    updates: Annotated[int, typer.Option(help="Adam updates.")] = 10_000,
+    updates: Annotated[
+        int,
+        typer.Option(
+            help="Adam updates; at most 1000000 (SBIL_MAX_UPDATES).", rich_help_panel=_BUDGET
+        ),
+    ] = 10_000,
     batch_size: Annotated[
         int | None,
         typer.Option(
             help="Expert pairs (= SGLD chains) per update (default: the algorithm's published "
-            "setting: 32; ValueDICE 256, AVRIL 64)."
+            "setting: 32; ValueDICE 256, AVRIL 64).",
+            rich_help_panel=_BUDGET,
         ),
     ] = None,
     lr: Annotated[
         float | None,
         typer.Option(
             help="Adam learning rate (default: the algorithm's published setting: 1e-3; "
-            "ValueDICE's policy 1e-5, IQ-Learn and AVRIL 1e-4)."
+            "ValueDICE's policy 1e-5, IQ-Learn and AVRIL 1e-4).",
+            rich_help_panel=_BUDGET,
         ),
     ] = None,
-    hidden: Annotated[str, typer.Option(help="Hidden layer widths, comma-separated.")] = "64,64",
-    sgld_steps: Annotated[int, typer.Option(help="SGLD steps per update.")] = 20,
-    sgld_step_size: Annotated[float, typer.Option(help="SGLD drift coefficient.")] = 0.01,
-    sgld_noise: Annotated[
-        str, typer.Option(help="SGLD noise coefficient, or 'langevin' for sqrt(2 * step).")
-    ] = "0.01",
-    sgld_buffer_size: Annotated[int, typer.Option(help="Persistent SGLD buffer size.")] = 10_000,
-    sgld_reinit_prob: Annotated[float, typer.Option(help="Chain restart probability.")] = 0.05,
+    hidden: Annotated[
+        str,
+        typer.Option(help="Hidden layer widths, comma-separated.", rich_help_panel=_BUDGET),
+    ] = "64,64",
     normalize: Annotated[
         bool | None,
         typer.Option(
             "--normalize/--no-normalize",
             help="Standardise observations (default: off; on for ValueDICE, as its code).",
+            rich_help_panel=_BUDGET,
         ),
     ] = None,
-    entropy_coef: Annotated[float, typer.Option(help="Policy entropy bonus (0 = off).")] = 0.0,
-    l2_coef: Annotated[float, typer.Option(help="L2 penalty on policy weights (0 = off).")] = 0.0,
+    entropy_coef: Annotated[
+        float, typer.Option(help="Policy entropy bonus (0 = off).", rich_help_panel=_BUDGET)
+    ] = 0.0,
+    l2_coef: Annotated[
+        float,
+        typer.Option(help="L2 penalty on policy weights (0 = off).", rich_help_panel=_BUDGET),
+    ] = 0.0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.", rich_help_panel=_BUDGET)] = "cpu",
+    threads: Annotated[
+        int,
+        typer.Option(
+            help="torch intra-op threads while training (1 is fastest here).",
+            rich_help_panel=_BUDGET,
+        ),
+    ] = 1,
+    sgld_steps: Annotated[
+        int, typer.Option(help="SGLD steps per update.", rich_help_panel=_SGLD)
+    ] = 20,
+    sgld_step_size: Annotated[
+        float, typer.Option(help="SGLD drift coefficient.", rich_help_panel=_SGLD)
+    ] = 0.01,
+    sgld_noise: Annotated[
+        str,
+        typer.Option(
+            help="SGLD noise coefficient, or 'langevin' for sqrt(2 * step).",
+            rich_help_panel=_SGLD,
+        ),
+    ] = "0.01",
+    sgld_buffer_size: Annotated[
+        int, typer.Option(help="Persistent SGLD buffer size.", rich_help_panel=_SGLD)
+    ] = 10_000,
+    sgld_reinit_prob: Annotated[
+        float, typer.Option(help="Chain restart probability.", rich_help_panel=_SGLD)
+    ] = 0.05,
     discount: Annotated[
         float | None,
-        typer.Option(help="Discount gamma (ValueDICE, RCAL, IQ-Learn, AVRIL; default 0.99)."),
+        typer.Option(help="Discount gamma (default 0.99).", rich_help_panel=_TRANSITIONS),
     ] = None,
     nu_lr: Annotated[
-        float | None, typer.Option(help="ValueDICE: nu network's learning rate (default 1e-3).")
+        float | None,
+        typer.Option(help="nu network's learning rate (default 1e-3).", rich_help_panel=_VALUEDICE),
     ] = None,
     gradient_penalty: Annotated[
-        float | None, typer.Option(help="ValueDICE: nu's gradient-penalty weight (default 10).")
+        float | None,
+        typer.Option(help="nu's gradient-penalty weight (default 10).", rich_help_panel=_VALUEDICE),
     ] = None,
     orthogonal_coef: Annotated[
         float | None,
-        typer.Option(help="ValueDICE: policy's orthogonal-regulariser weight (default 1e-4)."),
+        typer.Option(
+            help="Policy's orthogonal-regulariser weight (default 1e-4).",
+            rich_help_panel=_VALUEDICE,
+        ),
     ] = None,
     reward_l1: Annotated[
         float | None,
-        typer.Option(help="RCAL: lambda, L1 weight on the implied reward (default 1)."),
+        typer.Option(
+            help="lambda, L1 weight on the implied reward (default 1).", rich_help_panel=_RCAL
+        ),
     ] = None,
     chi2_alpha: Annotated[
-        float | None, typer.Option(help="IQ-Learn: chi-squared regulariser's alpha (default 0.5).")
+        float | None,
+        typer.Option(
+            help="The chi-squared regulariser's alpha (default 0.5).", rich_help_panel=_IQLEARN
+        ),
     ] = None,
     temperature: Annotated[
-        float | None, typer.Option(help="IQ-Learn: soft-Q temperature tau (default 0.01).")
+        float | None,
+        typer.Option(help="Soft-Q temperature tau (default 0.01).", rich_help_panel=_IQLEARN),
     ] = None,
     td_weight: Annotated[
-        float | None, typer.Option(help="AVRIL: lambda, TD-likelihood weight (default 1).")
+        float | None,
+        typer.Option(help="lambda, TD-likelihood weight (default 1).", rich_help_panel=_AVRIL),
     ] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    threads: Annotated[
-        int, typer.Option(help="torch intra-op threads while training (1 is fastest here).")
-    ] = 1,
     eval_episodes: Annotated[
-        int, typer.Option(help="After training, evaluate each learner over this many episodes.")
+        int,
+        typer.Option(
+            help="After training, evaluate each learner over this many episodes; at most "
+            "100000 (SBIL_MAX_EPISODES).",
+            rich_help_panel=_EVAL,
+        ),
     ] = 0,
-    eval_seed: Annotated[int, typer.Option(help="Eval episode i has seed EVAL_SEED + i.")] = 0,
+    eval_seed: Annotated[
+        int, typer.Option(help="Eval episode i has seed EVAL_SEED + i.", rich_help_panel=_EVAL)
+    ] = 0,
     checkpoint_every: Annotated[
-        int, typer.Option(help="Save the training state every N updates (for --resume).")
+        int,
+        typer.Option(
+            help="Save the training state every N updates (for --resume).", rich_help_panel=_RUN
+        ),
     ] = 1000,
     resume: Annotated[
         bool,
         typer.Option(
             "--resume/--no-resume",
             help="Continue the interrupted run in --out (with --out alone, its saved settings).",
+            rich_help_panel=_RUN,
         ),
     ] = False,
     overwrite: Annotated[
         bool,
         typer.Option(
-            "--overwrite/--no-overwrite", help="Replace an earlier run in --out with this one."
+            "--overwrite/--no-overwrite",
+            help="Replace an earlier run in --out with this one.",
+            rich_help_panel=_RUN,
         ),
     ] = False,
     tensorboard: Annotated[
@@ -249,17 +340,29 @@ def train_command(
             help="Also write every loss term of every seed to this TensorBoard folder as it "
             "trains (DIR/seed-<s>/, tags train/<term>; needs the tensorboard extra).",
             metavar="DIR",
+            rich_help_panel=_OUTPUT,
         ),
     ] = None,
-    progress: ProgressOption = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Show a progress bar on stderr (default: when stderr is a terminal).",
+            show_default=False,
+            rich_help_panel=_OUTPUT,
+        ),
+    ] = None,
 ) -> None:
     """Train offline imitation learners (one per seed) and save checkpoints."""
     from sbil.cli._common import (
+        MAX_EPISODES,
+        MAX_UPDATES,
         UsageError,
         errors_as_messages,
         exit_interrupted,
         parse_seeds,
         progress_bar,
+        require,
     )
 
     with errors_as_messages():
@@ -273,6 +376,12 @@ def train_command(
         if resume and (out / "config.json").is_file() and dataset is None and data is None:
             spec = load_spec(out)  # the run's own description: nothing else is needed
         else:
+            if algo is None:  # optional only for `--resume --out RUN` alone, above
+                raise UsageError(
+                    f"Missing option '--algo': name the learner to train ({_ALGOS}); only "
+                    "`sbil train --resume --out RUN` alone reads it from the run. Try "
+                    "'sbil train --help' for help."
+                )
             try:
                 hidden_sizes = tuple(int(h) for h in hidden.split(","))
             except ValueError:
@@ -322,6 +431,9 @@ def train_command(
                     threads=threads,
                     checkpoint_every=checkpoint_every,
                 )
+            # The lower bounds are the config's; the upper ones catch a typo before any work.
+            require("--updates", spec.learner.n_updates, 1, limit=MAX_UPDATES)
+            require("--eval-episodes", spec.eval_episodes, 0, limit=MAX_EPISODES)
             if spec.eval_episodes > 0 and spec.env_id is None and spec.data is not None:
                 raise UsageError("--eval-episodes needs a task to play: pass --env.")
         algo = spec.learner.algo

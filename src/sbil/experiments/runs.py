@@ -251,6 +251,10 @@ def every_nth_step(demos, n: int):
     )
 
 
+#: The arrays :func:`load_npz_demonstrations` reads from an ``.npz`` (any other is ignored).
+NPZ_ARRAYS = ("observations", "actions", "episode_lengths", "final_observations", "terminated")
+
+
 def load_npz_demonstrations(path: str | os.PathLike, env_id: str | None):
     """Demonstrations from an ``.npz`` of ``observations``, ``actions`` (and optionally
     ``episode_lengths``, and for the learners that use transitions ``final_observations``
@@ -281,13 +285,7 @@ def load_npz_demonstrations(path: str | os.PathLike, env_id: str | None):
         missing = {"observations", "actions"} - set(loaded.files)
         if missing:
             raise RunError(f"--data {path} lacks {sorted(missing)}; it must be {expected}.")
-        for name in (
-            "observations",
-            "actions",
-            "episode_lengths",
-            "final_observations",
-            "terminated",
-        ):
+        for name in NPZ_ARRAYS:
             if name not in loaded.files:
                 continue
             try:
