@@ -646,3 +646,20 @@ def test_exit_codes_usage_2_failure_1_interrupt_130(
     assert code == 130, err
     assert err.strip() == "Interrupted (Ctrl-C)."
     assert not any(p.name.startswith(".") for p in (tmp_path / "datasets").rglob("*"))
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["expert", "eval"]])
+def test_expert_noise_help_says_what_it_does_when_evaluating(app, command):
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.replace("│", " ").split())
+    noise = text[text.index("--expert-noise") :]
+    assert "The noise applied to the expert being evaluated" in noise
+    assert "dataset's id" not in text
+
+
+def test_expert_noise_help_of_collect_names_the_dataset(app):
+    result = runner.invoke(app, ["collect", "--help"], env={"COLUMNS": "200"})
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "The noise of the expert that records the episodes" in text
+    assert "named in the dataset's id and metadata" in text

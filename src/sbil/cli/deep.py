@@ -36,14 +36,27 @@ RootOption = Annotated[
     Path | None,
     typer.Option(help="Datasets folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)."),
 ]
+_NOISES = (
+    "none (deterministic expert), epsilon:E (a uniformly random action with probability E; "
+    "any expert) or sample (draw from an SB3 expert's own policy, as "
+    "predict(deterministic=False))"
+)
 NoiseOption = Annotated[
     str,
     typer.Option(
         "--expert-noise",
-        help="none (deterministic expert), epsilon:E (a uniformly random action with "
-        "probability E; any expert) or sample (draw from an SB3 expert's own policy, as "
-        "predict(deterministic=False)); seeded by --seed, and named in the dataset's id and "
-        "metadata.",
+        help=f"The noise of the expert that records the episodes: {_NOISES}; seeded by "
+        "--seed, and named in the dataset's id and metadata.",
+        metavar="NOISE",
+    ),
+]
+EvalNoiseOption = Annotated[
+    str,
+    typer.Option(
+        "--expert-noise",
+        help=f"The noise applied to the expert being evaluated (for sbil evaluate, with "
+        f"--expert only), so the return measured is the noisy expert's, as recorded by "
+        f"`sbil collect` with the same --expert-noise: {_NOISES}; seeded by --seed.",
         metavar="NOISE",
     ),
 ]
@@ -147,7 +160,7 @@ def evaluate_command(
         str | None,
         typer.Option(help="Evaluate this expert (e.g. scripted) instead of a checkpoint."),
     ] = None,
-    expert_noise: NoiseOption = "none",
+    expert_noise: EvalNoiseOption = "none",
     n_envs: Annotated[
         int,
         typer.Option(help="Environments stepped together; at most 1024 (SBIL_MAX_ENVS)."),
@@ -606,7 +619,7 @@ def expert_eval_command(
     expert: Annotated[str, typer.Option(help="Expert name (see `sbil expert list`).")] = "scripted",
     episodes: Annotated[int, typer.Option(help="Number of evaluation episodes.")] = 100,
     seed: SeedOption = 0,
-    expert_noise: NoiseOption = "none",
+    expert_noise: EvalNoiseOption = "none",
     experts_root: ExpertsDirOption = None,
     progress: ProgressOption = None,
 ) -> None:
