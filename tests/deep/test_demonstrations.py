@@ -376,3 +376,32 @@ def test_complex_values_are_refused_not_cut_to_their_real_part(field, message):
         with pytest.raises(DatasetError, match=message) as error:
             from_arrays(arrays.pop("observations"), arrays.pop("actions"), **arrays)
     assert "np.real" in str(error.value)
+
+
+def test_repr_summarises_instead_of_printing_the_arrays():
+    rng = np.random.default_rng(0)
+    demos = from_arrays(
+        rng.normal(size=(20_000, 4)),
+        rng.integers(0, 2, size=20_000),
+        episode_lengths=[400, 600] * 20,
+        episode_returns=[400.0, 600.0] * 20,
+        env_id="CartPole-v1",
+        n_actions=2,
+    )
+    text = repr(demos)
+    assert str(demos) == text and len(text) < 400 and "\n" not in text
+    for part in (
+        "40 episodes",
+        "20000 steps",
+        "env_id='CartPole-v1'",
+        "n_actions=2",
+        "observations float32[20000, 4]",
+        "actions int64[20000]",
+        "episode length 500 ± 100 (min 400, max 600)",
+        "return 500 ± 100",
+        "19960 transitions (next state known), 0 terminal",
+    ):
+        assert part in text, (part, text)
+    one = repr(demos.select([0]))
+    assert "1 episode," in one and "return" in one
+    assert "return" not in repr(from_arrays(np.zeros((3, 2)), [0, 1, 0]))

@@ -211,3 +211,18 @@ def test_training_episodes_reads_what_the_checkpoint_records(tmp_path):
     assert training_episodes(_checkpoint(tmp_path / "npz", npz), "d-v0") == frozenset()
     for name, unknown in (("none", None), ("empty", {}), ("noeps", {"dataset": "d-v0"})):
         assert training_episodes(_checkpoint(tmp_path / name, unknown), "d-v0") is None
+
+
+def test_eval_result_repr_summarises_instead_of_printing_the_arrays():
+    from sbil.deep.evaluation import EvalResult
+
+    returns = np.concatenate([np.full(5000, 100.0), np.full(5000, 300.0)])
+    result = EvalResult("CartPole-v1", 7, returns, np.full(10_000, 200, dtype=np.int64))
+    text = repr(result)
+    assert len(text) < 200 and "\n" not in text and "array" not in text
+    assert text == (
+        "EvalResult('CartPole-v1', 10000 episodes (seeds 7..10006), return 200 ± 100 "
+        "(min 100, max 300), length 200 ± 0)"
+    )
+    single = EvalResult("CartPole-v1", 3, np.array([1.5]), np.array([9]))
+    assert "1 episode (seed 3)" in repr(single)

@@ -28,7 +28,7 @@ class DatasetError(ValueError):
     """A dataset is missing, malformed, or does not fit the task it is used with."""
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Demonstrations:
     """Expert state-action pairs of ``E`` episodes, concatenated in episode order.
 
@@ -234,6 +234,26 @@ class Demonstrations:
             known &= (self.next_actions >= 0) | self.terminals
         return np.flatnonzero(known).astype(np.int64)
 
+    def __repr__(self) -> str:
+        """A summary (counts, shapes, dtypes, returns), never the arrays themselves."""
+        lengths = self.episode_lengths
+        parts = [
+            f"{self.n_episodes} episode{'s' * (self.n_episodes != 1)}",
+            f"{self.n_steps} steps",
+            f"env_id={self.env_id!r}",
+            f"n_actions={self.n_actions}",
+            f"observations {self.observations.dtype}{list(self.observations.shape)}",
+            f"actions {self.actions.dtype}{list(self.actions.shape)}",
+            f"episode length {_mean_std(lengths)} (min {lengths.min()}, max {lengths.max()})",
+        ]
+        if self.episode_returns is not None:
+            parts.append(f"return {_mean_std(self.episode_returns)}")
+        known = int(self.transition_rows().size)
+        parts.append(
+            f"{known} transitions (next state known), {int(self.terminals.sum())} terminal"
+        )
+        return f"Demonstrations({', '.join(parts)})"
+
     def _locate(self, row: int) -> tuple[int, int]:
         """(episode, step within it) of flat row ``row``."""
         ends = np.cumsum(self.episode_lengths)
@@ -379,6 +399,11 @@ class Demonstrations:
                 f"{env_id} has {spec.n_actions} actions (0..{spec.n_actions - 1})."
             )
         return spec
+
+
+def _mean_std(values: np.ndarray) -> str:
+    """``"mean ± std"`` of an array, for summaries."""
+    return f"{np.mean(values):.4g} ± {np.std(values):.4g}"
 
 
 def from_arrays(

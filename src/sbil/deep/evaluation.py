@@ -61,7 +61,7 @@ class ReturnStats:
         return float(np.std(self.returns, ddof=1) / np.sqrt(n)) if n > 1 else 0.0
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class EvalResult(ReturnStats):
     """Returns of ``n`` seeded episodes.
 
@@ -76,6 +76,18 @@ class EvalResult(ReturnStats):
     seed: int
     returns: np.ndarray
     lengths: np.ndarray
+
+    def __repr__(self) -> str:
+        """A summary (episodes, seeds, returns, lengths), never the arrays themselves."""
+        n, returns, lengths = self.n_episodes, self.returns, self.lengths
+        seeds = f"seed {self.seed}" if n == 1 else f"seeds {self.seed}..{self.seed + n - 1}"
+        text = f"EvalResult({self.env_id!r}, {n} episode{'s' * (n != 1)} ({seeds})"
+        if n:
+            text += (
+                f", return {self.mean:.4g} ± {self.std:.4g} (min {returns.min():.4g}, max "
+                f"{returns.max():.4g}), length {np.mean(lengths):.4g} ± {np.std(lengths):.4g}"
+            )
+        return text + ")"
 
     def to_dict(self) -> dict:
         """A JSON-ready summary with the per-episode returns."""
