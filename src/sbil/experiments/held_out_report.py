@@ -263,35 +263,14 @@ def _learner_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> li
     if not data["scopes"]:
         return [*lines, f"No finished cell has a held-out {metric['label']} yet.", ""]
     baseline = sr.ALGO_NAMES.get(data["baseline"], data["baseline"])
-    labels = {
-        s["name"]: "all (task, k)"
-        if s["name"] == "all"
-        else f"k = {s['ks'][0]}"
-        if len(s["ks"]) == 1
-        else f"k ≤ {max(s['ks'])}"
-        for s in data["scopes"]
-    }
     short = {"action_match": "ACC", "nll": "NLL", "auc": "AUC", "apr": "APR"}[metric["name"]]
-    headers = ["learner"]
-    for s in data["scopes"]:
-        headers += [
-            f"IQM {short}, {labels[s['name']]}",
-            f"P(X > {baseline}), {labels[s['name']]}",
-        ]
-    rows = []
-    for row in data["rows"]:
-        cells = [names.get(row["variant"], row["name"])]
-        for s in data["scopes"]:
-            part = row[s["name"]]
-            norm = part["normalised"]
-            cells.append(
-                f"{_shown(norm, higher)} ({norm['n_tasks']}×{len(norm['seeds'])})" if norm else "—"
-            )
-            if row["algo"] == data["baseline"]:
-                cells.append("(the baseline)")
-            else:
-                cells.append("; ".join(sr._ci(e, 3, key="p") for e in part["vs_baseline"]) or "—")
-        rows.append(cells)
+    _, headers, rows = sr.learner_table(
+        data,
+        names,
+        all_label="all (task, k)",
+        value=f"IQM {short}",
+        shown=lambda e: _shown(e, higher),
+    )
     return [
         *lines,
         f"One row per learner: the IQM of the held-out {metric['label']} over seeds and tasks, "

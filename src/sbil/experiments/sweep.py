@@ -1043,11 +1043,9 @@ def max_local_workers() -> int:
         if value < 1:
             raise SweepError(f"SBIL_MAX_WORKERS must be a positive integer, got {text!r}.")
         return value
-    try:
-        cpus = len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        cpus = os.cpu_count() or 1
-    return max(8, 4 * cpus)
+    from sbil.machine import available_cpus
+
+    return max(8, 4 * available_cpus())
 
 
 def check_backend(workers: int, backend: str, address: str | None) -> None:

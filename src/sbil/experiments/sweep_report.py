@@ -29,7 +29,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -1518,19 +1518,21 @@ def _improvement_section(summary: Mapping[str, Any], names: Mapping[str, str]) -
     ]
 
 
-def _learner_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
-    data = summary["learners"]
-    lines = ["## Per learner", ""]
-    if not data["scopes"] or not any(
-        row[s["name"]]["normalised"] or row[s["name"]]["vs_baseline"]
-        for row in data["rows"]
-        for s in data["scopes"]
-    ):
-        return [*lines, "No finished cell has a normalised score yet.", ""]
+def learner_table(
+    data: Mapping[str, Any],
+    names: Mapping[str, str],
+    *,
+    all_label: str,
+    value: str,
+    shown: Callable[[Mapping[str, Any]], str],
+) -> tuple[dict[str, str], list[str], list[list[str]]]:
+    """The per-learner table of a summary's ``learners`` (:func:`summarise_sweep`, or the
+    held-out report's): per scope the IQM (``value`` names it, ``shown`` formats it) and
+    P(X > baseline). Returns the scopes' labels, the headers and the rows."""
     baseline = ALGO_NAMES.get(data["baseline"], data["baseline"])
-    several = len(data["baseline_variants"]) > 1
+    several = len(data.get("baseline_variants", ())) > 1
     labels = {
-        s["name"]: "all (env, k)"
+        s["name"]: all_label
         if s["name"] == "all"
         else f"k = {s['ks'][0]}"
         if len(s["ks"]) == 1
@@ -1539,19 +1541,14 @@ def _learner_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> li
     }
     headers = ["learner"]
     for s in data["scopes"]:
-        headers += [
-            f"IQM normalised, {labels[s['name']]}",
-            f"P(X > {baseline}), {labels[s['name']]}",
-        ]
+        headers += [f"{value}, {labels[s['name']]}", f"P(X > {baseline}), {labels[s['name']]}"]
     rows = []
     for row in data["rows"]:
         cells = [names.get(row["variant"], row["name"])]
         for s in data["scopes"]:
             part = row[s["name"]]
             norm = part["normalised"]
-            cells.append(
-                f"{_ci(norm, 3)} ({norm['n_tasks']}×{len(norm['seeds'])})" if norm else "—"
-            )
+            cells.append(f"{shown(norm)} ({norm['n_tasks']}×{len(norm['seeds'])})" if norm else "—")
             if row["algo"] == data["baseline"]:
                 cells.append("(the baseline)")
             elif not part["vs_baseline"]:
@@ -1564,6 +1561,22 @@ def _learner_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> li
                     )
                 )
         rows.append(cells)
+    return labels, headers, rows
+
+
+def _learner_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
+    data = summary["learners"]
+    lines = ["## Per learner", ""]
+    if not data["scopes"] or not any(
+        row[s["name"]]["normalised"] or row[s["name"]]["vs_baseline"]
+        for row in data["rows"]
+        for s in data["scopes"]
+    ):
+        return [*lines, "No finished cell has a normalised score yet.", ""]
+    baseline = ALGO_NAMES.get(data["baseline"], data["baseline"])
+    labels, headers, rows = learner_table(
+        data, names, all_label="all (env, k)", value="IQM normalised", shown=lambda e: _ci(e, 3)
+    )
     few = next((s for s in data["scopes"] if s["name"] == "few"), None)
     listed = (
         f"k ∈ {{{', '.join(str(k) for k in few['ks'])}}}, " if few and len(few["ks"]) > 1 else ""
