@@ -197,3 +197,60 @@ def test_a_missing_argument_is_named_by_its_metavar():
     result = runner.invoke(app, ["expert", "eval"], env={"COLUMNS": "200"})
     assert result.exit_code == 2
     assert "Missing argument 'ENV'." in result.stderr
+
+
+def _main_output(code: str, tmp_path) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr and not out.stdout
+    (line,) = out.stderr.strip().splitlines()
+    return line
+
+
+def test_a_missing_core_dependency_is_one_line_saying_to_reinstall_sbil(tmp_path):
+    # scipy is one of sbil's own dependencies, imported by `sbil consistency`'s study.
+    code = (
+        "import sys; sys.modules['scipy'] = None; "
+        "sys.argv = ['sbil', 'consistency', '--n-mdps', '1', '--out', 'study']; "
+        "from sbil.cli import main; main()"
+    )
+    line = _main_output(code, tmp_path)
+    assert line.startswith("Error: this command needs scipy")  # or a module of it
+    assert "one of sbil's own dependencies, which is not installed; reinstall sbil" in line
+    assert "`pip install -e .` in a checkout" in line
+
+
+def test_a_missing_module_of_an_extras_package_names_the_module_and_the_extra(monkeypatch, capsys):
+    import sbil.cli
+
+    # A module of gymnasium (the 'deep' extra) imports a module that is not installed.
+    scope = {"__name__": "gymnasium.envs.fake"}
+    exec("def load():\n    import not_installed_xyz  # noqa: F401\n", scope)
+    monkeypatch.setattr(sbil.cli, "_register", scope["load"])
+    monkeypatch.setattr(sys, "argv", ["sbil", "expert", "list"])
+    with pytest.raises(SystemExit) as exit:
+        sbil.cli.main()
+    assert exit.value.code == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(
+        "Error: this command needs not_installed_xyz (imported by gymnasium.envs.fake, of "
+        "sbil's 'deep' extra), which is not installed; install it with "
+        "`pip install not_installed_xyz`"
+    ), line
+    assert 'pip install torch==2.13.0 -e ".[deep]"' in line
+
+
+def test_a_missing_module_of_no_known_package_is_still_one_line(monkeypatch, capsys):
+    import sbil.cli
+
+    def load():
+        raise ModuleNotFoundError("No module named 'somewhere'", name="somewhere")
+
+    monkeypatch.setattr(sbil.cli, "_register", load)
+    monkeypatch.setattr(sys, "argv", ["sbil", "expert", "list"])
+    with pytest.raises(SystemExit) as exit:
+        sbil.cli.main()
+    assert exit.value.code == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("Error: this command needs somewhere (imported by ")
+    assert "`pip install somewhere`" in line

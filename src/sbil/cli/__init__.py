@@ -87,7 +87,73 @@ _EXTRAS = {
     "minari": "deep",
     "h5py": "deep",
     "stable_baselines3": "experts",
+    "ray": "ray",
+    "onnx": "export",
+    "onnxruntime": "export",
+    "onnxscript": "export",
+    "tensorboard": "tensorboard",
+    "moviepy": "video",
 }
+# sbil's own dependencies (pyproject's [project] dependencies), by top-level module.
+_CORE = ("numpy", "scipy", "threadpoolctl", "matplotlib", "pandas", "typer", "rich", "tomli")
+
+
+def _install(extra: str | None) -> str:
+    """The command that installs sbil with ``extra`` (torch first for the deep extra)."""
+    if extra is None:
+        return "`pip install -e .` in a checkout (or `pip install sbil`)"
+    torch = "torch==2.13.0 " if extra == "deep" else ""
+    return f'`pip install {torch}-e ".[{extra}]"` in a checkout (or `pip install "sbil[{extra}]"`)'
+
+
+def _importer(error: ModuleNotFoundError) -> str | None:
+    """The module whose ``import`` statement failed: the innermost frame of the traceback
+    outside importlib's machinery (None when there is no traceback)."""
+    import traceback
+
+    name = None
+    for frame, _ in traceback.walk_tb(error.__traceback__):
+        module = frame.f_globals.get("__name__", "")
+        if not module.startswith("importlib"):
+            name = module
+    return name
+
+
+def _missing_module(error: ModuleNotFoundError) -> str:
+    """One line naming the missing module and the command that installs it."""
+    name = error.name or str(error)
+    top = name.split(".")[0]
+    if top in _EXTRAS:
+        extra = _EXTRAS[top]
+        return (
+            f"this command needs {name}, which comes with sbil's '{extra}' extra; install it "
+            f"with {_install(extra)}."
+        )
+    if top == "sbil":
+        return (
+            f"sbil's own module {name} is missing, so this installation is broken; reinstall "
+            f"with {_install(None)}."
+        )
+    if top in _CORE:
+        return (
+            f"this command needs {name}, one of sbil's own dependencies, which is not "
+            f"installed; reinstall sbil with {_install(None)}."
+        )
+    importer = _importer(error) or ""
+    user = importer.split(".")[0]
+    if user in _EXTRAS:  # a dependency of an extra's package, e.g. of gymnasium
+        extra = _EXTRAS[user]
+        return (
+            f"this command needs {name} (imported by {importer}, of sbil's '{extra}' extra), "
+            f"which is not installed; install it with `pip install {top}`, or reinstall the "
+            f"extra with {_install(extra)}."
+        )
+    where = f" (imported by {importer})" if importer else ""
+    return (
+        f"this command needs {name}{where}, which is not installed; install it with "
+        f"`pip install {top}`, or reinstall sbil and the extra the command needs, e.g. "
+        f"{_install('deep')}."
+    )
 
 
 def _expand_tilde_after_equals(arg: str) -> str:
@@ -117,16 +183,8 @@ def main() -> None:
         if exit.code == EXIT_INTERRUPTED and not interrupt_reported():
             _interrupted()
         raise
-    except ModuleNotFoundError as error:
-        extra = _EXTRAS.get((error.name or "").split(".")[0])
-        if extra is None:
-            raise
-        print(
-            f"Error: this command needs {error.name}, which comes with sbil's '{extra}' extra; "
-            f'install it with `pip install torch==2.13.0 -e ".[{extra}]"` in a checkout '
-            f'(or `pip install "sbil[{extra}]"`).',
-            file=sys.stderr,
-        )
+    except ModuleNotFoundError as error:  # a missing dependency: one line saying what to install
+        print(f"Error: {_missing_module(error)}", file=sys.stderr)
         raise SystemExit(1) from None
 
 
