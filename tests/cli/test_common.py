@@ -291,3 +291,55 @@ def test_training_and_evaluation_sizes_are_bounded_before_any_work(
     assert line.startswith(f"Error: {option} 1000000000 is more than {limit}"), line
     assert f"set {variable}=1000000000 to go past it" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]
+
+
+def _percents(lines: list[str]) -> list[str]:
+    return [line.split(": ", 1)[1].split(",")[0] for line in lines]
+
+
+def _progress_output(updates, capsys) -> list[str]:
+    capsys.readouterr()
+    update = _common._progress_lines("training")
+    for done, total in updates:
+        update(done, total)
+    return capsys.readouterr().err.strip().splitlines()
+
+
+def test_progress_lines_at_each_tenth_once_and_the_end_once(capsys):
+    lines = _progress_output([*((d, 100) for d in range(1, 101)), (100, 100)], capsys)
+    assert _percents(lines) == [f"{d}/100 ({d}%)" for d in range(10, 101, 10)]  # 30%, not 31%
+    assert "ETA" in lines[0] and "ETA" not in lines[-1]
+
+
+def test_progress_lines_with_uneven_steps_are_at_the_first_step_past_each_tenth(capsys):
+    lines = _progress_output([*((d, 100) for d in range(7, 100, 7)), (100, 100)], capsys)
+    assert _percents(lines) == [
+        f"{d}/100 ({d}%)" for d in (14, 21, 35, 42, 56, 63, 70, 84, 91, 100)
+    ]
+
+
+def test_progress_lines_after_a_minute_keep_the_tenths_and_never_show_100_early(
+    monkeypatch, capsys
+):
+    from sbil.experiments import run_log
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(run_log.time, "monotonic", lambda: clock["now"])
+    capsys.readouterr()
+    update = _common._progress_lines("slow")
+    update(13, 1000)
+    clock["now"] = 61.0
+    update(130, 1000)  # a minute without a line: shown
+    update(150, 1000)
+    update(200, 1000)  # the next tenth, though a line came 7% ago
+    clock["now"] = 130.0
+    update(999, 1000)  # a minute again: 99%, not a rounded 100%
+    update(1000, 1000)
+    update(1000, 1000)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert _percents(lines) == [
+        "130/1000 (13%)",
+        "200/1000 (20%)",
+        "999/1000 (99%)",
+        "1000/1000 (100%)",
+    ]

@@ -401,7 +401,7 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_without_one(monkeypatch):
         with _common.progress_bar(None, "x") as callback:
             assert callback is not None  # never silent by default
             assert (getattr(callback, "__name__", "") == "update") and (
-                ("_progress_lines" in callback.__qualname__) != terminal
+                ("progress_bar" in callback.__qualname__) == terminal
             )
         with _common.progress_bar(True, "x") as callback:
             assert callback is not None  # an explicit flag wins

@@ -330,26 +330,15 @@ def _eta(started: float, done: int, total: int) -> str:
 
 
 def _progress_lines(description: str) -> ProgressCallback:
-    """A callback printing ``description: done/total (p%), elapsed, ETA`` now and then."""
-    started = time.monotonic()
-    last = {"time": started, "fraction": 0.0}
+    """A callback printing ``description: done/total (p%), elapsed, ETA`` on stderr at each
+    10% of the work once, every 60 s without one, and once at the end (the same lines as a
+    run's log, :func:`sbil.experiments.run_log.progress_lines`)."""
+    from sbil.experiments.run_log import progress_lines
 
-    def update(done: int, total: int) -> None:
-        now = time.monotonic()
-        fraction = done / total if total else 1.0
-        if fraction < 1.0 and fraction - last["fraction"] < 0.1 and now - last["time"] < 60:
-            return
-        last.update(time=now, fraction=fraction)
-        elapsed = now - started
-        eta = _eta(started, done, total)
-        err_console.print(
-            f"{description}: {done}/{total} ({100 * fraction:.0f}%), {elapsed:.0f} s elapsed"
-            + (f", {eta}" if eta else ""),
-            markup=False,
-            highlight=False,
-        )
+    def write(line: str) -> None:
+        err_console.print(line, markup=False, highlight=False)
 
-    return update
+    return progress_lines(description, write)
 
 
 # --- help rendering ---------------------------------------------------------------------------

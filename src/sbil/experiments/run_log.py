@@ -54,24 +54,29 @@ class RunLog:
 def progress_lines(description: str, write, *, every: float = 0.1, seconds: float = 60.0):
     """A ``progress(done, total)`` callback calling ``write(line)`` now and then.
 
-    A line is written when ``every`` of the work was done since the last line, when
-    ``seconds`` passed since it, and once when the work is complete (never twice for it).
+    A line is written the first time the work reaches each multiple of ``every`` (10%, 20%,
+    ...; counted in integers, so 30/100 is 30%, never 31%), when ``seconds`` passed since the
+    last line, and once when the work is complete (never twice for it). The percentage shown
+    is rounded down, so only the complete work reads 100%.
     """
     started = time.monotonic()
-    last = {"time": started, "fraction": 0.0, "finished": False}
+    steps = max(1, round(1 / every))  # 10 for every 10%
+    last = {"time": started, "step": 0, "finished": False}
 
     def update(done: int, total: int) -> None:
         now = time.monotonic()
-        fraction = done / total if total else 1.0
-        if fraction >= 1.0:
+        finished = done >= total
+        step = steps if finished else steps * done // total
+        if finished:
             if last["finished"]:
                 return
             last["finished"] = True
-        elif fraction - last["fraction"] < every - 1e-9 and now - last["time"] < seconds:
+        elif step <= last["step"] and now - last["time"] < seconds:
             return
-        last.update(time=now, fraction=fraction)
+        last.update(time=now, step=max(step, last["step"]))
         elapsed = now - started
-        line = f"{description}: {done}/{total} ({100 * fraction:.0f}%), {elapsed:.0f} s elapsed"
+        percent = 100 if finished else 100 * done // total
+        line = f"{description}: {done}/{total} ({percent}%), {elapsed:.0f} s elapsed"
         if 0 < done < total:
             left = elapsed * (total - done) / done
             line += f", ETA {int(left // 60)}:{int(left % 60):02d}"
