@@ -614,6 +614,27 @@ def test_flat_sweep_json_and_the_presets_own_spec(tmp_path):
     assert "# Sweep report: quick preset" in text and "options.n_updates" in text
 
 
+def test_a_smoke_test_preset_states_no_verdict_about_the_paper(tmp_path):
+    """The quick preset (300 updates, 3 seeds) computes P(EDM > BC) but says nothing bold
+    about the paper: the same rows under a spec of no preset are judged."""
+    sweep = pytest.importorskip("sbil.experiments.sweep")
+    pytest.importorskip("torch")
+    quick = sweep.preset("quick").to_dict()
+    rows = _grid(_edm_ahead, ks=(1,), seeds=(0, 1, 2))
+    judged = summarise_sweep(_sweep(tmp_path / "a", rows), n_resamples=50)["claim"]
+    assert judged["verdicts"][0]["verdict"] == "holds" and "**holds**" in judged["text"]
+    folder = _sweep(tmp_path / "q", rows, spec={"schema": 1, "spec": quick})
+    smoke = summarise_sweep(folder, n_resamples=50)["claim"]
+    verdict = smoke["verdicts"][0]
+    assert verdict["verdict"] == "smoke test"
+    assert verdict["p"] == judged["verdicts"][0]["p"]  # the statistic is still computed
+    assert "states no verdict about the paper" in smoke["text"]
+    assert "the quick preset: 300 updates, 3 seeds, 10 evaluation episodes" in smoke["text"]
+    text = write_sweep_report(folder, n_resamples=50).read_text()
+    for word in ("**holds**", "**contradicted**", "**not resolved**"):
+        assert word not in text
+
+
 # --- damaged folders: one clear error naming the file -----------------------------------------
 
 

@@ -154,6 +154,7 @@ def summarise_held_out_sweep(
         counts=summary["counts"],
         seed=seed,
         n_resamples=n_resamples,
+        smoke_test=sr.smoke_test(spec),
     )
     return summary
 

@@ -505,9 +505,34 @@ def _summarise(
         "expected": _expected_count(spec, frame),
     }
     summary["claim"] = judge_edm_claim(
-        frame, counts=summary["counts"], seed=seed, n_resamples=n_resamples
+        frame,
+        counts=summary["counts"],
+        seed=seed,
+        n_resamples=n_resamples,
+        smoke_test=smoke_test(spec),
     )
     return summary
+
+
+#: Presets that check the pipeline at a tiny budget: their reports state no verdict.
+SMOKE_TEST_PRESETS = ("quick",)
+
+
+def smoke_test(spec: Mapping[str, Any]) -> str | None:
+    """Why a sweep (its flat ``sweep.json``) is a smoke test whose report states no verdict
+    about the paper (e.g. "the quick preset: 300 updates, 3 seeds, 10 evaluation episodes"),
+    or None."""
+    name = spec.get("preset")
+    if name not in SMOKE_TEST_PRESETS:
+        return None
+    options = spec.get("options") if isinstance(spec.get("options"), dict) else {}
+    budget = [
+        f"{options['n_updates']} updates" if "n_updates" in options else None,
+        f"{len(spec['seeds'])} seeds" if isinstance(spec.get("seeds"), list) else None,
+        f"{spec['eval_episodes']} evaluation episodes" if "eval_episodes" in spec else None,
+    ]
+    shown = ", ".join(b for b in budget if b)
+    return f"the {name} preset" + (f": {shown}" if shown else "")
 
 
 _CELL_KEYS = ["env_id", "variant", "k", "seed"]
@@ -949,6 +974,7 @@ def judge_edm_claim(
     counts: Mapping[str, int] | None = None,
     seed: int = 0,
     n_resamples: int = 2000,
+    smoke_test: str | None = None,
 ) -> dict[str, Any]:
     """Whether this run supports the EDM paper's claim, judged and worded in one place.
 
@@ -962,6 +988,8 @@ def judge_edm_claim(
     Args:
         rows: the sweep's rows, from :func:`load_rows` (failed ones are ignored here).
         counts: the summary's counts, to say when the sweep is partial.
+        smoke_test: why this sweep is a smoke test (:func:`smoke_test`): then the statistic is
+            computed but the verdict is "smoke test" and the text states none.
         seed: root seed of the bootstrap (as :func:`summarise_sweep`'s).
         n_resamples: bootstrap resamples per interval.
 
@@ -990,7 +1018,9 @@ def judge_edm_claim(
             continue
         per_k = [_improvement(done, x, y, [k], boot, "k", k) for k in small]
         entry["verdict"] = (
-            "holds"
+            "smoke test"
+            if smoke_test
+            else "holds"
             if entry["low"] > 0.5
             else "contradicted"
             if entry["high"] < 0.5
@@ -1000,7 +1030,7 @@ def judge_edm_claim(
         entry["per_k"] = [p for p in per_k if p is not None and p["p"] is not None]
         entry["normalised"] = {v: _small_k_iqm(done, v, small, boot, scope) for v in (x, y)}
         verdicts.append(entry)
-    return {"verdicts": verdicts, "text": _claim_text(verdicts, variants, counts)}
+    return {"verdicts": verdicts, "text": _claim_text(verdicts, variants, counts, smoke_test)}
 
 
 def _small_k_iqm(
@@ -1030,6 +1060,7 @@ def _claim_text(
     verdicts: Sequence[Mapping[str, Any]],
     variants: Sequence[Mapping[str, str]],
     counts: Mapping[str, int],
+    smoke_test: str | None = None,
 ) -> str:
     names = {v["variant"]: v["name"] for v in variants}
     intro = (
@@ -1063,7 +1094,13 @@ def _claim_text(
             "task is "
             f"P({x} > {y}) = {_f(v['p'], 2)} (95% CI {_f(v['low'], 2)}–{_f(v['high'], 2)})."
         )
-        if v["verdict"] == "holds":
+        if v["verdict"] == "smoke test":
+            parts.append(
+                f"This sweep is a smoke test ({smoke_test}), run to check that the pipeline "
+                "works, so it states no verdict about the paper; "
+                "`sbil sweep --preset edm-paper` runs the comparison."
+            )
+        elif v["verdict"] == "holds":
             parts.append(
                 f"The claim **holds** in this run: the whole interval lies above 0.5, so {x} "
                 f"is more likely than not to beat {y} at these k."
@@ -1103,7 +1140,7 @@ def _claim_text(
                 f"({_f(b['low'], 2)}–{_f(b['high'], 2)}) for {y} (random policy 0, expert 1)."
             )
         seeds = min(v["n_x"], v["n_y"])
-        if seeds < 5:
+        if seeds < 5 and not smoke_test:
             parts.append(
                 f"With {seeds} run{'s' if seeds != 1 else ''} per task, the interval is wide "
                 "and the bootstrap itself is rough; read this as a smoke test, not evidence."
