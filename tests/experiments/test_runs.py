@@ -3,6 +3,7 @@ folder (claimed, resumed) and the data it loads. Tiny budgets throughout."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -418,3 +419,84 @@ def test_npz_with_final_observations_gives_transitions(tmp_path):
     np.savez(path, observations=obs, actions=np.zeros(5), final_observations=np.zeros((3, 2)))
     with pytest.raises(Exception, match="final_observations must be"):
         runs.load_npz_demonstrations(path, None)
+
+
+# --- in-memory demonstrations -----------------------------------------------------------------
+
+
+def test_path_based_digests_are_unchanged():
+    # Pinned: a run folder's and a sweep cell's identity must not move with new RunSpec fields.
+    spec = RunSpec(learner=BC, seeds=(0, 1), data="/data/d.npz", n_actions=2)
+    assert spec.digest() == "992344f81b9451a94878bbca6866603a43b9665eaac626188c4d38e4b02dd3d2"
+    spec = RunSpec(
+        learner=BC,
+        seeds=(0, 1),
+        dataset="sbil/cartpole/scripted-v0",
+        root="/data/minari",
+        env_id="CartPole-v1",
+        episodes=3,
+        windows="sliding",
+    )
+    assert spec.digest() == "c269d543456df80fa0e3b00cd76a48ed64f5767e80aefa11d64adee4701d3f6e"
+
+
+def _loaded(tmp_path, **kwargs):
+    return runs.load_npz_demonstrations(_npz(tmp_path / "source.npz", **kwargs), None)
+
+
+def test_in_memory_demonstrations_are_saved_in_the_run_and_recorded(tmp_path, monkeypatch):
+    demos = _loaded(tmp_path)
+    spec = RunSpec(learner=BC, seeds=(0, 1), data=demos, n_actions=2, episodes=2)
+    assert spec.in_memory and spec.data is demos
+    with pytest.raises(RunError, match="in-memory demonstrations has no JSON form"):
+        spec.digest()
+    out = tmp_path / "run"
+    outcome = run_training(spec, out)
+    saved = out / runs.DEMONSTRATIONS_FILE
+    assert outcome.spec.data == str(saved) and load_spec(out) == outcome.spec
+    assert runs.same_transitions(runs.load_npz_demonstrations(saved, None), demos)
+    assert runs.is_run_folder(out)  # the saved file is one of the run's own
+    # The same run from the file itself: the same description, so the same figures.
+    by_path = run_training(dataclasses.replace(spec, data=tmp_path / "source.npz"), tmp_path / "p")
+    assert [s.final_loss for s in by_path.seeds] == [s.final_loss for s in outcome.seeds]
+
+    from sbil.deep import learners
+
+    monkeypatch.setattr(learners, "train", lambda *a, **k: pytest.fail("retrained"))
+    again = run_training(spec, out, resume=True)  # the same demonstrations: found finished
+    assert again.resumed and again.seeds == outcome.seeds
+    assert run_training(load_spec(out), out, resume=True).seeds == outcome.seeds
+    other = runs.load_npz_demonstrations(_npz(tmp_path / "other.npz", length=6), None)
+    with pytest.raises(RunError, match="trained on other demonstrations than these"):
+        run_training(dataclasses.replace(spec, data=other), out, resume=True)
+
+
+def test_in_memory_demonstrations_keep_their_task_action_count_and_transitions(tmp_path):
+    from sbil.deep.data import from_arrays
+
+    rng = np.random.default_rng(1)
+    demos = from_arrays(
+        rng.normal(size=(12, 4)).astype(np.float32),
+        np.arange(12) % 2,
+        episode_lengths=[5, 7],
+        env_id="CartPole-v1",
+        n_actions=2,
+        final_observations=rng.normal(size=(2, 4)),
+        terminated=[True, False],
+    )
+    spec = RunSpec(learner=BC, seeds=(0,), data=demos)
+    outcome = run_training(spec, tmp_path / "run")
+    assert outcome.spec.env_id == "CartPole-v1" and outcome.spec.n_actions == 2
+    with np.load(tmp_path / "run" / runs.DEMONSTRATIONS_FILE) as saved:
+        assert set(saved.files) == set(runs.NPZ_ARRAYS)
+        assert saved["terminated"].tolist() == [True, False]
+
+
+def test_in_memory_demonstrations_that_an_npz_cannot_hold_are_refused(tmp_path):
+    thinned = every_nth_step(_loaded(tmp_path), 2)  # next states are not the following rows
+    out = tmp_path / "run"
+    with pytest.raises(RunError, match=r"cannot be saved as an \.npz that reads back the same"):
+        run_training(RunSpec(learner=BC, seeds=(0,), data=thinned, n_actions=2), out)
+    assert not (out / "config.json").exists() and not (out / runs.DEMONSTRATIONS_FILE).exists()
+    with pytest.raises(RunError, match=r"data must be the path of an \.npz or Demonstrations"):
+        RunSpec(learner=BC, seeds=(0,), data=np.zeros((3, 2)))

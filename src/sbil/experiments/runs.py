@@ -18,6 +18,8 @@ settings); :func:`run_training` turns it into a run folder::
     OUT/evaluation.csv   written by `sbil evaluate OUT`: its tidy rows per seed
     OUT/evaluation.json
     OUT/curves.png       written by `sbil plot OUT`: the training curves
+    OUT/demonstrations.npz  for a spec given in-memory demonstrations: them, as the .npz
+                         that ``data`` then names (so the run resumes from its folder)
 
 While a process writes the run it holds :func:`sbil.files.lock` on ``OUT``, so a second
 process asked to write the same folder fails at once instead of after training.
@@ -74,8 +76,11 @@ STATE_DIR = ".state"
 CURVES_FIGURE = "curves.png"
 #: The names (without .csv/.json) of the tidy per-seed figures of training and evaluation.
 TRAINING_FIGURES, EVALUATION_FIGURES = "training", "evaluation"
+#: Where a run given in-memory demonstrations keeps them (the ``data`` its config records).
+DEMONSTRATIONS_FILE = "demonstrations.npz"
 _RUN_NAMES = {
     CONFIG_FILE,
+    DEMONSTRATIONS_FILE,
     RESULTS_FILE,
     LOSSES_FILE,
     STATE_DIR,
@@ -99,7 +104,15 @@ class RunError(ValueError):
 class RunSpec:
     """Everything one training run needs; ``config.json`` stores exactly this.
 
-    Exactly one of ``dataset`` (a local Minari dataset) and ``data`` (an ``.npz`` file) is set.
+    Exactly one of ``dataset`` (a local Minari dataset) and ``data`` (an ``.npz`` file, or
+    :class:`~sbil.deep.demonstrations.Demonstrations` in memory) is set. In-memory
+    demonstrations have no JSON form: :func:`run_training` saves them into the run folder
+    (``OUT/demonstrations.npz``) and records that path, so the run resumes from its folder.
+
+    Example (``demos`` built with :func:`sbil.deep.demonstrations.from_arrays`)::
+
+        spec = RunSpec(learner=LearnerConfig(algo="bc"), seeds=(0, 1), data=demos)
+        outcome = run_training(spec, "runs/bc")  # writes runs/bc/demonstrations.npz too
     """
 
     learner: Any
@@ -111,9 +124,10 @@ class RunSpec:
     root: str | None = None
     """Minari datasets folder (absolute); None: ``$MINARI_DATASETS_PATH`` or ``~/.minari``,
     resolved and recorded when the run starts."""
-    data: str | None = None
-    """Instead of ``dataset``: an ``.npz`` with ``observations``, ``actions`` (optional
-    ``episode_lengths``)."""
+    data: Any = None
+    """Instead of ``dataset``: an ``.npz`` of the arrays :data:`NPZ_ARRAYS`
+    (``observations``, ``actions``; optional ``episode_lengths``, ``final_observations``,
+    ``terminated``), or :class:`~sbil.deep.demonstrations.Demonstrations` in memory."""
     env_id: str | None = None
     """The task (default: the dataset's)."""
     n_actions: int | None = None
@@ -173,11 +187,36 @@ class RunSpec:
             raise RunError(str(error)) from None
         if self.root is not None:
             object.__setattr__(self, "root", str(Path(self.root).expanduser().absolute()))
-        if self.data is not None:
+        if isinstance(self.data, (str, os.PathLike)):
             object.__setattr__(self, "data", str(Path(self.data).expanduser().absolute()))
+        elif self.data is not None:
+            from sbil.deep.demonstrations import Demonstrations
+
+            if not isinstance(self.data, Demonstrations):
+                raise RunError(
+                    "data must be the path of an .npz or Demonstrations in memory, got "
+                    f"{type(self.data).__name__}."
+                )
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether ``data`` is :class:`~sbil.deep.demonstrations.Demonstrations` in memory
+        (not yet saved into a run folder)."""
+        return self.data is not None and not isinstance(self.data, str)
 
     def to_dict(self) -> dict:
-        """JSON-ready fields (the learner config nested)."""
+        """JSON-ready fields (the learner config nested).
+
+        Raises:
+            RunError: for in-memory demonstrations, which have no JSON form (run_training
+                saves them into the run folder and records their path).
+        """
+        if self.in_memory:
+            raise RunError(
+                "A RunSpec holding in-memory demonstrations has no JSON form; run_training "
+                f"saves them as OUT/{DEMONSTRATIONS_FILE} and records that path (or save "
+                "them with save_npz_demonstrations and pass data=PATH)."
+            )
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["learner"] = self.learner.to_dict()
         out["seeds"] = list(self.seeds)
@@ -305,6 +344,71 @@ def load_npz_demonstrations(path: str | os.PathLike, env_id: str | None):
         final_observations=arrays.get("final_observations"),
         terminated=arrays.get("terminated"),
     )
+
+
+def npz_arrays(demos) -> dict[str, np.ndarray]:
+    """The :data:`NPZ_ARRAYS` of ``demos``, as :func:`load_npz_demonstrations` reads them.
+
+    ``final_observations`` is written when every episode's last next state is known,
+    ``terminated`` when any episode ended in a terminal state.
+
+    Raises:
+        RunError: if the file would not read back as ``demos`` (e.g. thinned demonstrations,
+            whose next states are not the following rows, or last next states known for some
+            episodes only).
+    """
+    from sbil.deep.data import from_arrays
+
+    ends = np.cumsum(demos.episode_lengths) - 1
+    arrays = {
+        "observations": np.asarray(demos.observations),
+        "actions": np.asarray(demos.actions),
+        "episode_lengths": np.asarray(demos.episode_lengths),
+    }
+    final = demos.next_observations[ends]
+    if np.isfinite(final).all():
+        arrays["final_observations"] = np.asarray(final)
+    if demos.terminals[ends].any():
+        arrays["terminated"] = np.asarray(demos.terminals[ends])
+    again = from_arrays(
+        arrays["observations"],
+        arrays["actions"],
+        episode_lengths=arrays["episode_lengths"],
+        final_observations=arrays.get("final_observations"),
+        terminated=arrays.get("terminated"),
+    )
+    if not same_transitions(again, demos):
+        raise RunError(
+            "These demonstrations cannot be saved as an .npz that reads back the same: their "
+            "next states are not each episode's following rows (thinned, e.g. by "
+            "every_nth_step? pass the full demonstrations and set every_nth_step instead), or "
+            "the final observation is known for some episodes only."
+        )
+    return arrays
+
+
+def same_transitions(a, b) -> bool:
+    """Whether two Demonstrations hold the same steps: observations, actions, episodes, next
+    observations and actions, terminals (returns, task and action count aside)."""
+    return all(
+        np.array_equal(getattr(a, name), getattr(b, name), equal_nan=name == "next_observations")
+        for name in (
+            "observations",
+            "actions",
+            "episode_lengths",
+            "next_observations",
+            "next_actions",
+            "terminals",
+        )
+    )
+
+
+def save_npz_demonstrations(demos, path: str | os.PathLike) -> Path:
+    """Write ``demos`` to ``path`` atomically as an ``.npz`` that :func:`load_npz_demonstrations`
+    (and ``sbil train --data``) reads back as the same steps (:func:`npz_arrays`)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **npz_arrays(demos))
+    return write_bytes_atomic(path, buffer.getvalue())
 
 
 def resolve_n_actions(demos, env_id: str | None, option: int | None) -> int:
@@ -565,7 +669,36 @@ def run_training(
                 "writable --out."
             ) from None
         path = claim_run_folder(out, overwrite=overwrite, resume=resume)
+        if spec.in_memory:
+            spec = _saved_demonstrations(spec, path)
         return _run(spec, path, stop_on_divergence, progress, eval_progress, on_terms)
+
+
+def _saved_demonstrations(spec: RunSpec, path: Path) -> RunSpec:
+    """``spec`` with its in-memory demonstrations saved as ``path/demonstrations.npz`` (or,
+    resuming, checked against the ones saved there) and ``data`` naming that file; the task
+    and action count the demonstrations declare become the spec's where it gives none."""
+    demos = spec.data
+    saved = path / DEMONSTRATIONS_FILE
+    if (path / CONFIG_FILE).is_file():  # resuming: the run's own demonstrations must be these
+        if not saved.is_file():
+            raise RunError(
+                f"--out {path} holds a run without its {DEMONSTRATIONS_FILE}, so it cannot be "
+                "resumed from in-memory demonstrations; use --overwrite or a new folder."
+            )
+        if not same_transitions(load_npz_demonstrations(saved, None), demos):
+            raise RunError(
+                f"--out {path} holds a run trained on other demonstrations than these; resume "
+                "it with its own (load_spec(OUT)), or use --overwrite or a new folder."
+            )
+    else:
+        save_npz_demonstrations(demos, saved)
+    return dataclasses.replace(
+        spec,
+        data=str(saved.absolute()),
+        env_id=spec.env_id or demos.env_id,
+        n_actions=spec.n_actions or demos.n_actions,
+    )
 
 
 def save_curves(path: str | os.PathLike, result) -> Path:
