@@ -254,3 +254,9 @@ def test_a_missing_module_of_no_known_package_is_still_one_line(monkeypatch, cap
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("Error: this command needs somewhere (imported by ")
     assert "`pip install somewhere`" in line
+
+
+def test_every_command_summary_is_one_line_in_the_command_list():
+    for name, command in _commands().items():
+        summary = command.help.split("\n\n")[0] if command.help else ""
+        assert "\n" not in summary.strip(), f"`sbil {name}`: {summary!r}"

@@ -46,8 +46,11 @@ def export_command(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier export in --out.")] = False,
 ) -> None:
-    """Export each learner of a run as a policy file (obs -> actions), a logits file
-    (obs -> logits) and a JSON sidecar (spaces, normalisation, training provenance)."""
+    """Export each learner of a run as policy and logits files with a JSON sidecar.
+
+    Per learner: a policy file (obs -> actions), a logits file (obs -> logits) and a JSON
+    sidecar (spaces, normalisation, training provenance).
+    """
     with errors_as_messages():
         if format not in _FORMATS:
             raise UsageError(f"--format must be torchscript or onnx, got {format!r}.")

@@ -142,8 +142,10 @@ def consistency(
         ),
     ] = 1,
 ) -> None:
-    """Is each strictly batch learner consistent where BC is? Exact infinite-data optima of BC,
-    ValueDICE, IQ-Learn and AVRIL on random MDPs with shared features.
+    """Is each strictly batch learner consistent where BC is? (exact optima, random MDPs)
+
+    The exact infinite-data optima of BC, ValueDICE, IQ-Learn and AVRIL on random MDPs with
+    shared features.
 
     Exit codes follow sbil's rule (sbil.cli._common): 2 for a bad command line (a size past
     its limit included: the message says how to go past it), 1 when the study cannot be
