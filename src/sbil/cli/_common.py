@@ -30,6 +30,7 @@ import typer
 import typer.core
 from rich.console import Console
 
+from sbil.machine import max_workers
 from sbil.progress import ProgressCallback
 from sbil.seeds import MAX_SEED, check_seed_range
 
@@ -92,21 +93,14 @@ class Limit:
         return value
 
 
-def available_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask where the system has one)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
-
-
 #: Episodes of one evaluation or collection (sweeps use 300).
 MAX_EPISODES = Limit("SBIL_MAX_EPISODES", 100_000, "sbil's limit for episodes")
-#: Processes of one command: one per CPU (more only share the same cores).
+#: Processes of one command: 4 per CPU, at least 8 (more only share the same cores).
 MAX_WORKERS = Limit(
     "SBIL_MAX_WORKERS",
-    available_cpus,
-    "CPUs this process may use (each worker is a process; more only share the same cores)",
+    max_workers,
+    "worker processes this machine allows (4 per CPU this process may use, at least 8; "
+    "more only share the same cores)",
 )
 #: Adam updates of one training run (the EDM paper's runs use 10000).
 MAX_UPDATES = Limit("SBIL_MAX_UPDATES", 1_000_000, "sbil's limit for training updates")

@@ -138,7 +138,8 @@ def consistency(
     workers: Annotated[
         int,
         typer.Option(
-            help="Processes (rows do not depend on it); at most one per CPU (SBIL_MAX_WORKERS)."
+            help="Processes (rows do not depend on it); at most 4 per CPU, at least 8 "
+            "(SBIL_MAX_WORKERS)."
         ),
     ] = 1,
 ) -> None:

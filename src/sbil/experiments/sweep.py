@@ -1043,9 +1043,9 @@ def max_local_workers() -> int:
         if value < 1:
             raise SweepError(f"SBIL_MAX_WORKERS must be a positive integer, got {text!r}.")
         return value
-    from sbil.machine import available_cpus
+    from sbil.machine import max_workers
 
-    return max(8, 4 * available_cpus())
+    return max_workers()
 
 
 def check_backend(workers: int, backend: str, address: str | None) -> None:
