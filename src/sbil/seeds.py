@@ -46,7 +46,7 @@ def check_seed_range(
     if count > 1 and seed + count - 1 > MAX_SEED:
         raise ValueError(
             f"{name} {seed} with {count} {unit} uses seeds up to {seed + count - 1}, past "
-            f"the largest seed {MAX_SEED} (2**32 - 1); pass a {name} of at most "
+            f"the largest seed {MAX_SEED} (2**32 - 1); {name} must be at most "
             f"{MAX_SEED - count + 1}."
         )
     return seed

@@ -87,7 +87,7 @@ def test_parse_seeds_is_linear_not_quadratic():
         (99999999999999999999, 1, "got 99999999999999999999"),
         (2**63 - 1, 2, "got 9223372036854775807"),
         (MAX_SEED, 2, r"--seed 4294967295 with 2 episodes uses seeds up to 4294967296"),
-        (MAX_SEED - 5, 10, "pass a --seed of at most 4294967286"),
+        (MAX_SEED - 5, 10, "--seed must be at most 4294967286"),
     ],
 )
 def test_check_seed_applies_the_one_rule_to_derived_seeds_too(seed, count, message):
