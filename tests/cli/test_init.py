@@ -260,3 +260,30 @@ def test_every_command_summary_is_one_line_in_the_command_list():
     for name, command in _commands().items():
         summary = command.help.split("\n\n")[0] if command.help else ""
         assert "\n" not in summary.strip(), f"`sbil {name}`: {summary!r}"
+
+
+def test_shell_completion_completes_commands_and_options():
+    """typer's completion (``sbil --install-completion``): the installed script asks sbil."""
+    from pathlib import Path
+
+    sbil = Path(sys.executable).parent / "sbil"
+    if not sbil.exists():
+        pytest.skip("the sbil entry point is not installed beside this python")
+
+    def complete(words: str) -> list[str]:
+        env = {
+            "_SBIL_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+        }
+        import os
+
+        out = subprocess.run(
+            [str(sbil)], env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+        )
+        return out.stdout.split()
+
+    assert complete("sbil sw") == ["sweep"]
+    assert "--workers" in complete("sbil sweep --wor")
+    shown = runner.invoke(app, ["--help"]).output
+    assert "--install-completion" in shown and "--show-completion" in shown

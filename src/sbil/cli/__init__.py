@@ -27,7 +27,7 @@ app = typer.Typer(
     help="Strictly batch imitation learning: exact tabular analysis and deep offline learners "
     "(BC, EDM, ValueDICE, RCAL, IQ-Learn, AVRIL).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, pwsh)
     pretty_exceptions_enable=False,
     cls=Group,
     context_settings=HELP_OPTIONS,
