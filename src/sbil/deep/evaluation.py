@@ -1,15 +1,19 @@
 """The one evaluation function: seeded episodes of a policy on a Gymnasium task.
 
 Episode ``i`` of a run with ``seed=s`` always starts from ``env.reset(seed=s + i)``, whichever
-sub-environment plays it, so the same seed gives the same returns and the vectorised run gives
+row of a batch plays it, so the same seed gives the same returns and the vectorised run gives
 exactly the returns of the one-episode-at-a-time loop (for a policy whose action for one row
 does not depend on the other rows of the batch, as the :class:`~sbil.deep.envs.Policy`
 protocol requires).
 
-Vectorisation uses :class:`gymnasium.vector.SyncVectorEnv` with autoreset *disabled*: a finished
-sub-environment is reset explicitly with the seed of the next unplayed episode (Gymnasium 1.x's
-default next-step autoreset would reset it with an unseeded call and waste one step), and exactly
-``n_episodes`` completed episodes are counted.
+The vectorised run plays many episodes in lockstep: every step makes one batched call per
+policy on its running episodes, then steps them all. Tasks with a numpy port
+(:mod:`sbil.deep.vector_envs`: CartPole, Acrobot, MountainCar, bit-identical to Gymnasium's)
+step as arrays; any other task (e.g. Box2D's LunarLander) steps Gymnasium's own environments,
+one per running episode. A finished episode's row is replaced by the next unplayed episode,
+reset with its seed (never Gymnasium's unseeded autoreset), and exactly ``n_episodes``
+completed episodes are counted. :func:`evaluate_group` plays the episodes of several policies
+(a sweep group's learners, one per seed) in the same lockstep.
 
 Example:
     >>> from sbil.deep.evaluation import evaluate
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +35,7 @@ import gymnasium as gym
 import numpy as np
 
 from sbil.deep.envs import EnvSpec, Policy, env_spec
+from sbil.deep.vector_envs import NumpyTask, numpy_task
 from sbil.progress import ProgressCallback
 from sbil.seeds import check_seed_range
 
@@ -177,7 +183,7 @@ def run_episodes(
     n_episodes: int,
     *,
     seed: int = 0,
-    n_envs: int = 16,
+    n_envs: int | None = None,
     vectorize: bool = True,
     record: bool = False,
     max_episode_steps: int | None = None,
@@ -191,7 +197,8 @@ def run_episodes(
         n_episodes: number of completed episodes to play.
         seed: episode ``i`` starts from ``reset(seed=seed + i)``; every such seed must lie in
             ``0 .. 2**32 - 1`` (:mod:`sbil.seeds`).
-        n_envs: sub-environments of the vector env (capped at ``n_episodes``).
+        n_envs: episodes played at once (one batched policy call per step); default all of
+            them on a task with a numpy port (:mod:`sbil.deep.vector_envs`), else 16.
         vectorize: False plays one episode at a time in a single env (the reference loop).
         record: also return each episode's :class:`Trajectory`.
         max_episode_steps: override the task's time limit.
@@ -200,15 +207,58 @@ def run_episodes(
     Returns:
         ``(returns[n] float64, lengths[n] int64, trajectories or None)`` in episode order.
     """
+    ((returns, lengths, trajectories),) = _run_group(
+        [policy],
+        env_id,
+        n_episodes,
+        seed,
+        n_envs=n_envs,
+        vectorize=vectorize,
+        record=record,
+        max_episode_steps=max_episode_steps,
+        progress=[progress],
+    )
+    return returns, lengths, trajectories
+
+
+def _run_group(
+    policies, env_id, n_episodes, seed, *, n_envs, vectorize, record, max_episode_steps, progress
+):
     spec = _check_run(env_id, n_episodes, seed, max_episode_steps)
-    seed = int(seed)
-    if n_envs < 1:
+    seed, n_episodes = int(seed), int(n_episodes)
+    if n_envs is not None and n_envs < 1:
         raise ValueError(f"n_envs must be at least 1, got {n_envs}.")
-    if vectorize:
-        return _run_vector(
-            policy, spec, n_episodes, seed, n_envs, record, max_episode_steps, progress
+    if progress is None:
+        progress = [None] * len(policies)
+    if len(progress) != len(policies):
+        raise ValueError(f"{len(progress)} progress callbacks for {len(policies)} policies.")
+    if not vectorize:
+        return [
+            _run_loop(policy, spec, n_episodes, seed, record, max_episode_steps, callback)
+            for policy, callback in zip(policies, progress, strict=True)
+        ]
+    task = numpy_task(env_id)
+    if task is not None:
+        episodes = _NumpyEpisodes(task)
+        width = n_episodes if n_envs is None else n_envs
+    else:
+        episodes = _GymnasiumEpisodes(env_id, max_episode_steps)
+        width = 16 if n_envs is None else n_envs
+    limit = spec.max_episode_steps if max_episode_steps is None else max_episode_steps
+    try:
+        return _run_lockstep(
+            policies,
+            spec,
+            episodes,
+            n_episodes,
+            seed,
+            min(width, n_episodes),
+            record,
+            limit,
+            progress,
         )
-    return _run_loop(policy, spec, n_episodes, seed, record, max_episode_steps, progress)
+    finally:
+        episodes.close()
 
 
 def _run_loop(policy, spec, n_episodes, seed, record, max_episode_steps, progress):
@@ -253,65 +303,166 @@ def _trajectory(seed, observations, actions, rewards, terminated) -> Trajectory:
     )
 
 
-def _run_vector(policy, spec, n_episodes, seed, n_envs, record, max_episode_steps, progress):
-    n_envs = min(n_envs, n_episodes)
-    returns = np.zeros(n_episodes)
-    lengths = np.zeros(n_episodes, dtype=np.int64)
-    trajectories: list[Trajectory | None] | None = [None] * n_episodes if record else None
-    envs = gym.vector.SyncVectorEnv(
-        [lambda: _make(spec.env_id, max_episode_steps)] * n_envs,
-        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
-    )
-    # episode_of[j]: the episode sub-env j is playing, or -1 once there are none left to play.
-    episode_of = np.arange(n_envs)
-    next_episode = n_envs
-    done_count = 0
-    buffers = [([], [], []) for _ in range(n_envs)]
-    try:
-        obs, _ = envs.reset(seed=[seed + j for j in range(n_envs)])
+class _NumpyEpisodes:
+    """Running episodes of a :class:`~sbil.deep.vector_envs.NumpyTask`, one state column each."""
+
+    def __init__(self, task: NumpyTask) -> None:
+        self.task = task
+        self.state = None
+
+    def start(self, seeds: list[int]) -> np.ndarray:
+        state, obs = self.task.reset(seeds)
+        self.state = state if self.state is None else np.concatenate([self.state, state], axis=1)
+        return obs
+
+    def step(self, actions: np.ndarray):
+        self.state, obs, rewards, terminated = self.task.step(self.state, actions)
+        return obs, rewards, terminated, np.zeros_like(terminated)
+
+    def keep(self, running: np.ndarray) -> None:
+        self.state = self.state[:, running]
+
+    def close(self) -> None:
+        pass
+
+
+class _GymnasiumEpisodes:
+    """Running episodes of Gymnasium's own environments (``gym.make``), one env each.
+
+    A finished episode's env is reset with the seed of a later episode, never stepped past its
+    end (Gymnasium's autoreset would reset it unseeded and waste a step).
+    """
+
+    def __init__(self, env_id: str, max_episode_steps: int | None) -> None:
+        self.make = lambda: _make(env_id, max_episode_steps)
+        self.running: list[gym.Env] = []
+        self.idle: list[gym.Env] = []
+
+    def start(self, seeds: list[int]) -> np.ndarray:
+        observations = []
+        for s in seeds:
+            env = self.idle.pop() if self.idle else self.make()
+            observations.append(env.reset(seed=s)[0])
+            self.running.append(env)
+        return np.asarray(observations, dtype=np.float32)
+
+    def step(self, actions: np.ndarray):
+        steps = [env.step(a) for env, a in zip(self.running, actions.tolist(), strict=True)]
+        obs, rewards, terminated, truncated, _ = zip(*steps, strict=True)
+        return (
+            np.asarray(obs, dtype=np.float32),
+            np.asarray(rewards, dtype=np.float64),
+            np.asarray(terminated, dtype=bool),
+            np.asarray(truncated, dtype=bool),
+        )
+
+    def keep(self, running: np.ndarray) -> None:
+        self.idle += [env for env, keep in zip(self.running, running, strict=True) if not keep]
+        self.running = [env for env, keep in zip(self.running, running, strict=True) if keep]
+
+    def close(self) -> None:
+        for env in self.running + self.idle:
+            env.close()
+
+
+def _run_lockstep(policies, spec, episodes, n_episodes, seed, width, record, limit, progress):
+    """Play ``n_episodes`` of every policy at once, ``width`` of each running at a time.
+
+    Each running episode is one row: ``owner[r]`` is its policy, ``episode[r]`` its index. Every
+    step makes one call per policy on its rows, steps all rows together, drops the finished
+    ones and starts each policy's next episodes in their place.
+    """
+    n_policies = len(policies)
+    returns = np.zeros((n_policies, n_episodes))
+    lengths = np.zeros((n_policies, n_episodes), dtype=np.int64)
+    terminal = np.zeros((n_policies, n_episodes), dtype=bool)
+    started = np.zeros(n_policies, dtype=np.int64)
+    finished = np.zeros(n_policies, dtype=np.int64)
+    owner = np.zeros(0, dtype=np.int64)
+    episode = np.zeros(0, dtype=np.int64)
+    obs = np.zeros((0, spec.obs_dim), dtype=np.float32)
+    # Recorded rows, in time order: (flat episode id k * n + i, observation[, action, reward]).
+    first_obs: list[tuple[np.ndarray, np.ndarray]] = []
+    steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def start(counts):
+        nonlocal owner, episode, obs
+        new_owner = np.repeat(np.arange(n_policies), counts)
+        new_episode = np.concatenate(
+            [started[k] + np.arange(c) for k, c in enumerate(counts)]
+        ).astype(np.int64)
+        started[:] += counts
+        new_obs = episodes.start((seed + new_episode).tolist())
+        owner = np.concatenate([owner, new_owner])
+        episode = np.concatenate([episode, new_episode])
+        obs = np.concatenate([obs, new_obs])
         if record:
-            for j in range(n_envs):
-                buffers[j][0].append(obs[j])
-        while done_count < n_episodes:
-            actions = _check_actions(policy(np.asarray(obs, dtype=np.float32)), n_envs, spec)
-            obs, rewards, terminated, truncated, _ = envs.step(actions)
-            active = episode_of >= 0
-            returns[episode_of[active]] += rewards[active]
-            lengths[episode_of[active]] += 1
-            finished = terminated | truncated
-            reset_seeds: list[int | None] = [None] * n_envs
-            if record:
-                for j in np.flatnonzero(active):
-                    observations, acts, rews = buffers[j]
-                    observations.append(obs[j])
-                    acts.append(actions[j])
-                    rews.append(rewards[j])
-            for j in np.flatnonzero(finished & active):
-                episode = episode_of[j]
-                done_count += 1
-                if record:
-                    observations, acts, rews = buffers[j]
-                    trajectories[episode] = _trajectory(
-                        seed + episode, observations, acts, rews, terminated[j]
-                    )
-                    buffers[j] = ([], [], [])
-                if progress is not None:
-                    progress(done_count, n_episodes)
-                if next_episode < n_episodes:
-                    episode_of[j] = next_episode
-                    reset_seeds[j] = seed + next_episode
-                    next_episode += 1
-                else:
-                    episode_of[j] = -1
-            # Idle sub-envs that finish are reset unseeded: nothing they do is counted.
-            if finished.any() and done_count < n_episodes:
-                obs, _ = envs.reset(seed=reset_seeds, options={"reset_mask": finished})
-                if record:
-                    for j in np.flatnonzero(finished & (episode_of >= 0)):
-                        buffers[j][0].append(obs[j])
-    finally:
-        envs.close()
-    return returns, lengths, trajectories
+            first_obs.append((new_owner * n_episodes + new_episode, new_obs))
+
+    start(np.full(n_policies, width))
+    while len(owner):
+        actions = np.empty(len(owner), dtype=np.int64)
+        for k, policy in enumerate(policies):
+            rows = slice(None) if n_policies == 1 else np.flatnonzero(owner == k)
+            count = len(owner) if n_policies == 1 else len(rows)
+            if count:
+                actions[rows] = _check_actions(policy(obs[rows]), count, spec)
+        obs, rewards, terminated, truncated = episodes.step(actions)
+        returns[owner, episode] += rewards
+        lengths[owner, episode] += 1
+        if record:
+            steps.append((owner * n_episodes + episode, obs, actions, rewards))
+        done = terminated | truncated | (lengths[owner, episode] >= limit)
+        if not done.any():
+            continue
+        terminal[owner[done], episode[done]] = terminated[done]
+        for k in owner[done].tolist():
+            finished[k] += 1
+            if progress[k] is not None:
+                progress[k](int(finished[k]), n_episodes)
+        more = np.minimum(np.bincount(owner[done], minlength=n_policies), n_episodes - started)
+        running = ~done
+        owner, episode, obs = owner[running], episode[running], obs[running]
+        episodes.keep(running)
+        if more.any():
+            start(more)
+    trajectories = _trajectories(first_obs, steps, terminal, seed) if record else None
+    return [
+        (returns[k], lengths[k], None if trajectories is None else trajectories[k])
+        for k in range(n_policies)
+    ]
+
+
+def _trajectories(first_obs, steps, terminal, seed) -> list[list[Trajectory]]:
+    """Each episode's :class:`Trajectory` from the rows recorded in time order."""
+    n_policies, n_episodes = terminal.shape
+    ids = np.concatenate([i for i, _ in first_obs] + [s[0] for s in steps])
+    observations = np.concatenate([o for _, o in first_obs] + [s[1] for s in steps])
+    step_ids = np.concatenate([s[0] for s in steps])
+    actions = np.concatenate([s[2] for s in steps])
+    rewards = np.concatenate([s[3] for s in steps])
+    # A stable sort by episode keeps each episode's rows in time order (first observation
+    # first: those rows come before every step's).
+    order = np.argsort(ids, kind="stable")
+    step_order = np.argsort(step_ids, kind="stable")
+    obs_bounds = np.cumsum(np.bincount(ids, minlength=n_policies * n_episodes))[:-1]
+    step_bounds = np.cumsum(np.bincount(step_ids, minlength=n_policies * n_episodes))[:-1]
+    obs_parts = np.split(observations[order], obs_bounds)
+    action_parts = np.split(actions[step_order], step_bounds)
+    reward_parts = np.split(rewards[step_order], step_bounds)
+    return [
+        [
+            _trajectory(
+                seed + i,
+                obs_parts[k * n_episodes + i],
+                action_parts[k * n_episodes + i],
+                reward_parts[k * n_episodes + i],
+                terminal[k, i],
+            )
+            for i in range(n_episodes)
+        ]
+        for k in range(n_policies)
+    ]
 
 
 def evaluate(
@@ -320,7 +471,7 @@ def evaluate(
     n_episodes: int = 300,
     seed: int = 0,
     *,
-    n_envs: int = 16,
+    n_envs: int | None = None,
     vectorize: bool = True,
     max_episode_steps: int | None = None,
     progress: ProgressCallback | None = None,
@@ -333,7 +484,8 @@ def evaluate(
         n_episodes: number of completed episodes.
         seed: episode ``i`` starts from ``env.reset(seed=seed + i)``; ``seed + n_episodes - 1``
             must not pass ``2**32 - 1``.
-        n_envs: sub-environments stepped together (one batched policy call per step).
+        n_envs: episodes played at once (one batched policy call per step); default all of
+            them on a task with a numpy port (:mod:`sbil.deep.vector_envs`), else 16.
         vectorize: False plays one episode at a time (same returns, slower; the reference).
         max_episode_steps: override the task's registered time limit.
         progress: optional ``progress(done, n_episodes)`` callback (the CLI draws a bar).
@@ -345,17 +497,61 @@ def evaluate(
         UnsupportedEnvError: for an unsupported task.
         ValueError: for a bad budget or seed, or a policy returning malformed actions.
     """
-    returns, lengths, _ = run_episodes(
-        policy,
+    (result,) = evaluate_group(
+        [policy],
         env_id,
         n_episodes,
-        seed=seed,
+        seed,
         n_envs=n_envs,
         vectorize=vectorize,
         max_episode_steps=max_episode_steps,
-        progress=progress,
+        progress=[progress],
     )
-    return EvalResult(env_id=env_id, seed=int(seed), returns=returns, lengths=lengths)
+    return result
+
+
+def evaluate_group(
+    policies: Sequence[Policy],
+    env_id: str,
+    n_episodes: int = 300,
+    seed: int = 0,
+    *,
+    n_envs: int | None = None,
+    vectorize: bool = True,
+    max_episode_steps: int | None = None,
+    progress: Sequence[ProgressCallback | None] | None = None,
+) -> list[EvalResult]:
+    """:func:`evaluate` of each policy (e.g. a sweep group's learners), played in lockstep.
+
+    Every policy plays the same seeded episodes; each step calls every policy once on its
+    running episodes and steps all of them together, so ``K`` policies cost about one
+    policy's steps. ``evaluate_group(ps, ...)[k]`` equals ``evaluate(ps[k], ...)``.
+
+    Args:
+        policies: the batched deterministic policies.
+        env_id, n_episodes, seed, vectorize, max_episode_steps: as :func:`evaluate`
+            (``vectorize=False`` plays each policy's episodes one at a time, in turn).
+        n_envs: episodes of each policy played at once (default as :func:`evaluate`).
+        progress: per policy, an optional ``progress(done, n_episodes)`` callback.
+
+    Returns:
+        One :class:`EvalResult` per policy, in order.
+    """
+    runs = _run_group(
+        list(policies),
+        env_id,
+        n_episodes,
+        seed,
+        n_envs=n_envs,
+        vectorize=vectorize,
+        record=False,
+        max_episode_steps=max_episode_steps,
+        progress=None if progress is None else list(progress),
+    )
+    return [
+        EvalResult(env_id=env_id, seed=int(seed), returns=returns, lengths=lengths)
+        for returns, lengths, _ in runs
+    ]
 
 
 def action_match_rate(policy: Policy, demos, *, batch_size: int = 65_536) -> float:
