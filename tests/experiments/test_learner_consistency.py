@@ -1,6 +1,7 @@
 """Tests for sbil.experiments.learner_consistency on a few small problems."""
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -67,6 +68,73 @@ def test_flow_residual_is_zero_for_the_matching_start(small):
     assert stat["flow_residual_initial"].min() > 1e-6
 
 
+def test_valuedice_needs_no_flow_equation_when_transitions_ignore_the_action(small):
+    # The counterexample to "consistent exactly when the flow equation holds": with
+    # P(s'|s, a) = P(s'|s) every problem is recovered although the flow from mu0 fails
+    # (as much as for the problems as drawn, which every fit misses).
+    rows = small.valuedice_action_independent
+    n = small.config.n_mdps
+    assert len(rows) == n * len(lc.SIDE_TRANSITIONS) * len(lc.SIDE_STARTS) * len(lc.SIDE_LEARNERS)
+    free = rows[rows["transitions"] == "action-independent"]
+    drawn = rows[rows["transitions"] == "as drawn"]
+    assert free["recovered"].all()
+    assert (free["expert_grad_norm"] < 1e-10).all()
+    assert (free["flow_residual_initial"] > 1e-4).all()
+    point = free[free["start"] == "state 0"]
+    assert (point["flow_residual_initial"] > 0.5 * 2 * (1 - small.config.discount)).all()
+    assert (point["expert_value"] > 1e-5).all()  # max_pi min_nu J < 0, the argmax still pi_E
+    expected = free[free["learner"] == "valuedice-initial-expected"]
+    np.testing.assert_allclose(expected["expert_value"], expected["state_kl"], rtol=1e-8)
+    assert not drawn["recovered"].any()
+    assert (drawn["expert_grad_norm"] > 1e-6).all()
+    s = lc.summarise_action_independent(small)
+    assert len(s) == len(lc.SIDE_TRANSITIONS) * len(lc.SIDE_STARTS) * len(lc.SIDE_LEARNERS)
+
+
+def test_action_independent_transitions_average_over_actions():
+    p = np.random.default_rng(0).dirichlet(np.ones(4), size=(4, 3))
+    free = lc.action_independent_transitions(p)
+    np.testing.assert_allclose(free[:, 1], p.mean(1))
+    np.testing.assert_array_equal(free[:, 0], free[:, 2])
+
+
+def test_iqlearn_first_order_prediction_matches_the_optimum(small):
+    # The miss is -(tau / (4 alpha)) H_BC^+ grad C(theta_E) to first order: the fitted
+    # displacement's direction, its size within a factor 2 (a tabular Q: within 5%), and
+    # many times tau / (4 alpha) itself.
+    rows = small.rows
+    iq = rows[rows["learner"].str.startswith("iqlearn")]
+    assert (iq["first_order_cosine"] > 0.99).all()
+    tv_ratio = iq["policy_tv"] / iq["first_order_policy_tv"]
+    assert tv_ratio.between(0.5, 2.0).all()
+    tab = iq["learner"] == "iqlearn-tabular"
+    assert tv_ratio[tab].between(0.95, 1.05).all()
+    shared = iq[~tab]
+    assert (shared["theta_error"] / shared["first_order_theta_error"]).between(0.5, 2.0).all()
+    eps = small.config.temperature / (4 * small.config.chi2_alpha)
+    assert (shared["theta_error"] > 3 * eps).all()
+    other = rows[~rows["learner"].str.startswith("iqlearn")]
+    assert other["first_order_policy_tv"].isna().all()
+    first = lc.summarise_first_order(small)
+    assert set(first["learner"]) == {"iqlearn-tabular", "iqlearn-shared"}
+
+
+def test_iqlearn_miss_does_not_grow_with_the_horizon(small):
+    # A tabular Q's level grows like 1/(1 - gamma); its policy's miss does not.
+    rows = small.iqlearn_discounts
+    cfg = small.config
+    n = min(cfg.n_mdps, cfg.discount_scan_mdps)
+    assert len(rows) == n * len(cfg.discount_scan) * 2
+    tab = rows[rows["learner"] == "iqlearn-tabular"].pivot(
+        index="problem_id", columns="discount", values=["policy_tv", "logit_level"]
+    )
+    lo, hi = min(cfg.discount_scan), max(cfg.discount_scan)
+    grow = tab["logit_level"][hi] / tab["logit_level"][lo]
+    assert (grow > 0.3 * (1 - lo) / (1 - hi)).all()
+    assert (tab["policy_tv"][hi] / tab["policy_tv"][lo]).between(0.8, 1.25).all()
+    assert len(lc.summarise_discount_scan(small)) == len(cfg.discount_scan) * 2
+
+
 def test_same_seed_same_numbers(small):
     again = lc.run_learner_consistency(small.config)
     cols = ["policy_tv", "value", "expert_grad_norm", "status"]
@@ -86,10 +154,20 @@ def test_write_and_readme(small, tmp_path):
     text = path.read_text()
     assert "## Data: discounted" in text and "## Data: stationary" in text
     assert lc.COMMAND in text
+    assert "sufficient for its consistency, not necessary" in text
+    assert "ValueDICE with action-independent transitions" in text
+    assert "first-order prediction" in text
     rows = pd.read_csv(tmp_path / "out" / "rows.csv")
     assert len(rows) == len(small.rows)
     assert (tmp_path / "out" / "summary.csv").exists()
-    assert (tmp_path / "out" / "config.json").exists()
+    side = pd.read_csv(tmp_path / "out" / "valuedice-action-independent.csv")
+    assert len(side) == len(small.valuedice_action_independent)
+    scan = pd.read_csv(tmp_path / "out" / "iqlearn-discounts.csv")
+    assert len(scan) == len(small.iqlearn_discounts)
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["command"] == lc.COMMAND
+    assert config["git_commit"] == small.rows["git_commit"].iloc[0]
+    assert config["n_mdps"] == small.config.n_mdps
 
 
 def test_main_runs_and_rejects_bad_options(tmp_path, capsys):
@@ -106,6 +184,8 @@ def test_main_runs_and_rejects_bad_options(tmp_path, capsys):
         ({"data": ()}, "data"),
         ({"temperature": 0.0}, "temperature"),
         ({"n_mdps": 0}, "n_mdps"),
+        ({"discount_scan": (0.9, 1.0)}, "discount_scan"),
+        ({"discount_scan_mdps": -1}, "discount_scan_mdps"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, match):
@@ -169,12 +249,7 @@ def test_write_replaces_an_earlier_study_whole_and_nothing_else(small, tmp_path)
     (out / "rows.csv").write_text("an older, longer table")
     lc.write_learner_consistency(small, out)  # an earlier study: replaced whole
     assert len(pd.read_csv(out / "rows.csv")) == len(small.rows)
-    assert sorted(p.name for p in out.iterdir()) == [
-        "README.md",
-        "config.json",
-        "rows.csv",
-        "summary.csv",
-    ]
+    assert sorted(p.name for p in out.iterdir()) == sorted(lc.STUDY_FILES)
     (out / "mine.txt").write_text("keep me")
     with pytest.raises(ValueError, match=r"not a learner consistency study \(mine\.txt\)"):
         lc.write_learner_consistency(small, out)

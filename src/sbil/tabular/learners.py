@@ -35,7 +35,9 @@ Objectives (each one function next to its equation, returning its terms and grad
 
   The first two terms add up to ``tau E_d[-log pi_Q(a|s)]``, ``tau`` times BC's loss (they
   telescope in ``s'``), so IQ-Learn here is BC plus a chi-squared penalty on the implied
-  reward ``Q(s, a) - gamma V_Q(s')``, and ``Q`` serves both.
+  reward ``Q(s, a) - gamma V_Q(s')``, and ``Q`` serves both;
+  :func:`iqlearn_first_order_step` predicts, to first order in ``tau / (4 alpha)``, how far
+  that penalty moves the optimum from BC's.
 * :func:`avril_objective` -- AVRIL (Chan & van der Schaar, ICLR 2021) with a state-only
   Gaussian reward posterior ``q(R(s)) = N(mu_s, sigma_s^2)``, prior ``N(0, 1)``, weight
   ``lambda``, and policy ``softmax(Q)``::
@@ -74,6 +76,7 @@ from sbil.tabular.checks import as_float_array, validate_visitation, validated_d
 from sbil.tabular.estimators import _one_blas_thread
 from sbil.tabular.mdp import TabularMDP
 from sbil.tabular.numeric import log_softmax, logsumexp
+from sbil.tabular.objectives import bc_objective
 
 Start = Literal["initial", "expert"]
 NextState = Literal["sampled", "expected"]
@@ -660,6 +663,55 @@ def fit_iqlearn(
         n_iter=n_iter,
         auxiliary=MappingProxyType({"q": tau * (features @ theta)}),
     )
+
+
+def iqlearn_first_order_step(
+    mdp: TabularMDP,
+    features: np.ndarray,
+    d_expert: np.ndarray,
+    theta: np.ndarray,
+    *,
+    discount: float = 0.99,
+    temperature: float = 0.01,
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """First-order prediction of IQ-Learn's optimum ``theta*`` from a BC optimum ``theta``.
+
+    In the parametrisation of :func:`fit_iqlearn` (``Q = tau Phi . theta``) the loss divided
+    by tau is ``BC(theta) + eps C(theta)`` with ``eps = tau / (4 alpha)`` and the chi-squared
+    term in logit units, ``C(theta) = E_{d,s'}[(f(s, a) - gamma logsumexp_b f(s', b))^2]``,
+    ``f = Phi . theta``. At a BC optimum (the expert, when it is realisable) ``grad BC = 0``,
+    so the optimum moves by::
+
+        theta* - theta = -eps H_BC^+ grad C(theta) + O(eps^2)
+                       = -(tau / (2 alpha)) H_BC^+ E_{d,s'}[r(s, a, s') (Phi(s, a)
+                           - gamma E_{pi(.|s')} Phi(s', .))] + O(eps^2),
+
+    ``r = f(s, a) - gamma logsumexp f(s')`` the implied reward in logit units and ``H_BC``
+    BC's Hessian (the Fisher information of the policy, pseudo-inverted: its null directions,
+    e.g. a tabular Q's per-state shifts, leave the policy unchanged). With such free shifts
+    the BC optima form a set; pass the one that minimises the loss along them (the zeroth
+    order of the optimum), where the gradient is orthogonal to the shifts.
+
+    Args:
+        mdp: the MDP.
+        features: ``Phi[s, a, k]`` of ``Q``.
+        d_expert: the expert's visitation ``d[s, a]``.
+        theta: a BC optimum ``theta[k]`` (e.g. ``theta_E``).
+        discount: gamma.
+        temperature: tau.
+        alpha: chi-squared coefficient.
+
+    Returns:
+        The predicted displacement ``theta* - theta``, shape ``[k]``.
+    """
+    transitions, features, d, gamma = _problem(mdp, features, d_expert, discount)
+    tau = _positive(temperature, "temperature")
+    alpha = _positive(alpha, "alpha")
+    theta = _theta0(theta, features.shape[-1])
+    _, grad = _iqlearn_fun(transitions, features, d, gamma, tau, alpha)(theta)
+    hess = bc_objective(theta, features, d).hess
+    return -np.linalg.pinv(hess, rcond=1e-10, hermitian=True) @ grad
 
 
 # --------------------------------------------------------------------------------------
