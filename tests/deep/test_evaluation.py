@@ -14,6 +14,7 @@ from sbil.deep.evaluation import (
     action_match_rate,
     checkpoint_folders,
     evaluate,
+    evaluate_group,
     run_episodes,
     training_episodes,
 )
@@ -226,3 +227,41 @@ def test_eval_result_repr_summarises_instead_of_printing_the_arrays():
     )
     single = EvalResult("CartPole-v1", 3, np.array([1.5]), np.array([9]))
     assert "1 episode (seed 3)" in repr(single)
+
+
+def test_a_policy_is_never_called_with_one_row_when_it_plays_several_episodes_at_once():
+    # Torch's one-row forward pass (a matrix-vector product) may round differently from a
+    # batch's; the last running episode is padded to two rows instead.
+    expert = get_expert("CartPole-v1")
+    sizes = []
+
+    def policy(obs):
+        sizes.append(len(obs))
+        return expert(obs)
+
+    result = evaluate(policy, "CartPole-v1", 5, seed=0, n_envs=4, max_episode_steps=30)
+    assert min(sizes) == 2 and max(sizes) == 4
+    np.testing.assert_array_equal(result.returns, [30.0] * 5)
+    sizes.clear()
+    evaluate(policy, "CartPole-v1", 1, seed=0, max_episode_steps=30)
+    assert set(sizes) == {1}
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "LunarLander-v3"])
+def test_evaluate_group_gives_each_policy_its_own_evaluation(env_id):
+    n_actions = 2 if env_id == "CartPole-v1" else 4
+    policies = [_random_policy(n_actions, seed=s) for s in range(3)]
+    group = evaluate_group(policies, env_id, 6, seed=2)
+    for policy, result in zip(policies, group, strict=True):
+        alone = evaluate(policy, env_id, 6, seed=2, vectorize=False)
+        assert result.env_id == env_id and result.seed == 2
+        np.testing.assert_array_equal(result.returns, alone.returns)
+        np.testing.assert_array_equal(result.lengths, alone.lengths)
+    loops = evaluate_group(policies, env_id, 6, seed=2, vectorize=False)
+    for result, loop in zip(group, loops, strict=True):
+        np.testing.assert_array_equal(result.returns, loop.returns)
+
+
+def test_evaluate_group_wants_one_progress_callback_per_policy():
+    with pytest.raises(ValueError, match="2 progress callbacks for 3 policies"):
+        evaluate_group([get_expert("CartPole-v1")] * 3, "CartPole-v1", 2, progress=[None] * 2)

@@ -405,7 +405,13 @@ def _run_lockstep(policies, spec, episodes, n_episodes, seed, width, record, lim
         for k, policy in enumerate(policies):
             rows = slice(None) if n_policies == 1 else np.flatnonzero(owner == k)
             count = len(owner) if n_policies == 1 else len(rows)
-            if count:
+            if count == 1 and width > 1:
+                # Torch computes a one-row batch as a matrix-vector product, whose float32
+                # sums may differ in the last bit from a many-row batch's; a batch of
+                # ``width`` episodes is always computed as the many-row batch it is.
+                batch = np.repeat(obs[rows], 2, axis=0)
+                actions[rows] = _check_actions(policy(batch), 2, spec)[:1]
+            elif count:
                 actions[rows] = _check_actions(policy(obs[rows]), count, spec)
         obs, rewards, terminated, truncated = episodes.step(actions)
         returns[owner, episode] += rewards
