@@ -15,6 +15,7 @@ from sbil.deep.experts import (
     SCRIPTED_RETURNS_EPISODES,
     EpsilonGreedyExpert,
     ExpertNoise,
+    ObsNormalization,
     SB3Policy,
     get_expert,
     list_experts,
@@ -92,8 +93,10 @@ def test_get_expert_errors(tmp_path):
 
 
 def test_list_experts_includes_every_scripted_expert(tmp_path):
-    assert list_experts(tmp_path) == [(env_id, "scripted") for env_id in BUILTIN_ENVS]
-    assert trained_experts(tmp_path / "missing") == []
+    listed = list_experts(tmp_path)
+    assert listed[: len(BUILTIN_ENVS)] == [(env_id, "scripted") for env_id in BUILTIN_ENVS]
+    assert {name for _, name in listed[len(BUILTIN_ENVS) :]} <= {"ppo-zoo"}  # shipped ones
+    assert trained_experts(tmp_path / "missing", shipped=False) == []
 
 
 def test_training_without_sb3_says_how_to_install(tmp_path, monkeypatch):
@@ -260,3 +263,44 @@ def test_a_sampling_sb3_expert_draws_from_its_own_policy_reproducibly(algo):
         model.exploration_rate = 0.3
         drawn = SB3Policy(model, 6, sample=True, seed=5)(obs)
         assert abs((drawn != deterministic).mean() - 0.3 * 2 / 3) < 0.02
+
+
+def test_obs_normalization_is_vec_normalize_s():
+    pytest.importorskip("stable_baselines3")
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    env = VecNormalize(DummyVecEnv([lambda: gym.make("Acrobot-v1")]), clip_obs=2.0)
+    env.obs_rms.mean = np.linspace(-1, 1, 6)
+    env.obs_rms.var = np.linspace(0.1, 3, 6)
+    obs = np.random.default_rng(0).normal(scale=3, size=(50, 6)).astype(np.float32)
+    rms = env.obs_rms
+    normalize = ObsNormalization(rms.mean.tolist(), rms.var.tolist(), env.clip_obs, env.epsilon)
+    np.testing.assert_array_equal(normalize(obs), env.normalize_obs(obs))
+    assert normalize(obs).dtype == np.float32 and np.abs(normalize(obs)).max() == 2.0
+    record = {"mean": rms.mean.tolist(), "var": rms.var.tolist(), "clip_obs": 2.0, "epsilon": 1e-8}
+    np.testing.assert_array_equal(ObsNormalization.from_record(record)(obs), normalize(obs))
+    assert ObsNormalization.from_record(None) is None
+    with pytest.raises(ValueError, match="mean \\[d\\] and a non-negative var"):
+        ObsNormalization([0.0, 0.0], [1.0])
+
+
+def test_a_normalised_sb3_expert_acts_on_normalised_observations_and_draws_on_raw_ones():
+    sb3 = pytest.importorskip("stable_baselines3")
+    import gymnasium as gym
+
+    model = sb3.PPO("MlpPolicy", gym.make("Acrobot-v1"), seed=0)
+    obs = np.random.default_rng(1).normal(size=(500, 6)).astype(np.float32)
+    normalize = ObsNormalization(np.full(6, 0.5), np.full(6, 4.0))
+    normalised = SB3Policy(model, 6, normalize=normalize)
+    np.testing.assert_array_equal(normalised(obs), SB3Policy(model, 6)(normalize(obs)))
+    # The noise is a hash of the raw observation, as for every stochastic expert.
+    drawn = SB3Policy(model, 6, sample=True, seed=4, normalize=normalize)(obs)
+    u = state_uniforms(obs, 4, 0)
+    import torch
+
+    with torch.no_grad():
+        tensor = model.policy.obs_to_tensor(normalize(obs))[0]
+        probs = model.policy.get_distribution(tensor).distribution.probs.numpy()
+    cdf = np.cumsum(probs.astype(np.float64), axis=1)
+    np.testing.assert_array_equal(drawn, (cdf < (u * cdf[:, -1])[:, None]).sum(axis=1))

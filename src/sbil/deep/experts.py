@@ -17,9 +17,15 @@ Scripted experts (name ``"scripted"``), one per built-in task; their measured re
 * MountainCar-v0: push in the direction of the velocity; at rest, push towards the valley floor.
 * LunarLander-v3: Gymnasium's own heuristic ``gymnasium.envs.box2d.lunar_lander.heuristic``.
 
+Shipped experts (name ``"ppo-zoo"``) are PPO agents trained at RL Zoo's tuned hyperparameters
+by ``python -m sbil.deep.zoo`` and shipped inside the package (``sbil/deep/shipped_experts``):
+a fresh clone has them without training anything. :func:`shipped_experts` lists their records
+(the command, versions, seed, and the greedy and sampled returns of 100 seeded episodes).
+
 Trained experts (names ``"sb3-ppo"`` and ``"sb3-dqn"``) are stable-baselines3 agents trained
 on this machine by :func:`train_sb3_expert` (``sbil expert train``) and cached under
-:func:`experts_dir`; stable-baselines3 is the optional extra ``pip install 'sbil[experts]'``.
+:func:`experts_dir`. Both kinds need stable-baselines3, the optional extra
+``pip install 'sbil[experts]'``.
 
 Stochastic experts (:class:`ExpertNoise`, ``get_expert(..., noise=..., seed=...)``): the EDM
 paper recorded a stochastic PPO expert, so an expert can also act
@@ -39,10 +45,12 @@ states of a continuous task essentially never repeat, the actions are as random 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -53,6 +61,7 @@ from sbil.files import NotWritableError, check_writable_folder, write_atomic, wr
 from sbil.seeds import check_seed_range
 
 SCRIPTED = "scripted"
+SHIPPED = "ppo-zoo"
 SB3_ALGOS: tuple[str, ...] = ("ppo", "dqn")
 SB3_INSTALL = "pip install 'sbil[experts]'  (or: pip install 'stable-baselines3>=2.3')"
 
@@ -352,6 +361,50 @@ class TrainedExpert:
         return f"sb3-{self.algo}"
 
 
+@dataclass(frozen=True)
+class ObsNormalization:
+    """The observation normalisation of stable-baselines3's ``VecNormalize``, frozen.
+
+    ``clip((obs - mean) / sqrt(var + epsilon), -clip_obs, clip_obs)`` in float64, cast to
+    float32, as ``VecNormalize.normalize_obs`` computes it; an expert trained in a
+    ``VecNormalize`` env acts on these normalised observations.
+
+    Attributes:
+        mean: ``[d]`` running mean of the training observations.
+        var: ``[d]`` their running variance.
+        clip_obs: bound of the normalised observations.
+        epsilon: added to the variance.
+    """
+
+    mean: np.ndarray
+    var: np.ndarray
+    clip_obs: float = 10.0
+    epsilon: float = 1e-8
+
+    def __post_init__(self) -> None:
+        mean = np.asarray(self.mean, dtype=np.float64)
+        var = np.asarray(self.var, dtype=np.float64)
+        if mean.ndim != 1 or var.shape != mean.shape or not np.all(var >= 0):
+            raise ValueError(
+                f"ObsNormalization needs mean [d] and a non-negative var [d], got shapes "
+                f"{mean.shape} and {var.shape}."
+            )
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "var", var)
+
+    @classmethod
+    def from_record(cls, data: dict | None) -> ObsNormalization | None:
+        """From a record's ``{"mean", "var", "clip_obs", "epsilon", ...}`` (None stays None)."""
+        if data is None:
+            return None
+        return cls(data["mean"], data["var"], float(data["clip_obs"]), float(data["epsilon"]))
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """``[n, d]`` float32 normalised observations for raw ``obs[n, d]``."""
+        scaled = (obs - self.mean) / np.sqrt(self.var + self.epsilon)
+        return np.clip(scaled, -self.clip_obs, self.clip_obs).astype(np.float32)
+
+
 class SB3Policy:
     """A saved stable-baselines3 model as a batched :class:`Policy`.
 
@@ -363,23 +416,36 @@ class SB3Policy:
             policy; DQN: a random action with probability ``model.exploration_rate``), with the
             seeded, stateless randomness of :func:`state_uniforms`.
         seed: the noise seed when ``sample``.
+        normalize: the observation normalisation the model was trained with (a model trained
+            in ``VecNormalize``), applied before the model sees an observation; the noise
+            still hashes the raw observation.
     """
 
-    def __init__(self, model, obs_dim: int, *, sample: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        model,
+        obs_dim: int,
+        *,
+        sample: bool = False,
+        seed: int = 0,
+        normalize: ObsNormalization | None = None,
+    ) -> None:
         self.model = model
         self.obs_dim = obs_dim
         self.sample = sample
         self.seed = check_seed_range(seed, name="noise seed")
+        self.normalize = normalize
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """Return the model's actions ``[n]`` for observations ``[n, obs_dim]``."""
-        obs = _as_batch(obs, self.obs_dim, "stable-baselines3")
+        raw = _as_batch(obs, self.obs_dim, "stable-baselines3")
+        obs = raw if self.normalize is None else self.normalize(raw)
         actions, _ = self.model.predict(obs, deterministic=True)
         actions = np.asarray(actions, dtype=np.int64).reshape(len(obs))
         if not self.sample:
             return actions
         n_actions = int(self.model.action_space.n)
-        u = state_uniforms(obs, self.seed, 0)
+        u = state_uniforms(raw, self.seed, 0)
         if hasattr(self.model.policy, "get_distribution"):  # PPO: its categorical policy
             import torch
 
@@ -391,7 +457,7 @@ class SB3Policy:
             return np.minimum(drawn, n_actions - 1).astype(np.int64)
         # DQN: epsilon-greedy at its exploration rate (SB3 draws one coin per batch; one per
         # state here, so that each row depends only on its own state).
-        random_actions = (state_uniforms(obs, self.seed, 1) * n_actions).astype(np.int64)
+        random_actions = (state_uniforms(raw, self.seed, 1) * n_actions).astype(np.int64)
         return np.where(u < float(self.model.exploration_rate), random_actions, actions)
 
 
@@ -490,9 +556,12 @@ def train_sb3_expert(
     return record
 
 
-def trained_experts(root: str | os.PathLike | None = None) -> list[TrainedExpert]:
-    """The trained experts cached under ``experts_dir(root)``, sorted by task and name."""
-    found = []
+def trained_experts(
+    root: str | os.PathLike | None = None, *, shipped: bool = True
+) -> list[TrainedExpert]:
+    """The trained experts: the shipped ones (:func:`shipped_experts`, unless ``shipped`` is
+    False), then those cached under ``experts_dir(root)``, sorted by task and name."""
+    found: list[TrainedExpert] = list(shipped_experts()) if shipped else []
     base = experts_dir(root)
     if base.is_dir():
         for record_path in sorted(base.glob("*/sb3-*.json")):
@@ -504,10 +573,139 @@ def trained_experts(root: str | os.PathLike | None = None) -> list[TrainedExpert
 
 
 def list_experts(root: str | os.PathLike | None = None) -> list[tuple[str, str]]:
-    """All available ``(env_id, expert name)`` pairs: scripted ones, then cached trained ones."""
+    """All available ``(env_id, expert name)`` pairs: scripted ones, then the shipped ones,
+    then those trained here and cached under ``experts_dir(root)``."""
     pairs = [(env_id, SCRIPTED) for env_id in BUILTIN_ENVS]
     pairs += [(t.env_id, t.name) for t in trained_experts(root)]
     return pairs
+
+
+# --- shipped experts (RL Zoo PPO, trained by `python -m sbil.deep.zoo`) -----------------------
+
+
+def shipped_dir() -> Path:
+    """The package folder of the shipped experts, ``sbil/deep/shipped_experts``."""
+    return Path(str(resources.files("sbil.deep") / "shipped_experts"))
+
+
+def _shipped_paths(env_id: str, folder: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    stem = Path(folder or shipped_dir()) / env_id / SHIPPED
+    return stem.with_suffix(".zip"), stem.with_suffix(".json")
+
+
+def shipped_record(env_id: str, folder: str | os.PathLike | None = None) -> dict:
+    """The JSON record of ``env_id``'s shipped expert (see ``docs/experts.md``).
+
+    Raises:
+        ValueError: if none is shipped for ``env_id``, or its record has no evaluation yet.
+    """
+    _, record_path = _shipped_paths(env_id, folder)
+    if not record_path.is_file():
+        shipped = ", ".join(e.env_id for e in shipped_experts(folder)) or "none"
+        raise ValueError(
+            f"No shipped expert {SHIPPED!r} for {env_id!r} (shipped: {shipped}); make it with "
+            f"`python -m sbil.deep.zoo --out {shipped_dir()} --env {env_id}`."
+        )
+    data = json.loads(record_path.read_text())
+    if data.get("evaluation") is None:
+        raise ValueError(
+            f"The shipped expert for {env_id!r} is trained but not measured; run "
+            f"`python -m sbil.deep.zoo --out {record_path.parent.parent} --env {env_id} "
+            "--phase record`."
+        )
+    return data
+
+
+@dataclass(frozen=True)
+class ShippedExpert(TrainedExpert):
+    """A PPO expert at RL Zoo's hyperparameters shipped with sbil (name ``"ppo-zoo"``).
+
+    ``return_mean``/``return_std`` are the greedy (deterministic) policy's; the sampled ones
+    (``get_expert(..., noise="sample", seed=noise_seed)``) are ``sampled_mean``/``sampled_std``,
+    over the same episodes.
+
+    Attributes:
+        sampled_mean: mean return of the sampled policy.
+        sampled_std: standard deviation (ddof 0) of those returns.
+        noise_seed: the sampled policy's noise seed.
+        model_sha256: sha256 of the model zip.
+    """
+
+    sampled_mean: float
+    sampled_std: float
+    noise_seed: int
+    model_sha256: str
+
+    @property
+    def name(self) -> str:
+        """The expert's name for :func:`get_expert`."""
+        return SHIPPED
+
+    @classmethod
+    def from_record(cls, data: dict, model_path: str | os.PathLike) -> ShippedExpert:
+        """From a shipped expert's JSON record (:func:`shipped_record`)."""
+        evaluation = data["evaluation"]
+        return cls(
+            env_id=data["env_id"],
+            algo=data["algo"],
+            total_timesteps=int(data["training"]["total_timesteps"]),
+            seed=int(data["training"]["seed"]),
+            model_path=str(model_path),
+            return_mean=float(evaluation["greedy"]["mean"]),
+            return_std=float(evaluation["greedy"]["std"]),
+            n_eval_episodes=int(evaluation["episodes"]),
+            eval_seed=int(evaluation["eval_seed"]),
+            sampled_mean=float(evaluation["sampled"]["mean"]),
+            sampled_std=float(evaluation["sampled"]["std"]),
+            noise_seed=int(evaluation["noise_seed"]),
+            model_sha256=data["model_sha256"],
+        )
+
+
+def shipped_experts(folder: str | os.PathLike | None = None) -> list[ShippedExpert]:
+    """The measured experts shipped in ``folder`` (default :func:`shipped_dir`), by task."""
+    found = []
+    for env_id in BUILTIN_ENVS:
+        model_path, record_path = _shipped_paths(env_id, folder)
+        if record_path.is_file() and model_path.is_file():
+            data = json.loads(record_path.read_text())
+            if data.get("evaluation") is not None:
+                found.append(ShippedExpert.from_record(data, model_path))
+    return found
+
+
+def load_ppo_expert(
+    model_path: str | os.PathLike,
+    env_id: str,
+    *,
+    normalize: ObsNormalization | None = None,
+    sample: bool = False,
+    seed: int = 0,
+) -> SB3Policy:
+    """A saved SB3 PPO model as an :class:`SB3Policy` on the CPU (with its normalisation)."""
+    sb3 = _require_sb3()
+    model = sb3.PPO.load(model_path, device="cpu")
+    obs_dim = env_spec(env_id).obs_dim
+    return SB3Policy(model, obs_dim, sample=sample, seed=seed, normalize=normalize)
+
+
+def _shipped_expert(env_id: str, noise: ExpertNoise, seed: int) -> SB3Policy:
+    data = shipped_record(env_id)
+    model_path, _ = _shipped_paths(env_id)
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    if digest != data["model_sha256"]:
+        raise ValueError(
+            f"The shipped expert {model_path} does not match its record (sha256 {digest}, "
+            f"recorded {data['model_sha256']}); reinstall sbil or rerun `python -m "
+            f"sbil.deep.zoo --out {shipped_dir()} --env {env_id}`."
+        )
+    return load_ppo_expert(
+        model_path,
+        env_id,
+        normalize=ObsNormalization.from_record(data["obs_normalization"]),
+        sample=noise.kind == "sample",
+        seed=seed,
+    )
 
 
 def get_expert(
@@ -522,7 +720,8 @@ def get_expert(
 
     Args:
         env_id: a supported task, e.g. ``"CartPole-v1"``.
-        name: ``"scripted"`` (built-in tasks) or ``"sb3-ppo"`` / ``"sb3-dqn"`` (trained with
+        name: ``"scripted"`` (built-in tasks), ``"ppo-zoo"`` (the shipped PPO experts, see
+            :func:`shipped_experts`) or ``"sb3-ppo"`` / ``"sb3-dqn"`` (trained with
             :func:`train_sb3_expert` and cached under ``experts_dir(root)``).
         root: cache directory of trained experts.
         noise: None or ``"none"`` for the deterministic expert; ``"epsilon:E"`` or
@@ -547,9 +746,11 @@ def get_expert(
         if noise.kind == "sample":
             raise ValueError(
                 "Scripted experts have no action distribution to sample from; use epsilon:E "
-                "noise, or a trained expert (sb3-ppo, sb3-dqn) with sample."
+                "noise, or a trained expert (ppo-zoo, sb3-ppo, sb3-dqn) with sample."
             )
         return with_noise(SCRIPTED_EXPERTS[env_id], spec.n_actions, noise, seed)
+    if name == SHIPPED:
+        return with_noise(_shipped_expert(env_id, noise, seed), spec.n_actions, noise, seed)
     if name.startswith("sb3-") and name[4:] in SB3_ALGOS:
         model_path, _ = _sb3_paths(env_id, name[4:], experts_dir(root))
         if not model_path.exists():
@@ -565,7 +766,8 @@ def get_expert(
     available = [n for e, n in list_experts(root) if e == env_id] or ["none"]
     raise ValueError(
         f"Unknown expert {name!r} for {env_id!r}; available: {', '.join(available)} "
-        f"(names are 'scripted' or 'sb3-<algo>' with algo in {', '.join(SB3_ALGOS)})."
+        f"(names are 'scripted', {SHIPPED!r} or 'sb3-<algo>' with algo in "
+        f"{', '.join(SB3_ALGOS)})."
     )
 
 
