@@ -136,7 +136,7 @@ def test_a_group_in_lockstep_equals_each_policy_alone():
     assert len({tuple(r.lengths) for r in group}) == len(policies)  # the policies differ
 
 
-def test_a_task_without_a_port_plays_gymnasium_in_lockstep():
+def test_a_task_without_a_port_plays_gymnasiums_own_envs():
     assert numpy_task("LunarLander-v3") is None
     policies = [_noisy_linear(np.zeros((8, 4)), 1.0, salt) for salt in (1, 2)]
     group = evaluate_group(policies, "LunarLander-v3", 5, seed=3, n_envs=2)

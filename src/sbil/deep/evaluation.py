@@ -13,7 +13,8 @@ step as arrays; any other task (e.g. Box2D's LunarLander) steps Gymnasium's own 
 one per running episode. A finished episode's row is replaced by the next unplayed episode,
 reset with its seed (never Gymnasium's unseeded autoreset), and exactly ``n_episodes``
 completed episodes are counted. :func:`evaluate_group` plays the episodes of several policies
-(a sweep group's learners, one per seed) in the same lockstep.
+(a sweep group's learners, one per seed) in the same lockstep on a ported task, and in turn on
+Gymnasium's envs (whose stepping dominates there, so lockstep would save nothing).
 
 Example:
     >>> from sbil.deep.evaluation import evaluate
@@ -237,28 +238,26 @@ def _run_group(
             _run_loop(policy, spec, n_episodes, seed, record, max_episode_steps, callback)
             for policy, callback in zip(policies, progress, strict=True)
         ]
+    limit = spec.max_episode_steps if max_episode_steps is None else max_episode_steps
     task = numpy_task(env_id)
     if task is not None:
-        episodes = _NumpyEpisodes(task)
-        width = n_episodes if n_envs is None else n_envs
-    else:
-        episodes = _GymnasiumEpisodes(env_id, max_episode_steps)
-        width = 16 if n_envs is None else n_envs
-    limit = spec.max_episode_steps if max_episode_steps is None else max_episode_steps
-    try:
+        width = min(n_episodes if n_envs is None else n_envs, n_episodes)
         return _run_lockstep(
-            policies,
-            spec,
-            episodes,
-            n_episodes,
-            seed,
-            min(width, n_episodes),
-            record,
-            limit,
-            progress,
+            policies, spec, _NumpyEpisodes(task), n_episodes, seed, width, record, limit, progress
         )
-    finally:
-        episodes.close()
+    # Gymnasium's envs: stepping them dominates (one Python call each), which lockstep across
+    # policies cannot save, so each policy plays alone, ``n_envs`` episodes at a time.
+    width = min(16 if n_envs is None else n_envs, n_episodes)
+    runs = []
+    for policy, callback in zip(policies, progress, strict=True):
+        episodes = _GymnasiumEpisodes(env_id, max_episode_steps)
+        try:
+            runs += _run_lockstep(
+                [policy], spec, episodes, n_episodes, seed, width, record, limit, [callback]
+            )
+        finally:
+            episodes.close()
+    return runs
 
 
 def _run_loop(policy, spec, n_episodes, seed, record, max_episode_steps, progress):
@@ -321,9 +320,6 @@ class _NumpyEpisodes:
 
     def keep(self, running: np.ndarray) -> None:
         self.state = self.state[:, running]
-
-    def close(self) -> None:
-        pass
 
 
 class _GymnasiumEpisodes:
@@ -529,9 +525,11 @@ def evaluate_group(
 ) -> list[EvalResult]:
     """:func:`evaluate` of each policy (e.g. a sweep group's learners), played in lockstep.
 
-    Every policy plays the same seeded episodes; each step calls every policy once on its
-    running episodes and steps all of them together, so ``K`` policies cost about one
-    policy's steps. ``evaluate_group(ps, ...)[k]`` equals ``evaluate(ps[k], ...)``.
+    Every policy plays the same seeded episodes. On a task with a numpy port each step calls
+    every policy once on its running episodes and steps all of them together, so ``K``
+    policies cost ``K`` policies' forward passes but about one policy's environment steps;
+    other tasks play each policy in turn. ``evaluate_group(ps, ...)[k]`` equals
+    ``evaluate(ps[k], ...)``.
 
     Args:
         policies: the batched deterministic policies.
