@@ -199,6 +199,15 @@ def test_expert_list_and_eval(app, monkeypatch):
     assert "docs/" not in listed.output
     assert "-84.35 ± 24.27 (100 ep., seeds 0..)" in listed.output
     assert "252.83 ± 78.47" in listed.output
+    # The shipped PPO experts, with the greedy and the sampled return their records hold.
+    from sbil.deep.experts import trained_experts
+
+    shipped = {t.env_id: t for t in trained_experts() if t.name == "ppo-zoo"}
+    lander = shipped["LunarLander-v3"]
+    assert (
+        f"sampled {lander.sampled_mean:.2f} ± {lander.sampled_std:.2f}" in listed.output
+        and f"greedy {lander.return_mean:.2f}" in listed.output
+    )
     evaluated = runner.invoke(
         app, ["expert", "eval", "Acrobot-v1", "--episodes", "2", "--seed", "7"]
     )

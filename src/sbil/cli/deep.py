@@ -583,6 +583,7 @@ def expert_list_command(
         SCRIPTED,
         SCRIPTED_RETURNS,
         SCRIPTED_RETURNS_EPISODES,
+        ShippedExpert,
         experts_dir,
         trained_experts,
     )
@@ -598,13 +599,19 @@ def expert_list_command(
                 f"{_mean_std(mean, std)} ({SCRIPTED_RETURNS_EPISODES} ep., seeds 0..)",
             )
         for trained in trained_experts(experts_root):
-            table.add_row(
-                trained.env_id,
-                trained.name,
-                trained.model_path,
+            measured = (
                 f"{_mean_std(trained.return_mean, trained.return_std)} "
-                f"({trained.n_eval_episodes} ep., seeds {trained.eval_seed}..)",
+                f"({trained.n_eval_episodes} ep., seeds {trained.eval_seed}..)"
             )
+            source = trained.model_path
+            if isinstance(trained, ShippedExpert):  # greedy and sampled: both are recorded
+                measured = (
+                    f"greedy {_mean_std(trained.return_mean, trained.return_std)}, sampled "
+                    f"{_mean_std(trained.sampled_mean, trained.sampled_std)} "
+                    f"({trained.n_eval_episodes} ep., seeds {trained.eval_seed}..)"
+                )
+                source = "shipped with sbil (RL Zoo PPO)"
+            table.add_row(trained.env_id, trained.name, source, measured)
         console.print(table)
         console.print(
             f"Trained experts are cached in {experts_dir(experts_root)}. Any expert can act "
