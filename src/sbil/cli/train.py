@@ -21,6 +21,7 @@ from typing import Annotated
 import typer
 
 from sbil.cli._common import console
+from sbil.deep.learners.registry import DISPLAY_NAMES, SGLD_ALGOS, TRANSITION_ALGOS, algo_list
 
 #: LearnerConfig / train argument names as the command's options, for error messages.
 _OPTION_NAMES = {
@@ -95,11 +96,13 @@ def _parse_noise(text: str, step_size: float) -> float:
 
 # Help panels of `sbil train --help`: the options every run has, then each learner's own.
 _RUN, _DATA, _BUDGET, _EVAL, _OUTPUT = "Run", "Data", "Training", "Evaluation", "Output"
-_SGLD = "EDM's SGLD sampler (edm, edm-decoupled)"
-_TRANSITIONS = "Transition learners (valuedice, rcal, iqlearn, avril)"
-_VALUEDICE, _RCAL, _IQLEARN, _AVRIL = "ValueDICE", "RCAL", "IQ-Learn", "AVRIL"
+_SGLD = f"EDM's SGLD sampler ({', '.join(SGLD_ALGOS)})"
+_TRANSITIONS = f"Transition learners ({', '.join(TRANSITION_ALGOS)})"
+_VALUEDICE, _RCAL, _IQLEARN, _AVRIL = (
+    DISPLAY_NAMES[name] for name in ("valuedice", "rcal", "iqlearn", "avril")
+)
 
-_ALGOS = "bc, edm, edm-decoupled, valuedice, rcal, iqlearn or avril"
+_ALGOS = algo_list()
 
 
 def train_command(

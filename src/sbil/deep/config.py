@@ -2,7 +2,8 @@
 
 BC and EDM default to the settings of the EDM reference code (``alg/edm/testing/il.py`` in
 vanderschaarlab/mlforhealthlabpub). ValueDICE, RCAL, IQ-Learn and AVRIL default to their own
-papers' (or authors' code's) published settings where those exist (:data:`ALGO_DEFAULTS`);
+papers' (or authors' code's) published settings where those exist (:data:`ALGO_DEFAULTS`,
+from the registry :mod:`sbil.deep.learners.registry`, the one list of learners);
 ``docs/learners.md`` lists every setting, its source, and what was chosen where a paper is
 silent.
 """
@@ -15,37 +16,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sbil.deep.sgld import sampling_temperature
+from sbil.deep.learners.registry import (
+    ALGO_DEFAULTS,
+    ALGOS,
+    SGLD_ALGOS,
+    TRANSITION_ALGOS,
+    learner_spec,
+)
 
-ALGOS: tuple[str, ...] = ("bc", "edm", "edm-decoupled", "valuedice", "rcal", "iqlearn", "avril")
-
-#: Learners whose loss uses transitions ``(s, a, s')`` (and, for AVRIL, the next action).
-TRANSITION_ALGOS: tuple[str, ...] = ("valuedice", "rcal", "iqlearn", "avril")
-
-#: Learners that draw SGLD samples (EDM's state term): the ``sgld_*`` fields act only there.
-SGLD_ALGOS: tuple[str, ...] = ("edm", "edm-decoupled")
+__all__ = [
+    "ALGOS",
+    "ALGO_DEFAULTS",
+    "SGLD_ALGOS",
+    "TRANSITION_ALGOS",
+    "LearnerConfig",
+    "LearnerInputError",
+]
 
 # The sgld_* fields: used by SGLD_ALGOS only, but recorded (to_dict) for every learner as they
 # always were, so that sweep cell ids and stored configs stay the same.
 _SGLD = {"used_by": SGLD_ALGOS}
-
-#: Per-algorithm defaults of the fields left as None (the published settings; see
-#: docs/learners.md for the sources). BC and EDM share the EDM reference's.
-ALGO_DEFAULTS: dict[str, dict[str, object]] = {
-    # EDM reference code: Adam 1e-3, batch 32, raw observations.
-    "bc": {"learning_rate": 1e-3, "batch_size": 32, "normalize_observations": False},
-    "edm": {"learning_rate": 1e-3, "batch_size": 32, "normalize_observations": False},
-    "edm-decoupled": {"learning_rate": 1e-3, "batch_size": 32, "normalize_observations": False},
-    # ValueDICE train_eval.py flags: actor_lr 1e-5, nu_lr 1e-3, sample_batch_size 256,
-    # normalize_states True.
-    "valuedice": {"learning_rate": 1e-5, "batch_size": 256, "normalize_observations": True},
-    # RCAL's paper gives no deep settings: the EDM harness's.
-    "rcal": {"learning_rate": 1e-3, "batch_size": 32, "normalize_observations": False},
-    # IQ-Learn conf: softq critic_lr 1e-4, train.batch 32.
-    "iqlearn": {"learning_rate": 1e-4, "batch_size": 32, "normalize_observations": False},
-    # AVRIL code (scalable-birl/AVRIL/models.py): Adam 1e-4, batch 64.
-    "avril": {"learning_rate": 1e-4, "batch_size": 64, "normalize_observations": False},
-}
 
 
 class LearnerInputError(ValueError):
@@ -64,7 +54,7 @@ class LearnerConfig:
     """
 
     algo: str = "edm"
-    """Learner: bc, edm, edm-decoupled, valuedice, rcal, iqlearn or avril."""
+    """Learner: a name of :data:`ALGOS` (the registry's: bc, edm, valuedice, ...)."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Widths of the MLP's hidden layers (ELU activations)."""
     learning_rate: float | None = None
@@ -202,41 +192,39 @@ class LearnerConfig:
     @property
     def uses_sgld(self) -> bool:
         """Whether the algorithm trains a state model with SGLD samples."""
-        return self.algo in SGLD_ALGOS
+        return learner_spec(self.algo).uses_sgld
 
     @property
     def uses_transitions(self) -> bool:
         """Whether the loss uses transitions ``(s, a, s')`` (ValueDICE, RCAL, IQ-Learn, AVRIL)."""
-        return self.algo in TRANSITION_ALGOS
+        return learner_spec(self.algo).uses_transitions
 
     @property
     def second_network(self) -> str | None:
         """What the second network is, if the algorithm has one: decoupled EDM's state model,
         ValueDICE's nu, AVRIL's reward encoder."""
-        return {"edm-decoupled": "state model", "valuedice": "nu", "avril": "reward encoder"}.get(
-            self.algo
-        )
+        return learner_spec(self.algo).second_network
 
     def second_network_shape(self, obs_dim: int, n_actions: int) -> tuple[int, int]:
-        """(inputs, outputs) of :attr:`second_network`: decoupled EDM's state model maps a
-        state to ``n_actions`` outputs; ValueDICE's ``nu`` maps a state and a one-hot action
-        to one value (as in its code, so that its gradient penalty also bounds how ``nu``
-        varies across actions); AVRIL's encoder maps a state to the mean and log sd of its
-        reward."""
-        if self.algo == "valuedice":
-            return obs_dim + n_actions, 1
-        if self.algo == "avril":
-            return obs_dim, 2
-        return obs_dim, n_actions
+        """(inputs, outputs) of :attr:`second_network` (the registry's
+        :attr:`~sbil.deep.learners.registry.LearnerSpec.second_network_shape`): decoupled
+        EDM's state model maps a state to ``n_actions`` outputs; ValueDICE's ``nu`` maps a
+        state and a one-hot action to one value; AVRIL's encoder maps a state to the mean and
+        log sd of its reward. Without a second network, that of a policy-shaped one."""
+        shape = learner_spec(self.algo).second_network_shape
+        return (obs_dim, n_actions) if shape is None else shape(obs_dim, n_actions)
 
     @property
     def policy_temperature(self) -> float:
         """``pi(a|s) = softmax(f(s) / T)[a]``: IQ-Learn's soft-Q temperature, 1 otherwise."""
-        return self.soft_q_temperature if self.algo == "iqlearn" else 1.0
+        option = learner_spec(self.algo).temperature_option
+        return 1.0 if option is None else getattr(self, option)
 
     @property
     def sgld_temperature(self) -> float:
         """``sgld_noise**2 / (2 * sgld_step_size)``: SGLD targets ``p_theta^(1/T)``."""
+        from sbil.deep.sgld import sampling_temperature  # torch: imported when asked for
+
         return sampling_temperature(self.sgld_step_size, self.sgld_noise)
 
     def to_dict(self) -> dict:

@@ -64,6 +64,7 @@ import torch.nn.functional as F
 from sbil.deep.config import ALGO_DEFAULTS, LearnerConfig, LearnerInputError
 from sbil.deep.data import Demonstrations
 from sbil.deep.learner import Learner, torch_threads
+from sbil.deep.learners.registry import learner_spec
 from sbil.deep.losses import (
     avril_loss,
     cross_entropy,
@@ -93,9 +94,10 @@ STATE_FORMAT = 2
 
 
 def loss_term(algo: str) -> str:
-    """The name of the term a learner minimises (its :attr:`TrainResult.loss`): ``objective``
-    for ValueDICE (nu descends it, the policy ascends it), ``loss`` for the others."""
-    return "objective" if algo == "valuedice" else "loss"
+    """The name of the term a learner minimises (its :attr:`TrainResult.loss`, the registry's
+    :attr:`~sbil.deep.learners.registry.LearnerSpec.minimised_term`): ``objective`` for
+    ValueDICE (nu descends it, the policy ascends it), ``loss`` for the others."""
+    return learner_spec(algo).minimised_term
 
 
 #: Called as ``on_terms(seeds, start, terms)`` with the terms of updates ``start + 1 ..
@@ -494,7 +496,7 @@ def _training_rows(demos: Demonstrations, config: LearnerConfig) -> np.ndarray:
     rows whose next state (for AVRIL also next action) is known or terminal."""
     if not config.uses_transitions:
         return np.arange(demos.n_steps)
-    rows = demos.transition_rows(need_next_action=config.algo == "avril")
+    rows = demos.transition_rows(need_next_action=learner_spec(config.algo).uses_next_action)
     if len(rows) == 0:
         raise LearnerInputError(
             f"{config.algo} trains on transitions (s, a, s'), but these demonstrations have "

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from sbil.deep.learners.registry import ALGOS, DISPLAY_NAMES
 from sbil.experiments.io import save_figure_atomic, write_csv_atomic
 from sbil.experiments.stats import (
     Interval,
@@ -67,18 +68,11 @@ __all__ = [
 
 SUMMARY_SCHEMA = 1
 CONFIDENCE = 0.95
-ALGO_ORDER = ("bc", "edm", "edm-decoupled", "valuedice", "rcal", "iqlearn", "avril")
-"""The order of learners in every table and figure; algorithms not listed follow, by name."""
-ALGO_NAMES = {
-    "bc": "BC",
-    "edm": "EDM",
-    "edm-decoupled": "decoupled EDM",
-    "valuedice": "ValueDICE",
-    "rcal": "RCAL",
-    "iqlearn": "IQ-Learn",
-    "avril": "AVRIL",
-}
-"""Display names; an algorithm not listed is shown under its own name."""
+ALGO_ORDER = ALGOS
+"""The order of learners in every table and figure (the registry's); algorithms not listed
+follow, by name."""
+ALGO_NAMES = DISPLAY_NAMES
+"""Display names (the registry's); an algorithm not listed is shown under its own name."""
 BASELINE = "bc"
 """The learner every other one is compared with: P(X > BC) for each X present."""
 COMPARISONS: tuple[tuple[str, str], ...] = (("edm", "bc"), ("edm-decoupled", "edm"))

@@ -1,7 +1,7 @@
-"""Deep learners: behavioural cloning (BC), EDM, and EDM with a decoupled state model.
+"""Deep learners: BC, EDM, decoupled EDM, ValueDICE, RCAL, IQ-Learn and AVRIL.
 
-All three fit a policy ``pi(a|s) = softmax(f(s))[a]`` with an MLP ``f`` (64-64, ELU) on expert
-state-action pairs:
+Every learner fits a policy ``pi(a|s) = softmax(f(s))[a]`` with an MLP ``f`` (64-64, ELU) on
+expert demonstrations; ``docs/learners.md`` gives each one's loss, settings and sources:
 
 * ``"bc"`` minimises the cross-entropy ``E_D[-log pi(a|s)]``.
 * ``"edm"`` (Jarrett, Bica & van der Schaar, NeurIPS 2020) adds a state model built from the
@@ -10,36 +10,71 @@ state-action pairs:
 * ``"edm-decoupled"`` is the control suggested by the critique (Swamy et al.): the same loss,
   but the state model is a second network ``g`` of the same shape, so the state term never
   reaches the policy's parameters. Its policy follows BC's exactly.
+* ``"valuedice"``, ``"rcal"``, ``"iqlearn"`` and ``"avril"`` train on transitions
+  ``(s, a, s')``.
 
-This module is the one place to import them from; each idea has its own home:
+This package is the one place to import them from (its names load on first use, so that
+importing :mod:`sbil.deep.learners.registry` needs no torch); each idea has its own home:
 
+* :mod:`sbil.deep.learners.registry`: the one list of learners (names, flags, defaults);
 * :mod:`sbil.deep.config`: :class:`LearnerConfig` (hyperparameters, published defaults);
 * :mod:`sbil.deep.losses`: the losses, next to their equations;
 * :mod:`sbil.deep.training`: :func:`train`, the loop with checkpoints, resume and divergence;
 * :mod:`sbil.deep.learner`: :class:`Learner`, the trained policy.
 """
 
-from sbil.deep.config import ALGOS, LearnerConfig, LearnerInputError
-from sbil.deep.learner import Learner, torch_threads
-from sbil.deep.losses import (
-    EdmLoss,
-    cross_entropy,
-    edm_loss,
-    policy_regularizer,
-    state_log_density_gap,
-)
-from sbil.deep.training import (
-    TrainingDiverged,
-    TrainingInterrupted,
-    TrainResult,
-    check_seeds,
-    memory_estimate,
-    minibatch_indices,
-    resolve_device,
-    seed_generator,
-    slice_state,
-    train,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sbil.deep.config import ALGOS, LearnerConfig, LearnerInputError
+    from sbil.deep.learner import Learner, torch_threads
+    from sbil.deep.losses import (
+        EdmLoss,
+        cross_entropy,
+        edm_loss,
+        policy_regularizer,
+        state_log_density_gap,
+    )
+    from sbil.deep.training import (
+        TrainingDiverged,
+        TrainingInterrupted,
+        TrainResult,
+        check_seeds,
+        memory_estimate,
+        minibatch_indices,
+        resolve_device,
+        seed_generator,
+        slice_state,
+        train,
+    )
+
+#: Each name this package gives, and the module it lives in (imported on first use).
+_HOMES = {
+    **dict.fromkeys(("ALGOS", "LearnerConfig", "LearnerInputError"), "sbil.deep.config"),
+    **dict.fromkeys(("Learner", "torch_threads"), "sbil.deep.learner"),
+    **dict.fromkeys(
+        ("EdmLoss", "cross_entropy", "edm_loss", "policy_regularizer", "state_log_density_gap"),
+        "sbil.deep.losses",
+    ),
+    **dict.fromkeys(
+        (
+            "TrainingDiverged",
+            "TrainingInterrupted",
+            "TrainResult",
+            "check_seeds",
+            "memory_estimate",
+            "minibatch_indices",
+            "resolve_device",
+            "seed_generator",
+            "slice_state",
+            "train",
+        ),
+        "sbil.deep.training",
+    ),
+}
 
 __all__ = [
     "ALGOS",
@@ -63,3 +98,16 @@ __all__ = [
     "torch_threads",
     "train",
 ]
+
+
+def __getattr__(name: str):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
