@@ -178,7 +178,7 @@ def test_evaluate_output_to_a_bad_path_fails_before_any_episode(app, tmp_path, m
     def no_episodes(*args, **kwargs):
         raise AssertionError("episodes ran before --output was checked")
 
-    monkeypatch.setattr(sbil.deep.evaluation, "run_episodes", no_episodes)
+    monkeypatch.setattr(sbil.deep.evaluation, "_run_group", no_episodes)  # the one engine
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     path = output.format(blocker=blocker, tmp=tmp_path)
@@ -430,13 +430,13 @@ def test_commands_show_progress_by_default_on_a_terminal(app, tmp_path, monkeypa
     import sbil.deep.evaluation
 
     seen = []
-    run_episodes = sbil.deep.evaluation.run_episodes
+    run_group = sbil.deep.evaluation._run_group  # what every evaluation and collection plays
 
     def recording(*args, progress=None, **kwargs):
-        seen.append(progress is not None)
-        return run_episodes(*args, progress=progress, **kwargs)
+        seen.append(progress is not None and any(p is not None for p in progress))
+        return run_group(*args, progress=progress, **kwargs)
 
-    monkeypatch.setattr(sbil.deep.evaluation, "run_episodes", recording)
+    monkeypatch.setattr(sbil.deep.evaluation, "_run_group", recording)
     monkeypatch.setattr(_common, "stderr_is_terminal", lambda: True)
     for flags, shown in (([], True), (["--no-progress"], False)):
         extra = ["--root", str(tmp_path / str(shown))] if command[0] == "collect" else []
@@ -569,7 +569,7 @@ def test_the_action_match_is_refused_when_every_episode_was_trained_on(
 
     metadata = _trained_on(dataset_root, {0: [0, 1, 2, 3]})
     run = _fake_run(tmp_path, monkeypatch, {0: _AlwaysLeft()}, metadata)
-    monkeypatch.setattr(sbil.deep.evaluation, "run_episodes", no_episodes)
+    monkeypatch.setattr(sbil.deep.evaluation, "_run_group", no_episodes)  # the one engine
     args = ["evaluate", str(run / "seed-0"), "--dataset", "sbil/cartpole/scripted-v0"]
     result = runner.invoke(app, [*args, "--root", str(dataset_root)])
     assert result.exit_code == 1
@@ -611,19 +611,19 @@ def _interrupt(*args, **kwargs):
             ["collect", "--env", "CartPole-v1", "--episodes", "2"],
             ["--episodes", "0"],
             ["--dataset-id", "taken-v0"],
-            ("sbil.deep.evaluation", "run_episodes"),
+            ("sbil.deep.evaluation", "_run_group"),
         ),
         (
             ["evaluate", "--expert", "scripted", "--env", "CartPole-v1", "--episodes", "2"],
             ["--seed", "-1"],
             ["--dataset", "missing-v0"],
-            ("sbil.deep.evaluation", "run_episodes"),
+            ("sbil.deep.evaluation", "_run_group"),
         ),
         (
             ["expert", "eval", "CartPole-v1", "--episodes", "2"],
             ["--episodes", "0"],
             ["--expert", "sb3-nope"],
-            ("sbil.deep.evaluation", "run_episodes"),
+            ("sbil.deep.evaluation", "_run_group"),
         ),
         (
             ["expert", "train", "CartPole-v1", "--timesteps", "64"],
