@@ -247,3 +247,76 @@ def test_a_stochastic_expert_records_its_own_dataset(tmp_path):
     assert references["CartPole-v1"]["expert"]["noise"] == "epsilon:0.2"
     meta = json.loads(next((tmp_path / "s" / "datasets").rglob("metadata.json")).read_text())
     assert meta["expert_noise"] == "epsilon:0.2"
+
+
+# --- the device -----------------------------------------------------------------------------------
+
+
+def test_the_device_is_no_part_of_a_cell_s_id_or_hash(tmp_path):
+    import dataclasses
+
+    (cpu,) = groups(SweepSpec.from_dict({**TINY, "ks": [1], "algos": ["edm"]}), tmp_path)
+    cuda = dataclasses.replace(cpu, device="cuda")
+    # The values every sweep before --device wrote: finished rows stay finished.
+    for group in (cpu, cuda):
+        assert group.cell_id(0) == "CartPole-v1__edm__k1__305c07e2__s0"
+        assert group.config_hash(0) == (
+            "b8a12474b2206542e0c9ffc4b138c97d95e0ea0ddfe8c748f9bef672a0d3b89a"
+        )
+    assert cpu.run["device"] == "cpu" and cpu.device == "cpu"
+
+
+def test_rows_record_the_device_and_the_report_reads_them(tiny_sweep):
+    from sbil.experiments.sweep_report import load_rows
+
+    assert {row["device"] for row in _rows(tiny_sweep).values()} == {"cpu"}
+    assert set(load_rows(tiny_sweep)["device"]) == {"cpu"}
+
+
+def test_the_device_reaches_each_group_s_run(tmp_path, monkeypatch):
+    from sbil.experiments import runs, sweep
+
+    seen = []
+
+    def fake_training(spec, folder, **kwargs):
+        seen.append(spec.device)
+        raise RuntimeError("no GPU in this test")
+
+    monkeypatch.setattr(sweep, "check_device", lambda *args: None)  # as if CUDA were there
+    monkeypatch.setattr(runs, "run_training", fake_training)
+    spec = SweepSpec.from_dict({**TINY, "ks": [1], "algos": ["bc"]})
+    summary = run_sweep(spec, tmp_path / "s", device="cuda")
+    assert seen == ["cuda"] and summary.failed == 2
+    rows = _rows(tmp_path / "s")
+    assert {row["device"] for row in rows.values()} == {"cuda"}
+    (group,) = groups(spec, tmp_path / "s")
+    assert {row["config_hash"] for row in rows.values()} == {group.config_hash(0),
+                                                             group.config_hash(1)}  # fmt: skip
+
+
+def test_an_unavailable_device_is_refused_before_anything_is_written(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for device, message in (("cuda", "CUDA is not available"), ("tpu", "cpu, cuda or cuda:N")):
+        with pytest.raises(SweepError, match=message):
+            run_sweep(SweepSpec.from_dict(TINY), tmp_path / "s", device=device)
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_run_folder_started_on_another_device_is_the_same_run(tiny_sweep, tmp_path):
+    import shutil
+
+    folder = tmp_path / "moved"
+    shutil.copytree(tiny_sweep, folder)
+    (run_dir,) = [p for p in (folder / "runs").iterdir() if "__bc__k1__" in p.name]
+    config = json.loads((run_dir / "config.json").read_text())
+    config["spec"]["device"] = "cuda"  # as a CUDA run of the same cells would have written
+    (run_dir / "config.json").write_text(json.dumps(config))
+    for row in folder.glob(f"rows/{run_dir.name}__s*.json"):
+        row.unlink()
+    summary = run_sweep(SweepSpec.from_dict(TINY), folder)
+    assert (summary.ran_groups, summary.done, summary.failed) == (1, 2, 0)
+    assert json.loads((run_dir / "config.json").read_text())["spec"]["device"] == "cpu"
+    assert _measured(folder) == _measured(tiny_sweep)

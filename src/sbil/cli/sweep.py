@@ -73,8 +73,15 @@ def sweep_command(
     workers: Annotated[int, typer.Option(help="Groups trained at once (processes).")] = 1,
     backend: Annotated[str, typer.Option(help="local (process pool) or ray.")] = "local",
     address: Annotated[
-        str | None, typer.Option(help="With --backend ray: an existing cluster's address.")
+        str | None,
+        typer.Option(
+            help="With --backend ray: an existing cluster's address (a cluster with token "
+            "authentication: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN, docs/sweeps.md)."
+        ),
     ] = None,
+    device: Annotated[
+        str, typer.Option(help="Torch device of training and evaluation: cpu, cuda or cuda:N.")
+    ] = "cpu",
     retry_failed: Annotated[
         bool,
         typer.Option("--retry-failed/--no-retry-failed", help="Run failed cells again."),
@@ -96,6 +103,7 @@ def sweep_command(
             SweepError,
             SweepSpec,
             check_backend,
+            check_device,
             load_spec_file,
             run_sweep,
         )
@@ -129,6 +137,7 @@ def sweep_command(
                     }
                 )
             check_backend(workers, backend, address)
+            check_device(device, backend, address)
         except SweepError as error:
             raise UsageError(str(error)) from None
         folder = out if out is not None else Path("sweeps") / (sweep_spec.preset or "sweep")
@@ -143,6 +152,7 @@ def sweep_command(
                     workers=workers,
                     backend=backend,
                     address=address,
+                    device=device,
                     retry_failed=retry_failed,
                     log=_log,
                 )

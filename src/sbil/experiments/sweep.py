@@ -447,9 +447,14 @@ class Group:
     k: int
     options: dict
     run: dict
-    """The run's RunSpec.to_dict() (dataset paths relative to the sweep folder resolved)."""
+    """The run's RunSpec.to_dict() (dataset paths relative to the sweep folder resolved), on
+    the CPU: what the cells are, which ids and hashes are made of."""
     held_out_metrics: bool = False
     """Own data: each row also holds the held-out metrics (``held_out``) of its learner."""
+    device: str = "cpu"
+    """The torch device the group trains and evaluates on (``run_sweep(device=...)``). Where a
+    cell runs is not what it is: its id and hash are those of ``run``, so rows of a cell run
+    on the CPU and on a GPU are rows of the same cell."""
 
     def cell_id(self, seed: int) -> str:
         return f"{self.group_id}__s{seed}"
@@ -570,7 +575,7 @@ def run_group(sweep_dir: str, group: Group) -> list[dict]:
     started = time.perf_counter()
     info = provenance()
     try:
-        spec = RunSpec.from_dict(group.run)
+        spec = RunSpec.from_dict({**group.run, "device": group.device})
         with lock(folder, wait=RUN_LOCK_WAIT_S):
             _adopt_moved_run(folder, spec)
             _reopen_if_checkpoints_missing(folder)
@@ -625,16 +630,17 @@ def failed_rows(group: Group, sweep: Path, error: str, info: dict | None = None)
 
 def _adopt_moved_run(folder: Path, spec) -> None:
     """Point a run folder that moved with its sweep (``mv``, ``cp -r``) at this sweep's
-    datasets, so it resumes, or is read back, instead of counting as a different run.
+    datasets, or that this sweep runs on another device, so it resumes, or is read back,
+    instead of counting as a different run.
 
     A run's ``config.json`` names its datasets folder (``RunSpec.root``) and an own ``.npz``
-    (``RunSpec.data``) by absolute path; a stored description that differs from ``spec`` in
-    those paths alone (the same file name for the ``.npz``) is rewritten with this one. One that
-    differs in anything else is left for ``run_training`` to refuse."""
+    (``RunSpec.data``) by absolute path, and its device; a stored description that differs from
+    ``spec`` in those alone (the same file name for the ``.npz``) is rewritten with this one.
+    One that differs in anything else is left for ``run_training`` to refuse."""
     from sbil.experiments.runs import CONFIG_FILE, RunSpec
 
     path = folder / CONFIG_FILE
-    moved = {"root": spec.root, "data": spec.data}
+    moved = {"root": spec.root, "data": spec.data, "device": spec.device}
     try:
         doc = json.loads(path.read_text())
         stored = doc["spec"]
@@ -703,6 +709,7 @@ def _row(group: Group, seed: int, info: dict, folder: Path, sweep: Path, **field
         "train_seconds": None,
         "eval_seconds": None,
         "wall_seconds": None,
+        "device": group.device,
         "git_commit": info.get("git_commit"),
         "sbil_version": (info.get("versions") or {}).get("sbil"),
         "run_dir": str(folder.relative_to(sweep)),
@@ -1089,12 +1096,185 @@ def _ray_client_installed() -> bool:
     return importlib.util.find_spec("grpc") is not None  # what ray[client] adds to Ray
 
 
-def check_ray(address: str | None) -> None:
-    """Check that Ray is installed and, for an ``address``, that the cluster answers there,
-    within seconds (Ray itself retries a dead address for minutes).
+def check_device(device: str, backend: str = "local", address: str | None = None) -> None:
+    """Check that ``device`` can train here: ``cpu``, or ``cuda``/``cuda:N`` where this
+    machine's torch sees a GPU. On a Ray cluster (``address``) the GPUs are the workers': they
+    are checked once connected (:func:`_ray_session`).
 
     Raises:
-        SweepError: saying what to install, or that nothing answers at ``address``.
+        SweepError: for an unknown device, or CUDA where there is none, in one line.
+    """
+    if not isinstance(device, str) or not device.strip():
+        raise SweepError(f"--device must be cpu or cuda, got {device!r}.")
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise SweepError(f"--device must be cpu, cuda or cuda:N, got {device!r}.") from None
+    if kind not in ("cpu", "cuda"):
+        raise SweepError(f"--device must be cpu, cuda or cuda:N, got {device!r}.")
+    if kind == "cpu" or (backend == "ray" and address is not None):
+        return
+    from sbil.deep.learners import LearnerInputError, resolve_device
+
+    try:
+        resolve_device(device)
+    except LearnerInputError as error:
+        raise SweepError(f"--device {device}: {error}") from None
+
+
+#: Ray's token authentication (https://docs.ray.io/en/latest/ray-security/token-auth.html):
+#: the mode, then where the token is read from, highest precedence first.
+_RAY_AUTH_MODE = "RAY_AUTH_MODE"
+_RAY_TOKEN_VARIABLE = "RAY_AUTH_TOKEN"
+_RAY_TOKEN_PATH_VARIABLE = "RAY_AUTH_TOKEN_PATH"
+_RAY_TOKEN_WHERE = (
+    "give the cluster's token in RAY_AUTH_TOKEN, in a file named by RAY_AUTH_TOKEN_PATH, or in "
+    "~/.ray/auth_token (`ray get-auth-token` on the head node prints it)"
+)
+
+
+def _ray_default_token_path() -> Path:
+    return Path.home() / ".ray" / "auth_token"
+
+
+def ray_token_source() -> str | None:
+    """Where Ray takes this process's authentication token from when ``RAY_AUTH_MODE=token``
+    (the first of ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``'s file, ``~/.ray/auth_token``),
+    or None when there is none.
+
+    Raises:
+        SweepError: when ``RAY_AUTH_TOKEN_PATH`` names a file that cannot be read or is empty
+            (Ray aborts the process on it).
+    """
+    if os.environ.get(_RAY_TOKEN_VARIABLE):
+        return _RAY_TOKEN_VARIABLE
+    named = os.environ.get(_RAY_TOKEN_PATH_VARIABLE)
+    if named is not None:
+        try:
+            text = Path(named).expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or type(error).__name__
+            raise SweepError(
+                f"{_RAY_TOKEN_PATH_VARIABLE}={named} cannot be read ({reason}); point it at "
+                "the file holding the cluster's token, or unset it."
+            ) from None
+        if not text.strip():
+            raise SweepError(
+                f"{_RAY_TOKEN_PATH_VARIABLE}={named} is empty; put the cluster's token in it "
+                "(`ray get-auth-token` on the head node prints it), or unset it."
+            )
+        return f"{_RAY_TOKEN_PATH_VARIABLE} ({named})"
+    default = _ray_default_token_path()
+    try:
+        if default.read_text(encoding="utf-8").strip():
+            return str(default)
+    except (OSError, UnicodeDecodeError):
+        pass
+    return None
+
+
+def _token_auth_on() -> bool:
+    return os.environ.get(_RAY_AUTH_MODE, "").strip().lower() == "token"
+
+
+def _check_ray_token() -> None:
+    """With ``RAY_AUTH_MODE=token``, check that this process has a token to send."""
+    if _token_auth_on() and ray_token_source() is None:
+        raise SweepError(
+            f"RAY_AUTH_MODE=token but no Ray authentication token is set: {_RAY_TOKEN_WHERE}."
+        )
+
+
+def _ray_refused(address: str) -> SweepError:
+    """The one-line error for a cluster that refused this process's (missing) token."""
+    if not _token_auth_on():
+        return SweepError(
+            f"The Ray cluster at {address} requires token authentication and this process "
+            f"sends no token: set RAY_AUTH_MODE=token and {_RAY_TOKEN_WHERE}."
+        )
+    return SweepError(
+        f"The Ray cluster at {address} refused the authentication token from "
+        f"{ray_token_source()}: {_RAY_TOKEN_WHERE}."
+    )
+
+
+def _is_auth_failure(error: BaseException) -> bool:
+    """Whether ``error`` (or what it was raised from) is Ray refusing this process's token."""
+    seen: BaseException | None = error
+    for _ in range(8):  # a chain of causes, never a cycle
+        if seen is None:
+            return False
+        text = str(seen)
+        if type(seen).__name__ == "AuthenticationError" or "InvalidAuthToken" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+#: Run in a child process by :func:`_probe_ray_auth`: one request to the cluster's GCS, with
+#: this process's environment (so its token, if any), printing how it went as one JSON line.
+_RAY_AUTH_PROBE = """
+import json, sys
+try:
+    from ray._raylet import GcsClient
+    GcsClient(address=sys.argv[1]).internal_kv_get(b"sbil-probe", None, timeout=float(sys.argv[2]))
+except Exception as error:
+    name = type(error).__name__
+    refused = name == "AuthenticationError" or "InvalidAuthToken" in str(error)
+    print(json.dumps({"refused": refused, "error": name + ": " + " ".join(str(error).split())}))
+else:
+    print(json.dumps({"refused": False, "error": None}))
+"""
+
+
+def _probe_ray_auth(address: str) -> None:
+    """Ask the cluster's GCS at ``address`` (``host:port``) one question, as this process would
+    ask it, to learn within seconds whether it refuses this process's token (``ray.init``
+    retries a refused connection for about 20 s, printing a warning a second).
+
+    Anything but a refusal (Ray's internals changed, a slow cluster) is left to ``ray.init``.
+
+    Raises:
+        SweepError: when the cluster refuses the token (or its absence), saying what to set.
+    """
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _RAY_AUTH_PROBE, address, str(RAY_CONNECT_TIMEOUT_S)],
+            capture_output=True,
+            text=True,
+            timeout=3 * RAY_CONNECT_TIMEOUT_S,
+        )
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return
+    if isinstance(answer, dict) and answer.get("refused") is True:
+        raise _ray_refused(address)
+
+
+def _ray_bootstrap_address(address: str) -> str:
+    """The ``host:port`` Ray itself connects to for ``address``: Ray replaces a loopback host
+    by this machine's address (so a head node that listens on loopback alone is reached only
+    where Ray is told to use loopback too)."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        return canonicalize_bootstrap_address(address) or address
+    except Exception:  # Ray's internals moved: the address as given
+        return address
+
+
+def check_ray(address: str | None) -> None:
+    """Check that Ray is installed and, for an ``address``, that the cluster answers there and
+    accepts this process's authentication token (Ray's token authentication), within seconds
+    (Ray itself retries a dead address for minutes, a refused token for about 20 s).
+
+    Raises:
+        SweepError: saying what to install, that nothing answers at ``address``, or which
+            token to set.
     """
     try:
         import ray  # noqa: F401
@@ -1102,27 +1282,34 @@ def check_ray(address: str | None) -> None:
         raise SweepError(
             "--backend ray needs Ray: pip install 'sbil[ray]' (or pip install ray)."
         ) from None
+    _check_ray_token()
     if address is None or address == "auto":
         return
-    host, port = _host_port(address)
+    _host_port(address)
     if address.startswith("ray://") and not _ray_client_installed():
         raise SweepError(
             f"--address {address} is a Ray Client address, which needs pip install "
             "'ray[client]' (sbil[ray] installs Ray without its client); or give the head "
             "node's GCS address, HOST:6379."
         )
+    gcs = address if address.startswith("ray://") else _ray_bootstrap_address(address)
+    host, port = _host_port(gcs)
     try:
         socket.create_connection((host, port), timeout=RAY_CONNECT_TIMEOUT_S).close()
     except OSError as error:
         reason = error.strerror or str(error) or type(error).__name__
+        via = f" (Ray connects to it as {gcs})" if gcs != address else ""
         raise SweepError(
-            f"Cannot reach a Ray cluster at {address} ({reason}); check the address and that "
-            "its head node runs (ray start --head), or leave out --address for a local Ray."
+            f"Cannot reach a Ray cluster at {address}{via} ({reason}); check the address and "
+            "that its head node runs (ray start --head), or leave out --address for a local "
+            "Ray."
         ) from None
+    if not address.startswith("ray://"):  # Ray Client authenticates in its own server
+        _probe_ray_auth(gcs)
 
 
 @contextlib.contextmanager
-def _ray_session(workers: int, address: str | None) -> Iterator[None]:
+def _ray_session(workers: int, address: str | None, device: str = "cpu") -> Iterator[None]:
     import ray
 
     started_here = not ray.is_initialized()
@@ -1140,13 +1327,25 @@ def _ray_session(workers: int, address: str | None) -> Iterator[None]:
             else:
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
         except Exception as error:
+            if address is not None and _is_auth_failure(error):
+                raise _ray_refused(address) from None
             where = f" at {address}" if address else ""
             raise SweepError(f"Cannot start Ray{where} ({_error_text(error)}).") from None
     try:
+        if _uses_gpu(device) and ray.cluster_resources().get("GPU", 0) < 1:
+            where = f"The Ray cluster at {address}" if address else "This machine's Ray"
+            raise SweepError(
+                f"--device {device}: {where} has no GPU (its resources list none); start its "
+                "nodes with GPUs (ray start --num-gpus N) or use --device cpu."
+            )
         yield
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _uses_gpu(device: str) -> bool:
+    return device.split(":", 1)[0] == "cuda"
 
 
 # --- the sweep ------------------------------------------------------------------------------------
@@ -1159,13 +1358,15 @@ def run_sweep(
     workers: int = 1,
     backend: str = "local",
     address: str | None = None,
+    device: str = "cpu",
     retry_failed: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> SweepSummary:
     """Run (or resume) the sweep into ``sweep_dir``; see the module doc.
 
-    Nothing is written before the spec, its tasks and experts, the folder and the backend are
-    checked (a Ray cluster is reached before any data is recorded).
+    Nothing is written before the spec, its tasks and experts, the folder, the backend and
+    the device are checked (a Ray cluster is reached, and its token accepted, before any data
+    is recorded).
 
     Args:
         spec: the grid.
@@ -1174,12 +1375,18 @@ def run_sweep(
         backend: ``"local"`` (a process pool; 1 worker runs in this process) or ``"ray"``.
         address: with ``backend="ray"``, an existing cluster's address (default: a local
             Ray started with ``workers`` CPUs). The sweep folder must be on a file system
-            every node sees.
+            every node sees. A cluster that requires token authentication reads its token as
+            Ray does (``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or
+            ``~/.ray/auth_token``; see docs/sweeps.md).
+        device: the torch device every group trains and evaluates on (``cpu``, ``cuda``,
+            ``cuda:N``); recorded in each row, and no part of a cell's id or hash. On Ray, a
+            CUDA group is a task of one GPU.
         retry_failed: also run again the cells recorded as failed for a reason of their own
             (those that failed for an outside reason are always retried).
         log: called with one line per event (datasets, references, each finished group).
     """
     check_backend(workers, backend, address)
+    check_device(device, backend, address)
     log = log or (lambda line: None)
     sweep = Path(sweep_dir)
     _check_folder(sweep)
@@ -1201,9 +1408,9 @@ def run_sweep(
     started = time.perf_counter()
     with lock(sweep), contextlib.ExitStack() as backend_session:  # one process per folder
         if backend == "ray":
-            backend_session.enter_context(_ray_session(workers, address))
+            backend_session.enter_context(_ray_session(workers, address, device))
         whole = prepare(spec, sweep, log, own_data)
-        all_groups = groups(spec, sweep)
+        all_groups = [dataclasses.replace(g, device=device) for g in groups(spec, sweep)]
         stored, damaged = _stored_rows(sweep)
         cells = {g.cell_id(s) for g in groups(whole, sweep) for s in g.run["seeds"]}
         if strays := sorted(set(stored) - cells):
@@ -1246,6 +1453,7 @@ def run_sweep(
         log(
             f"{n_cells_} cells in {len(all_groups)} groups; {skipped} already finished, "
             f"{len(todo)} groups to run on {workers} {backend} worker(s)"
+            + ("" if device == "cpu" else f" on {device}")
         )
         counts = {"done": 0, "failed": 0}
         position = [0]
@@ -1278,7 +1486,7 @@ def run_sweep(
             log(f"{line} ({seconds:.0f} s)")
 
         if backend == "ray":
-            _run_ray(todo, sweep, workers, record)
+            _run_ray(todo, sweep, workers, record, gpus=1 if _uses_gpu(device) else 0)
         else:
             _run_local(todo, sweep, workers, record)
     return SweepSummary(
@@ -1319,10 +1527,11 @@ def _run_local(todo: Sequence[Group], sweep: Path, workers: int, record) -> None
         _keep_busy(todo, workers, pool.submit, pool.wait_one, record)
 
 
-def _run_ray(todo: Sequence[Group], sweep: Path, workers: int, record) -> None:
+def _run_ray(todo: Sequence[Group], sweep: Path, workers: int, record, *, gpus: int = 0) -> None:
     import ray
 
-    remote = ray.remote(num_cpus=1, max_retries=0)(run_group)
+    # A CUDA group asks Ray for a GPU, which Ray assigns it (CUDA_VISIBLE_DEVICES).
+    remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(run_group)
 
     def wait_one(refs):
         done, _ = ray.wait(refs, num_returns=1)
