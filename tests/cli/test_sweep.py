@@ -195,6 +195,30 @@ def test_a_ray_client_address_without_ray_client_names_what_to_install(
     assert not folder.exists()
 
 
+# --- the device ------------------------------------------------------------------------------
+
+
+def test_an_unavailable_device_is_a_usage_error_and_writes_nothing(tmp_path, small_toml):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    folder = tmp_path / "s"
+    result = _sweep("--spec", str(small_toml), "--out", str(folder), "--device", "cuda")
+    assert result.exit_code == 2, result.output
+    assert "--device cuda: " in _one_error_line(result.output)
+    assert "CUDA is not available" in result.output
+    assert not folder.exists()
+
+
+def test_the_device_is_written_in_each_row(tmp_path, small_toml):
+    folder = tmp_path / "s"
+    result = _sweep("--spec", str(small_toml), "--out", str(folder), "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(p.read_text()) for p in (folder / "rows").glob("*.json")]
+    assert len(rows) == 2 and {row["device"] for row in rows} == {"cpu"}
+
+
 # --- SIGTERM ---------------------------------------------------------------------------------
 
 
