@@ -26,15 +26,15 @@ from sbil.deep.learners import (
     seed_generator,
     train,
 )
-from sbil.deep.losses import (
-    avril_loss,
-    cross_entropy,
+from sbil.deep.learners.avril import avril_loss
+from sbil.deep.learners.iqlearn import iqlearn_loss
+from sbil.deep.learners.rcal import rcal_loss
+from sbil.deep.learners.valuedice import (
     gradient_penalty,
-    iqlearn_loss,
     orthogonal_regularizer,
-    rcal_loss,
     valuedice_objective,
 )
+from sbil.deep.losses import cross_entropy
 from sbil.deep.networks import StackedMLP
 from sbil.deep.training import _ENERGY_INIT, _MINIBATCH, _POLICY_INIT
 

@@ -1,14 +1,16 @@
 """The training loop: ``K`` learners (one per seed) trained together as one stacked model.
 
-Each update of learner ``k``: draw ``B = min(batch_size, N_k)`` distinct pairs of its own
-demonstrations; for EDM, run ``sgld_steps`` SGLD steps on ``B`` chains started from its
-persistent buffer (ascent on ``logsumexp`` of the state model, detached) and write them back;
-take one Adam step on its loss (:func:`sbil.deep.losses.cross_entropy` for BC,
-:func:`sbil.deep.losses.edm_loss` for EDM, and for the learners that use transitions
-``(s, a, s')`` (ValueDICE, RCAL, IQ-Learn, AVRIL) their loss in :mod:`sbil.deep.losses`,
-computed on ``B`` transitions drawn from the rows whose next state is known; plus the optional
-regulariser). ValueDICE's step is a min-max: its ``nu`` network descends the objective and its
-policy ascends it, each with its own learning rate.
+The loop is the same for every learner; what an update does is the learner's own, in its
+module of :mod:`sbil.deep.learners` (found through the registry,
+:mod:`sbil.deep.learners.registry`). Each update of learner ``k``: draw ``B = min(batch_size,
+N_k)`` distinct rows of its own demonstrations (for a learner that uses transitions
+``(s, a, s')``, of the rows whose next state is known), then call the learner's
+``update(stack, index)``, which computes its loss on them (BC: :mod:`~sbil.deep.learners.bc`;
+EDM, after advancing its SGLD chains: :mod:`~sbil.deep.learners.edm`; ValueDICE's min-max:
+:mod:`~sbil.deep.learners.valuedice`; :mod:`~sbil.deep.learners.rcal`,
+:mod:`~sbil.deep.learners.iqlearn`, :mod:`~sbil.deep.learners.avril`), takes the Adam step
+(mostly through :meth:`Stack.descend`, with the optional policy regulariser) and returns its
+terms by name.
 
 Adam is elementwise, so one Adam over the stacked parameters with the *sum* of the ``K`` losses
 is exactly ``K`` independent Adams. Every random number of learner ``k`` (initialisation,
@@ -45,7 +47,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import io
 import itertools
@@ -59,31 +60,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from sbil.deep.config import ALGO_DEFAULTS, LearnerConfig, LearnerInputError
 from sbil.deep.data import Demonstrations
 from sbil.deep.learner import Learner, torch_threads
-from sbil.deep.learners.registry import learner_spec
-from sbil.deep.losses import (
-    avril_loss,
-    cross_entropy,
-    edm_loss,
-    gradient_penalty,
-    iqlearn_loss,
-    orthogonal_regularizer,
-    policy_regularizer,
-    rcal_loss,
-    valuedice_objective,
-)
+from sbil.deep.learners.registry import learner_module, learner_spec
+from sbil.deep.losses import cross_entropy, named_terms, policy_regularizer
 from sbil.deep.networks import StackedMLP
-from sbil.deep.sgld import (
-    buffer_start,
-    buffer_write,
-    draw_chain_randomness,
-    sgld_logsumexp,
-    uniform_buffer,
-)
+from sbil.deep.sgld import uniform_buffer
 from sbil.files import write_bytes_atomic
 from sbil.progress import ProgressCallback
 from sbil.seeds import MAX_SEED
@@ -134,7 +118,8 @@ class TrainResult:
         energy_state: stacked weights of the second network (decoupled EDM's state model,
             ValueDICE's ``nu``, AVRIL's reward encoder), else None.
         curves: ``{term: [K, n_updates]}`` float32, every term of every update by its name:
-            the fields of the learner's loss dataclass (:mod:`sbil.deep.losses`) and the
+            the fields of the learner's loss dataclass (its module in
+            :mod:`sbil.deep.learners`) and the
             policy's ``cross_entropy`` on the minibatch. BC: loss, cross_entropy; EDM and
             decoupled EDM: loss, cross_entropy, rho; ValueDICE: objective, log_ratio_term,
             initial_term, nu_gradient_penalty, orthogonal_regularizer, cross_entropy; RCAL:
@@ -467,7 +452,7 @@ def train(
     parts = []
     with torch_threads(num_threads), _deferred_signals(state_root is not None) as stop:
         for number, members in enumerate(groups.values()):
-            group = _Group(
+            group = Stack(
                 config=config,
                 seeds=tuple(seeds[i] for i in members),
                 demos=[demos[i] for i in members],
@@ -607,11 +592,27 @@ def _divergence_hint(config: LearnerConfig) -> str:
     return "the learning rate is likely too large or the observations badly scaled (--normalize)"
 
 
-class _Group:
-    """One stack of learners with equal minibatch size: its state and its update."""
+class Stack:
+    """One stack of learners with equal minibatch size: the shared machinery around the
+    learner's update (its module's ``update``, :mod:`sbil.deep.learners`).
+
+    It stages each learner's training rows on the device, builds the networks and the
+    optimiser, draws the minibatches, runs the loop and reads and writes the checkpoints. A
+    learner's ``update(stack, index)`` reads:
+
+    * ``config``, ``batch`` (``B``), ``n_actions``, ``obs_dim``, ``device``;
+    * ``policy`` and ``energy`` (the second network, or None): stacked MLPs;
+    * ``optimizer``: one fused Adam over the learner's :func:`parameter groups
+      <_parameter_groups>`;
+    * ``sgld_gens``: each learner's generator of its SGLD stream, and ``buffer``, the
+      persistent SGLD buffer ``[K, sgld_buffer_size, obs_dim]`` of the learners that draw
+      SGLD samples (else None);
+    * :meth:`pairs`, :meth:`transitions`, :meth:`policy_on` and :meth:`descend`.
+    """
 
     def __init__(self, *, config, seeds, demos, rows, n_actions, device, init_policy_state):
         self.config, self.seeds, self.n_actions, self.device = config, seeds, n_actions, device
+        self.learner = learner_module(config.algo)
         self.batch = min(config.batch_size, len(rows[0]))
         self.obs_dim = demos[0].obs_dim
         self.n_pairs = np.array([len(r) for r in rows], dtype=np.int64)
@@ -668,16 +669,7 @@ class _Group:
             self.energy = networks(
                 _ENERGY_INIT, *config.second_network_shape(self.obs_dim, n_actions)
             )
-        groups = [{"params": [*self.policy.parameters()]}]
-        if self.energy is not None:
-            groups.append({"params": [*self.energy.parameters()]})
-            if config.algo == "valuedice":
-                # The code's nu has no output bias: it stays zero and is not trained.
-                with torch.no_grad():
-                    self.energy.biases[-1].zero_()
-                self.energy.biases[-1].requires_grad_(False)
-                self._nu_parameters = [p for p in self.energy.parameters() if p.requires_grad]
-                groups[1] = {"params": self._nu_parameters, "lr": config.nu_learning_rate}
+        groups = getattr(self.learner, "parameter_groups", _parameter_groups)(self)
         # The fused kernel is the same elementwise Adam as the default, about 3x cheaper per step.
         self.optimizer = torch.optim.Adam(
             groups, lr=config.learning_rate, betas=config.adam_betas, fused=True
@@ -716,13 +708,13 @@ class _Group:
                 digest.update(init_policy_state[name].numpy().tobytes())
         return digest.hexdigest()
 
-    # --- one update: the algorithm ----------------------------------------------------------
+    # --- one update: the minibatch, then the learner's step ----------------------------------
 
     def step(self) -> dict[str, torch.Tensor]:
-        """One Adam update of every learner; returns its terms ``{name: [K]}`` (detached), in
-        the order of :data:`LOSS_TERMS`: the loss dataclass's fields by name, the optional
-        regularisers, and always the policy's cross-entropy ``mean -log pi(a|s)`` on the
-        minibatch.
+        """One update of every learner: draw each one's minibatch and call the learner's
+        ``update``; returns its terms ``{name: [K]}`` (detached): the loss dataclass's fields by
+        name, the optional regularisers, and always the policy's cross-entropy
+        ``mean -log pi(a|s)`` on the minibatch.
         """
         index = torch.stack(
             [
@@ -730,80 +722,16 @@ class _Group:
                 for g, n in zip(self.batch_gens, self.n_pairs, strict=True)
             ]
         ) + self.offsets.unsqueeze(1)
-        index = index.to(self.device)
-        if self.config.uses_transitions:
-            step = {
-                "valuedice": self._valuedice_step,
-                "rcal": self._rcal_step,
-                "iqlearn": self._iqlearn_step,
-                "avril": self._avril_step,
-            }[self.config.algo]
-            return step(index)
-        return self._bc_edm_step(index)
+        return self.learner.update(self, index.to(self.device))
 
-    def _bc_edm_step(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        config, batch, dev = self.config, self.batch, self.device
-        x, a = self.data_obs[index], self.data_act[index]  # [K, B, d], [K, B]
+    def pairs(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(s, a)`` of the minibatch ``index`` ``[K, B]``: ``[K, B, d]``, ``[K, B]``."""
+        return self.data_obs[index], self.data_act[index]
 
-        if config.uses_sgld:
-            draws = [
-                draw_chain_randomness(
-                    g,
-                    batch_size=batch,
-                    dim=self.obs_dim,
-                    buffer_size=config.sgld_buffer_size,
-                    n_steps=config.sgld_steps,
-                    reinit_prob=config.sgld_reinit_prob,
-                )
-                for g in self.sgld_gens
-            ]
-            slots = torch.stack([d.buffer_indices for d in draws]).to(dev)
-            start = buffer_start(
-                self.buffer,
-                slots,
-                torch.stack([d.reinit for d in draws]).to(dev),
-                torch.stack([d.reinit_mask for d in draws]).to(dev),
-            )
-            noise = torch.stack([d.noise for d in draws], dim=1).to(dev)  # [steps, K, B, d]
-            state_model = self.energy if self.energy is not None else self.policy
-            samples = sgld_logsumexp(
-                state_model,
-                start,
-                noise,
-                step_size=config.sgld_step_size,
-                noise_scale=config.sgld_noise,
-            )
-            buffer_write(self.buffer, slots, samples)
-
-            if self.energy is None:  # one network: policy and state model share the logits
-                logits = self.policy(torch.cat([x, samples], dim=1))
-                policy_logits, sample_logits = logits[:, :batch], logits[:, batch:]
-                state_logits_data = policy_logits
-            else:
-                policy_logits = self.policy(x)
-                state_logits = self.energy(torch.cat([x, samples], dim=1))
-                state_logits_data = state_logits[:, :batch]
-                sample_logits = state_logits[:, batch:]
-            losses = edm_loss(policy_logits, a, state_logits_data, sample_logits)
-            terms, loss = _named_terms(losses), losses.loss
-        else:
-            policy_logits = self.policy(x)
-            loss = cross_entropy(policy_logits, a)
-            terms = {"loss": loss.detach(), "cross_entropy": loss.detach()}
-        if config.l2_coef or config.entropy_coef:
-            regularizer = policy_regularizer(policy_logits, self.policy, config)
-            loss = loss + regularizer
-            terms["policy_regularizer"] = regularizer.detach()
-
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.sum().backward()  # learner k's parameters get the gradient of loss[k] only
-        self.optimizer.step()
-        terms["loss"] = loss.detach()  # what Adam minimised, the regulariser included
-        return terms
-
-    def _transitions(self, index: torch.Tensor):
+    def transitions(self, index: torch.Tensor):
         """``(s, a, s', a', done)`` of the minibatch: ``[K, B, d]``, ``[K, B]``, ``[K, B, d]``,
-        ``[K, B]``, ``[K, B]``."""
+        ``[K, B]``, ``[K, B]`` (``done`` 1.0 where ``s'`` is terminal; ``s'`` is zeros and
+        ``a'`` 0 where unknown)."""
         return (
             self.data_obs[index],
             self.data_act[index],
@@ -812,144 +740,32 @@ class _Group:
             self.data_done[index],
         )
 
-    def _descend(self, loss: torch.Tensor, policy_logits: torch.Tensor) -> torch.Tensor | None:
-        """One Adam step on ``loss`` plus the optional policy regulariser; returns that
-        regulariser ``[K]`` (detached), or None when it is off."""
-        regularizer = None
+    def policy_on(
+        self, states: torch.Tensor, next_states: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The policy network's outputs on ``s`` and ``s'`` ``[K, B, d]`` in one forward."""
+        out = self.policy(torch.cat([states, next_states], dim=1))
+        return out[:, : self.batch], out[:, self.batch :]
+
+    def descend(
+        self, losses, policy_logits: torch.Tensor, actions: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """One Adam step on ``losses.loss`` (a loss dataclass, ``[K]`` each) plus the optional
+        policy regulariser on ``policy_logits`` ``[K, B, A]``; returns the update's terms: the
+        dataclass's fields by name, ``policy_regularizer`` when it is on, and the policy's
+        ``cross_entropy`` for ``actions`` ``[K, B]`` (the dataclass's own where it has one)."""
+        terms = named_terms(losses)
+        loss = losses.loss
         if self.config.l2_coef or self.config.entropy_coef:
             regularizer = policy_regularizer(policy_logits, self.policy, self.config)
             loss = loss + regularizer
+            terms["policy_regularizer"] = regularizer.detach()
         self.optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()  # learner k's parameters get the gradient of loss[k] only
         self.optimizer.step()
-        return None if regularizer is None else regularizer.detach()
-
-    def _nu(self, states: torch.Tensor) -> torch.Tensor:
-        """ValueDICE's ``nu(s, a)`` for every action: ``[K, N, d]`` -> ``[K, N, A]``."""
-        k, n, _ = states.shape
-        a = self.n_actions
-        onehot = torch.eye(a, device=states.device).expand(k, n, a, a)
-        inputs = torch.cat([states.unsqueeze(2).expand(k, n, a, self.obs_dim), onehot], dim=-1)
-        return self.energy(inputs.reshape(k, n * a, -1)).view(k, n, a)
-
-    def _valuedice_step(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        config, batch = self.config, self.batch
-        x, a, x_next, _, done = self._transitions(index)
-        both = torch.cat([x, x_next], dim=1)
-        logits, nu = self.policy(both), self._nu(both)
-        # The initial states s0 are the expert states of the batch, as in the authors' code.
-        losses = valuedice_objective(
-            nu[:, :batch],
-            a,
-            nu[:, batch:],
-            logits[:, batch:],
-            nu[:, :batch],
-            logits[:, :batch],
-            done,
-            discount=config.discount,
-        )
-        terms = _named_terms(losses)
-        nu_loss = losses.objective
-        if config.gradient_penalty:
-            penalty = self._nu_gradient_penalty(x, a, x_next, logits[:, batch:].detach())
-            nu_loss = nu_loss + config.gradient_penalty * penalty
-            terms["nu_gradient_penalty"] = penalty.detach()
-        policy_loss = -losses.objective
-        if config.orthogonal_coef:  # on every layer of the actor, as the code's trunk
-            orthogonal = orthogonal_regularizer(self.policy.weights)
-            policy_loss = policy_loss + config.orthogonal_coef * orthogonal
-            terms["orthogonal_regularizer"] = orthogonal.detach()
-        if config.l2_coef or config.entropy_coef:
-            regularizer = policy_regularizer(logits[:, :batch], self.policy, config)
-            policy_loss = policy_loss + regularizer
-            terms["policy_regularizer"] = regularizer.detach()
-        # nu descends nu_loss, the policy descends policy_loss: each gradient goes to its own
-        # parameters only. backward(inputs=...) lays each gradient out like its parameter (the
-        # double backward of the penalty returns transposed layouts, which a fused Adam would
-        # apply element-for-element to the wrong weights if assigned to .grad as they are).
-        self.optimizer.zero_grad(set_to_none=True)
-        nu_loss.sum().backward(inputs=self._nu_parameters, retain_graph=True)
-        policy_loss.sum().backward(inputs=[*self.policy.parameters()])
-        self.optimizer.step()
-        terms["cross_entropy"] = cross_entropy(logits[:, :batch].detach(), a)
+        if "cross_entropy" not in terms:
+            terms["cross_entropy"] = cross_entropy(policy_logits.detach(), actions)
         return terms
-
-    def _nu_gradient_penalty(self, x, a, x_next, next_logits) -> torch.Tensor:
-        """ValueDICE's penalty on ``||grad nu|| - 1`` with respect to its input ``(s, action)``,
-        at points interpolated between each expert input and another of the batch (offline
-        there is no replay buffer to interpolate towards): ``(s, onehot(a))`` and
-        ``(s', pi(.|s'))``, the policy's action distribution standing in for the code's
-        sampled action."""
-        b = a.shape[1]
-        mix = torch.stack([torch.rand(b, 1, generator=g) for g in self.sgld_gens]).to(x.device)
-        current = torch.cat([x, F.one_hot(a, self.n_actions).to(x.dtype)], dim=-1)
-        following = torch.cat([x_next, next_logits.softmax(-1)], dim=-1)
-        points = torch.cat(
-            [
-                mix * current + (1 - mix) * current.roll(1, dims=1),
-                mix * following + (1 - mix) * following.roll(1, dims=1),
-            ],
-            dim=1,
-        ).requires_grad_(True)
-        (grads,) = torch.autograd.grad(self.energy(points).sum(), points, create_graph=True)
-        return gradient_penalty(grads)
-
-    def _q_step(self, index: torch.Tensor, loss_of) -> dict[str, torch.Tensor]:
-        """One update of a learner whose policy network is a ``Q`` (RCAL, IQ-Learn, AVRIL):
-        ``Q`` on ``[s; s']`` in one forward, ``loss_of(q, q_next, a, a_next, done, x)`` returns
-        the loss's terms (with ``.loss``), descended with the optional regulariser."""
-        x, a, x_next, a_next, done = self._transitions(index)
-        q = self.policy(torch.cat([x, x_next], dim=1))
-        q_data, q_next = q[:, : self.batch], q[:, self.batch :]
-        losses = loss_of(q_data, q_next, a, a_next, done, x)
-        terms = _named_terms(losses)
-        logits = q_data / self.config.policy_temperature
-        regularizer = self._descend(losses.loss, logits)
-        if regularizer is not None:
-            terms["policy_regularizer"] = regularizer
-        # The policy's cross-entropy (AVRIL's own term is the same number: its tau is 1).
-        terms["cross_entropy"] = cross_entropy(logits.detach(), a)
-        return terms
-
-    def _rcal_step(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        config = self.config
-        return self._q_step(
-            index,
-            lambda q, q_next, a, a_next, done, x: rcal_loss(
-                q, a, q_next, done, discount=config.discount, reward_l1_coef=config.reward_l1_coef
-            ),
-        )
-
-    def _iqlearn_step(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        config = self.config
-        return self._q_step(
-            index,
-            lambda q, q_next, a, a_next, done, x: iqlearn_loss(
-                q,
-                a,
-                q_next,
-                done,
-                discount=config.discount,
-                temperature=config.soft_q_temperature,
-                chi2_alpha=config.chi2_alpha,
-            ),
-        )
-
-    def _avril_step(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        config = self.config
-        return self._q_step(
-            index,
-            lambda q, q_next, a, a_next, done, x: avril_loss(
-                q,
-                a,
-                q_next,
-                a_next,
-                self.energy(x),  # the reward encoder's (mean, log sd) of R(s)
-                done,
-                discount=config.discount,
-                td_likelihood_weight=config.td_likelihood_weight,
-            ),
-        )
 
     # --- the loop, checkpoints and divergence -------------------------------------------------
 
@@ -1103,9 +919,13 @@ class _Group:
         self.snapshots = [(int(u), dict(s)) for u, s in state["snapshots"]]
 
 
-def _named_terms(losses) -> dict[str, torch.Tensor]:
-    """A loss dataclass's terms by field name, detached: ``{name: [K]}`` in field order."""
-    return {f.name: getattr(losses, f.name).detach() for f in dataclasses.fields(losses)}
+def _parameter_groups(stack: Stack) -> list[dict]:
+    """Adam's parameter groups unless the learner's module has its own: the policy's, then
+    the second network's, both at ``learning_rate``."""
+    groups = [{"params": [*stack.policy.parameters()]}]
+    if stack.energy is not None:
+        groups.append({"params": [*stack.energy.parameters()]})
+    return groups
 
 
 def _cpu_state(net: StackedMLP) -> dict[str, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""Tests for sbil.deep.learners.registry: the one list of learners, importable without torch."""
+"""Tests for sbil.deep.learners.registry: the one list of learners, importable without torch,
+whose every line names the module holding the learner's loss and update step."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sbil.deep.learners.registry import (
     SGLD_ALGOS,
     TRANSITION_ALGOS,
     algo_list,
+    learner_module,
     learner_spec,
 )
 
@@ -76,3 +78,20 @@ def test_config_fields_of_some_learners_name_registered_learners():
 def test_an_unknown_name_lists_the_learners():
     with pytest.raises(ValueError, match=r"algo must be one of bc, edm, .* got 'gail'"):
         learner_spec("gail")
+
+
+@pytest.mark.parametrize("name", ALGOS)
+def test_each_learner_module_holds_its_update_step(name):
+    module = learner_module(name)
+    assert module.__name__ == f"sbil.deep.learners.{LEARNERS[name].module}"
+    assert callable(module.update)
+    assert callable(getattr(module, "parameter_groups", callable))
+
+
+def test_the_package_gives_every_name_it_lists():
+    import sbil.deep.learners as learners
+
+    for name in learners.__all__:
+        assert getattr(learners, name) is not None
+    with pytest.raises(AttributeError):
+        learners.no_such_name  # noqa: B018

@@ -13,14 +13,28 @@ expert demonstrations; ``docs/learners.md`` gives each one's loss, settings and 
 * ``"valuedice"``, ``"rcal"``, ``"iqlearn"`` and ``"avril"`` train on transitions
   ``(s, a, s')``.
 
-This package is the one place to import them from (its names load on first use, so that
-importing :mod:`sbil.deep.learners.registry` needs no torch); each idea has its own home:
+A learner is one module of this package, registered once:
 
-* :mod:`sbil.deep.learners.registry`: the one list of learners (names, flags, defaults);
+* :mod:`sbil.deep.learners.registry`: the one list of learners (names, display names, what
+  data and networks each uses, published defaults), importable without torch;
+* :mod:`~sbil.deep.learners.bc`, :mod:`~sbil.deep.learners.edm` (EDM and decoupled EDM),
+  :mod:`~sbil.deep.learners.valuedice`, :mod:`~sbil.deep.learners.rcal`,
+  :mod:`~sbil.deep.learners.iqlearn`, :mod:`~sbil.deep.learners.avril`: each its loss terms
+  (a frozen dataclass), its loss function next to the paper's equation, and its
+  ``update(stack, index)``, one step of the learners of a :class:`~sbil.deep.training.Stack`
+  returning the terms by name (and, where its optimiser is not one Adam over all its
+  weights at ``learning_rate``, ``parameter_groups(stack)``).
+
+Adding a learner: its module, its registry line (and its config fields in
+:class:`LearnerConfig`), its tests. The machinery they share has its own home:
+
 * :mod:`sbil.deep.config`: :class:`LearnerConfig` (hyperparameters, published defaults);
-* :mod:`sbil.deep.losses`: the losses, next to their equations;
+* :mod:`sbil.deep.losses`: the loss terms every learner shares (cross-entropy, regulariser);
 * :mod:`sbil.deep.training`: :func:`train`, the loop with checkpoints, resume and divergence;
 * :mod:`sbil.deep.learner`: :class:`Learner`, the trained policy.
+
+This package is the one place to import them from; its names load on first use, so that
+importing the registry needs no torch.
 """
 
 from __future__ import annotations
@@ -31,13 +45,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sbil.deep.config import ALGOS, LearnerConfig, LearnerInputError
     from sbil.deep.learner import Learner, torch_threads
-    from sbil.deep.losses import (
-        EdmLoss,
-        cross_entropy,
-        edm_loss,
-        policy_regularizer,
-        state_log_density_gap,
-    )
+    from sbil.deep.learners.edm import EdmLoss, edm_loss, state_log_density_gap
+    from sbil.deep.losses import cross_entropy, policy_regularizer
     from sbil.deep.training import (
         TrainingDiverged,
         TrainingInterrupted,
@@ -55,10 +64,8 @@ if TYPE_CHECKING:
 _HOMES = {
     **dict.fromkeys(("ALGOS", "LearnerConfig", "LearnerInputError"), "sbil.deep.config"),
     **dict.fromkeys(("Learner", "torch_threads"), "sbil.deep.learner"),
-    **dict.fromkeys(
-        ("EdmLoss", "cross_entropy", "edm_loss", "policy_regularizer", "state_log_density_gap"),
-        "sbil.deep.losses",
-    ),
+    **dict.fromkeys(("EdmLoss", "edm_loss", "state_log_density_gap"), "sbil.deep.learners.edm"),
+    **dict.fromkeys(("cross_entropy", "policy_regularizer"), "sbil.deep.losses"),
     **dict.fromkeys(
         (
             "TrainingDiverged",

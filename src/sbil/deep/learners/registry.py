@@ -18,8 +18,10 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class LearnerSpec:
     """The learner's name: ``LearnerConfig.algo``, ``sbil train --algo``, a sweep's algos."""
     display_name: str
     """Its name in reports, figures and help panels."""
+    module: str
+    """Its module in :mod:`sbil.deep.learners`: its loss terms, loss function and
+    ``update(stack, index)`` (:func:`learner_module`)."""
     defaults: Mapping[str, object]
     """Its published settings of the config fields left as None (``learning_rate``,
     ``batch_size``, ``normalize_observations``); ``docs/learners.md`` gives the sources."""
@@ -60,11 +65,12 @@ _EDM_HARNESS = {"learning_rate": 1e-3, "batch_size": 32, "normalize_observations
 LEARNERS: dict[str, LearnerSpec] = {
     spec.name: spec
     for spec in (
-        LearnerSpec("bc", "BC", _EDM_HARNESS, relative_cost=1),
-        LearnerSpec("edm", "EDM", _EDM_HARNESS, relative_cost=4, uses_sgld=True),
+        LearnerSpec("bc", "BC", "bc", _EDM_HARNESS, relative_cost=1),
+        LearnerSpec("edm", "EDM", "edm", _EDM_HARNESS, relative_cost=4, uses_sgld=True),
         LearnerSpec(
             "edm-decoupled",
             "decoupled EDM",
+            "edm",
             _EDM_HARNESS,
             relative_cost=5,
             uses_sgld=True,
@@ -77,6 +83,7 @@ LEARNERS: dict[str, LearnerSpec] = {
         LearnerSpec(
             "valuedice",
             "ValueDICE",
+            "valuedice",
             {"learning_rate": 1e-5, "batch_size": 256, "normalize_observations": True},
             relative_cost=4,
             uses_transitions=True,
@@ -84,11 +91,12 @@ LEARNERS: dict[str, LearnerSpec] = {
             second_network_shape=lambda obs_dim, n_actions: (obs_dim + n_actions, 1),
             minimised_term="objective",
         ),
-        LearnerSpec("rcal", "RCAL", _EDM_HARNESS, relative_cost=1, uses_transitions=True),
+        LearnerSpec("rcal", "RCAL", "rcal", _EDM_HARNESS, relative_cost=1, uses_transitions=True),
         # IQ-Learn conf: softq critic_lr 1e-4, train.batch 32.
         LearnerSpec(
             "iqlearn",
             "IQ-Learn",
+            "iqlearn",
             {"learning_rate": 1e-4, "batch_size": 32, "normalize_observations": False},
             relative_cost=1,
             uses_transitions=True,
@@ -99,6 +107,7 @@ LEARNERS: dict[str, LearnerSpec] = {
         LearnerSpec(
             "avril",
             "AVRIL",
+            "avril",
             {"learning_rate": 1e-4, "batch_size": 64, "normalize_observations": False},
             relative_cost=2,
             uses_transitions=True,
@@ -140,3 +149,8 @@ def learner_spec(name: str) -> LearnerSpec:
 def algo_list(conjunction: str = "or") -> str:
     """The learners' names as prose: ``"bc, edm, ... or avril"``."""
     return f"{', '.join(ALGOS[:-1])} {conjunction} {ALGOS[-1]}"
+
+
+def learner_module(name: str) -> ModuleType:
+    """The module of learner ``name`` (imports it, and torch): its loss and ``update``."""
+    return importlib.import_module(f"sbil.deep.learners.{learner_spec(name).module}")
