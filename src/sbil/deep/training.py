@@ -602,8 +602,8 @@ class Stack:
 
     * ``config``, ``batch`` (``B``), ``n_actions``, ``obs_dim``, ``device``;
     * ``policy`` and ``energy`` (the second network, or None): stacked MLPs;
-    * ``optimizer``: one fused Adam over the learner's :func:`parameter groups
-      <_parameter_groups>`;
+    * ``optimizer``: one fused Adam over the groups of its module's ``parameter_groups(stack)``
+      if it has one, else of both networks' weights at ``learning_rate``;
     * ``sgld_gens``: each learner's generator of its SGLD stream, and ``buffer``, the
       persistent SGLD buffer ``[K, sgld_buffer_size, obs_dim]`` of the learners that draw
       SGLD samples (else None);
