@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from sbil.deep.learners.registry import ALGOS, learner_spec
 from sbil.experiments.sweep_data import (
     DATA_KEYS,
     EXPERT_KEYS,
@@ -59,8 +60,7 @@ from sbil.seeds import MAX_SEED, check_seed_range
 
 SCHEMA = 1
 BACKENDS: tuple[str, ...] = ("local", "ray")
-# As sbil.deep.config.ALGOS (not imported: that module needs torch).
-_ALGOS = ("bc", "edm", "edm-decoupled", "valuedice", "rcal", "iqlearn", "avril")
+_ALGOS = ALGOS  # the registry's list (sbil.deep.learners.registry imports without torch)
 #: Grid axes a finished sweep can be extended along without touching its cells.
 _EXTENSIBLE = ("envs", "ks", "algos")
 
@@ -513,17 +513,12 @@ def groups(spec: SweepSpec, sweep_dir: Path) -> list[Group]:
         digest = _sha256({**portable_run(run), "root": None})[:8]
         group_id = f"{env_id}__{algo}__k{k}__{digest}"
         out.append(Group(group_id, env_id, algo, k, options, run, held_out_metrics=bool(own)))
-    cost = {
-        "bc": 1,
-        "rcal": 1,
-        "iqlearn": 1,
-        "avril": 2,
-        "valuedice": 4,
-        "edm": 4,
-        "edm-decoupled": 5,
-    }
     heavy = {"LunarLander-v3": 3, "CartPole-v1": 2}
-    return sorted(out, key=lambda g: (g.k, -(cost[g.algo] + heavy.get(g.env_id, 1))))
+
+    def cost(g: Group) -> int:  # the learner's relative cost (the registry's) and the task's
+        return learner_spec(g.algo).relative_cost + heavy.get(g.env_id, 1)
+
+    return sorted(out, key=lambda g: (g.k, -cost(g)))
 
 
 # --- one group: what a worker runs ---------------------------------------------------------------
