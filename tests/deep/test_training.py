@@ -189,3 +189,20 @@ def test_training_can_start_from_given_weights_and_keep_snapshots():
     assert result.snapshots[0][1]["weight0"].shape[0] == 2
     with pytest.raises(LearnerInputError, match="does not fit"):
         train(_data(), tiny, seeds=[0], init_policy_state={"weight0": torch.zeros(1, 2, 2)})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_training_resumes_to_the_same_weights(tmp_path):
+    """The saved state is loaded onto the device; the generators' states must go back to the
+    CPU, where torch keeps them (set_state refused a CUDA tensor)."""
+
+    def interrupt(done, total):
+        if done >= 30:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted):
+        train(
+            _data(), CONFIG, seeds=[3], state_dir=tmp_path / "s", progress=interrupt, device="cuda"
+        )
+    resumed = train(_data(), CONFIG, seeds=[3], state_dir=tmp_path / "s", device="cuda")
+    _equal(resumed, train(_data(), CONFIG, seeds=[3], device="cuda"))

@@ -908,9 +908,9 @@ class Stack:
         if self.buffer is not None:
             self.buffer.copy_(state["buffer"])
         for g, s in zip(self.batch_gens, state["batch_gens"], strict=True):
-            g.set_state(s)
+            g.set_state(s.cpu())  # map_location moved it to the device; states live on CPU
         for g, s in zip(self.sgld_gens, state["sgld_gens"], strict=True):
-            g.set_state(s)
+            g.set_state(s.cpu())
         history = state["history"]
         self.history = [] if history is None else list(history.to(self.device).unbind(2))
         self.term_names = None if state["terms"] is None else tuple(state["terms"])
