@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 
 def available_cpus() -> int:
@@ -19,3 +20,22 @@ def max_workers() -> int:
     that many processes of a few hundred MB each, while a small machine can still run a
     few workers to check that results do not depend on them."""
     return max(8, 4 * available_cpus())
+
+
+def env_limit(variable: str, default: int | Callable[[], int]) -> int:
+    """A size limit raised on purpose by the environment variable ``variable`` (a positive
+    integer; ``100_000`` and ``100,000`` read as 100000), else ``default`` (or its value).
+
+    Raises:
+        ValueError: naming the variable, for a value that is not a positive integer.
+    """
+    text = os.environ.get(variable)
+    if text is None:
+        return default() if callable(default) else default
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{variable} must be a positive integer, got {text!r}.")
+    return value

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ import typer
 import typer.core
 from rich.console import Console
 
-from sbil.machine import max_workers
+from sbil.machine import env_limit, max_workers
 from sbil.progress import ProgressCallback
 from sbil.seeds import MAX_SEED, check_seed_range
 
@@ -81,16 +80,10 @@ class Limit:
 
     def value(self) -> int:
         """The limit in force: the environment variable's, else the default."""
-        text = os.environ.get(self.variable)
-        if text is None:
-            return self.default() if callable(self.default) else self.default
         try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise UsageError(f"{self.variable} must be a positive integer, got {text!r}.")
-        return value
+            return env_limit(self.variable, self.default)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
 
 
 #: Episodes of one evaluation or collection (sweeps use 300).

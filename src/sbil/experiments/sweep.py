@@ -83,17 +83,12 @@ LIMITS: dict[str, int] = {
 
 def limit(name: str) -> int:
     """The limit on ``name`` (:data:`LIMITS`), or its ``SBIL_SWEEP_MAX_<NAME>`` override."""
-    variable = f"SBIL_SWEEP_MAX_{name.upper()}"
-    text = os.environ.get(variable)
-    if text is None:
-        return LIMITS[name]
+    from sbil.machine import env_limit
+
     try:
-        value = int(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise SweepError(f"{variable} must be a positive integer, got {text!r}.")
-    return value
+        return env_limit(f"SBIL_SWEEP_MAX_{name.upper()}", LIMITS[name])
+    except ValueError as error:
+        raise SweepError(str(error)) from None
 
 
 def _check_at_most(name: str, count: int, what: str) -> None:
@@ -1036,18 +1031,12 @@ def max_local_workers() -> int:
     """The most worker processes a sweep starts on this machine: ``SBIL_MAX_WORKERS``, else
     4 per CPU this process may use and at least 8 (a typo such as 100000 would fork that many
     processes of a few hundred MB each)."""
-    text = os.environ.get("SBIL_MAX_WORKERS")
-    if text is not None:
-        try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise SweepError(f"SBIL_MAX_WORKERS must be a positive integer, got {text!r}.")
-        return value
-    from sbil.machine import max_workers
+    from sbil.machine import env_limit, max_workers
 
-    return max_workers()
+    try:  # the same variable and default as sbil consistency's --workers
+        return env_limit("SBIL_MAX_WORKERS", max_workers)
+    except ValueError as error:
+        raise SweepError(str(error)) from None
 
 
 def check_backend(workers: int, backend: str, address: str | None) -> None:
