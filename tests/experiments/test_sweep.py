@@ -207,6 +207,20 @@ def test_spec_files_presets_and_their_errors(tmp_path):
         "avril",
     }
     assert set(PRESETS["quick"]["envs"]) == set(paper.envs)
+    # edm-paper samples the shipped PPO experts, as the reference does; the other two conditions
+    # differ from it in the expert alone
+    assert (paper.expert, paper.expert_noise) == ("ppo-zoo", "sample")
+    for name, expert, noise in [
+        ("edm-paper-scripted", "scripted", "none"),
+        ("edm-paper-epsilon", "scripted", "epsilon:0.2"),
+    ]:
+        other = preset(name)
+        assert (other.expert, other.expert_noise) == (expert, noise)
+        assert other.canonical() == {
+            **paper.canonical(),
+            "expert": expert,
+            "expert_noise": noise,
+        }
     for text, message in [
         ("envs = [", "not valid TOML"),
         ('envs = ["CartPole-v1"]\nks = [1]\nseeds = [0]\nbogus = 1\n', "Unknown sweep keys"),

@@ -47,7 +47,11 @@ def _log(line: str) -> None:
 def sweep_command(
     ctx: typer.Context,
     preset: Annotated[
-        str | None, typer.Option(help="edm-paper (the EDM paper's comparison) or quick.")
+        str | None,
+        typer.Option(
+            help="edm-paper (the EDM paper's comparison on PPO-sampled data), "
+            "edm-paper-scripted, edm-paper-epsilon or quick (a smoke test)."
+        ),
     ] = None,
     spec: Annotated[
         Path | None, typer.Option("--spec", help="A TOML sweep file (keys: docs/sweeps.md).")
@@ -100,6 +104,7 @@ def sweep_command(
 
     with errors_as_messages():
         from sbil.experiments.sweep import (
+            PRESETS,
             SweepError,
             SweepSpec,
             check_backend,
@@ -112,7 +117,9 @@ def sweep_command(
         )
 
         if (preset is None) == (spec is None):
-            raise UsageError("Give exactly one of --preset NAME (edm-paper, quick) or --spec FILE.")
+            raise UsageError(
+                f"Give exactly one of --preset NAME ({', '.join(PRESETS)}) or --spec FILE."
+            )
         overrides: dict = {}
         for key, value in (
             ("envs", _csv("--envs", envs)),

@@ -354,22 +354,33 @@ def _seeds(first: int, count: int) -> tuple[int, ...]:
     return tuple(range(first, first + count))
 
 
-#: Presets. ``edm-paper``: the EDM paper's control-task comparison at its published settings
-#: (docs/sweeps.md says what the paper ran that this does not). ``quick``: the same shape, tiny.
+#: The EDM paper's control-task grid, shared by the ``edm-paper*`` presets: only the expert that
+#: records the demonstrations differs between them.
+_EDM_PAPER_GRID: dict[str, Any] = {
+    "envs": ["CartPole-v1", "Acrobot-v1", "LunarLander-v3", "MountainCar-v0"],
+    "ks": [1, 3, 7, 10, 15],
+    "algos": list(_ALGOS),
+    "seeds": list(_seeds(0, 10)),
+    "windows": "sliding",
+    "holdout": 10,
+    "every_nth_step": 20,
+    "eval_episodes": 300,
+    # One budget for every learner: the EDM harness's 10,000 updates of 32 pairs (ValueDICE
+    # and AVRIL publish larger batches, 256 and 64; docs/sweeps.md says why not here).
+    "options": {"n_updates": 10_000, "batch_size": 32},
+}
+
+#: Presets. ``edm-paper``: the EDM paper's control-task comparison at its published settings on
+#: the reference's kind of data, demonstrations sampled from RL-Zoo-tuned PPO experts (the
+#: shipped ``ppo-zoo``; the reference rolls out a Zoo PPO agent with ``deterministic=False``).
+#: ``edm-paper-scripted``: the same grid on sbil's deterministic scripted experts (the data of
+#: sbil's first comparison); ``edm-paper-epsilon``: the scripted experts with 20% of their
+#: actions replaced by uniformly random ones. docs/sweeps.md says what the paper ran that these
+#: do not. ``quick``: the same shape, tiny (a smoke test: its report states no verdict).
 PRESETS: dict[str, dict[str, Any]] = {
-    "edm-paper": {
-        "envs": ["CartPole-v1", "Acrobot-v1", "LunarLander-v3", "MountainCar-v0"],
-        "ks": [1, 3, 7, 10, 15],
-        "algos": list(_ALGOS),
-        "seeds": list(_seeds(0, 10)),
-        "windows": "sliding",
-        "holdout": 10,
-        "every_nth_step": 20,
-        "eval_episodes": 300,
-        # One budget for every learner: the EDM harness's 10,000 updates of 32 pairs (ValueDICE
-        # and AVRIL publish larger batches, 256 and 64; docs/sweeps.md says why not here).
-        "options": {"n_updates": 10_000, "batch_size": 32},
-    },
+    "edm-paper": {**_EDM_PAPER_GRID, "expert": "ppo-zoo", "expert_noise": "sample"},
+    "edm-paper-scripted": {**_EDM_PAPER_GRID, "expert": "scripted", "expert_noise": "none"},
+    "edm-paper-epsilon": {**_EDM_PAPER_GRID, "expert": "scripted", "expert_noise": "epsilon:0.2"},
     "quick": {
         "envs": ["CartPole-v1", "Acrobot-v1", "LunarLander-v3", "MountainCar-v0"],
         "ks": [1, 3],
@@ -386,7 +397,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset(name: str, **overrides: Any) -> SweepSpec:
-    """The preset ``name`` (``edm-paper`` or ``quick``), with any field overridden."""
+    """The preset ``name`` (:data:`PRESETS`: ``edm-paper``, ``edm-paper-scripted``,
+    ``edm-paper-epsilon`` or ``quick``), with any field overridden."""
     if name not in PRESETS:
         raise SweepError(f"Unknown preset {name!r}; presets are {', '.join(PRESETS)}.")
     return SweepSpec.from_dict({**PRESETS[name], **overrides, "preset": name})
