@@ -206,3 +206,108 @@ def test_a_cuda_training_resumes_to_the_same_weights(tmp_path):
         )
     resumed = train(_data(), CONFIG, seeds=[3], state_dir=tmp_path / "s", device="cuda")
     _equal(resumed, train(_data(), CONFIG, seeds=[3], device="cuda"))
+
+
+# --- decoupled EDM given its trained policy (BC's) ----------------------------------------------
+
+
+def _given_bc_policy(data, config, seeds):
+    from sbil.deep.training import TrainedPolicy
+
+    bc = train(
+        data,
+        LearnerConfig(**{**config.to_dict(), "algo": "bc"}),
+        seeds=seeds,
+        stop_on_divergence=False,
+    )
+    return TrainedPolicy(bc.policy_state, bc.curves)
+
+
+def _same_result(a, b) -> None:
+    assert list(a.curves) == list(b.curves)
+    for name in a.curves:
+        assert np.array_equal(a.curves[name], b.curves[name], equal_nan=True), name
+    for state_a, state_b in ((a.policy_state, b.policy_state), (a.energy_state, b.energy_state)):
+        assert state_a.keys() == state_b.keys()
+        for name in state_a:
+            x, y = state_a[name].numpy(), state_b[name].numpy()
+            assert np.array_equal(x, y, equal_nan=True), name  # NaN where diverged
+    assert a.diverged.keys() == b.diverged.keys()
+    assert [u for u, _ in a.diverged.values()] == [u for u, _ in b.diverged.values()]
+    assert a.n_pairs == b.n_pairs
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"l2_coef": 0.01, "entropy_coef": 0.1}, {"learning_rate": 1e8}],
+    ids=["plain", "regularised", "diverging"],
+)
+def test_decoupled_edm_given_bc_s_policy_trains_its_state_model_to_the_full_training_s_bits(
+    options,
+):
+    # Three seeds on data of 200, 12 and 200 pairs: two stacks (batch 16 and 12).
+    data = [_data(200, seed=0), _data(12, seed=1), _data(200, seed=2)]
+    config = LearnerConfig(
+        algo="edm-decoupled", n_updates=60, sgld_buffer_size=50, batch_size=16, **options
+    )
+    seeds = [3, 4, 5]
+    full = train(data, config, seeds=seeds, stop_on_divergence=False)
+    given = train(
+        data,
+        config,
+        seeds=seeds,
+        stop_on_divergence=False,
+        trained_policy=_given_bc_policy(data, config, seeds),
+    )
+    _same_result(full, given)
+    if options.get("learning_rate"):
+        assert set(full.diverged) == {3, 4, 5}  # the case is one that diverges
+
+
+def test_a_full_training_s_state_is_continued_given_the_policy(tmp_path):
+    data = _data(200)
+    config = LearnerConfig(algo="edm-decoupled", n_updates=60, sgld_buffer_size=50)
+    full = train(data, config, seeds=[0, 1])
+
+    def stop_at_30(done, total):
+        if done == 30:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            data, config, seeds=[0, 1], state_dir=tmp_path, checkpoint_every=10, progress=stop_at_30
+        )
+    given = _given_bc_policy(data, config, [0, 1])
+    resumed = train(data, config, seeds=[0, 1], state_dir=tmp_path, trained_policy=given)
+    _same_result(full, resumed)
+    with pytest.raises(KeyboardInterrupt):  # and a run given the policy resumes itself
+        train(
+            data,
+            config,
+            seeds=[0, 1],
+            state_dir=tmp_path / "given",
+            checkpoint_every=10,
+            progress=stop_at_30,
+            trained_policy=given,
+        )
+    again = train(data, config, seeds=[0, 1], state_dir=tmp_path / "given", trained_policy=given)
+    _same_result(full, again)
+
+
+def test_a_trained_policy_is_for_decoupled_edm_and_must_fit():
+    data = _data(100)
+    given = _given_bc_policy(data, LearnerConfig(algo="bc", n_updates=20), [0])
+    for algo in ("bc", "edm"):
+        with pytest.raises(LearnerInputError, match="for decoupled EDM"):
+            train(data, LearnerConfig(algo=algo, n_updates=20), seeds=[0], trained_policy=given)
+    with pytest.raises(LearnerInputError, match=r"cross_entropy of every update, \[1, 30\]"):
+        train(
+            data, LearnerConfig(algo="edm-decoupled", n_updates=30), seeds=[0], trained_policy=given
+        )
+    with pytest.raises(LearnerInputError, match="do not fit 2 stacked"):
+        train(
+            data,
+            LearnerConfig(algo="edm-decoupled", n_updates=20),
+            seeds=[0, 1],
+            trained_policy=given,
+        )

@@ -29,6 +29,12 @@ updates and when SIGINT/SIGTERM arrives; calling :func:`train` again with the sa
 continues from the last checkpoint and ends with weights and curves equal, bit for bit, to an
 uninterrupted run's.
 
+Decoupled EDM's policy follows BC's bit for bit (its own random streams, a loss whose policy
+term is BC's), so it can be given one trained already (``trained_policy``, a
+:class:`TrainedPolicy`: BC's weights and the terms it recorded each update): then only its
+state model trains (SGLD chains, its forward, backward and Adam step), the recorded terms take
+the policy's from it, and the result equals a full training's bit for bit.
+
 A non-finite loss stops training with :class:`TrainingDiverged`, naming the update, the seed and
 the likely cause (``stop_on_divergence=False`` instead trains the other learners to the end and
 lists the diverged ones in :attr:`TrainResult.diverged`).
@@ -205,6 +211,69 @@ class TrainResult:
 def slice_state(state: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
     """Learner ``k``'s weights (a ``K = 1`` state) from stacked ``[K, ...]`` weights."""
     return {name: value[k : k + 1].clone() for name, value in state.items()}
+
+
+@dataclass(frozen=True, eq=False)
+class TrainedPolicy:
+    """A policy trained already, given to :func:`train` so that only the second network trains:
+    decoupled EDM's, which is BC's (same seeds, data and shared settings) by construction.
+
+    Attributes:
+        policy_state: stacked ``[K, ...]`` policy weights after the last update, one learner
+            per seed of the training (NaN for a learner whose BC diverged: its loss, which
+            includes BC's, diverges too, so it is never saved).
+        curves: ``{term: [K, n_updates]}`` float32, the policy's terms of every update as BC
+            recorded them: ``cross_entropy``, and ``policy_regularizer`` with ``l2_coef`` or
+            ``entropy_coef``.
+    """
+
+    policy_state: dict[str, torch.Tensor]
+    curves: dict[str, np.ndarray]
+
+    def part(self, members: Sequence[int]) -> TrainedPolicy:
+        """The learners ``members`` (indices into the seeds), in that order."""
+        index = list(members)
+        return TrainedPolicy(
+            {name: value[index] for name, value in self.policy_state.items()},
+            {name: value[index] for name, value in self.curves.items()},
+        )
+
+
+def _check_trained_policy(trained, config, n_seeds, obs_dim, n_actions) -> TrainedPolicy:
+    """``trained`` checked against the training it is given to (the learner, the seeds, the
+    network's shape, the number of updates, the terms its loss needs)."""
+    module = learner_module(config.algo)
+    if config.second_network is None or not hasattr(module, "state_model_update"):
+        raise LearnerInputError(
+            f"trained_policy is for decoupled EDM (a policy trained apart from its state "
+            f"model), not {config.algo}."
+        )
+    if not isinstance(trained, TrainedPolicy):
+        raise LearnerInputError(
+            f"trained_policy must be a TrainedPolicy, got {type(trained).__name__}."
+        )
+    net = StackedMLP(n_seeds, obs_dim, config.hidden_sizes, n_actions)
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    if {k: tuple(v.shape) for k, v in trained.policy_state.items()} != expected:
+        raise LearnerInputError(
+            f"trained_policy's weights do not fit {n_seeds} stacked MLPs "
+            f"{obs_dim}-{'-'.join(map(str, config.hidden_sizes))}-{n_actions}."
+        )
+    needed = ["cross_entropy"]
+    if config.l2_coef or config.entropy_coef:
+        needed.append("policy_regularizer")
+    for name in needed:
+        curve = trained.curves.get(name)
+        if curve is None or np.shape(curve) != (n_seeds, config.n_updates):
+            raise LearnerInputError(
+                f"trained_policy needs the policy's {name} of every update, "
+                f"[{n_seeds}, {config.n_updates}]; got "
+                f"{None if curve is None else list(np.shape(curve))}."
+            )
+    return TrainedPolicy(
+        {k: v.detach().to(torch.float32).cpu() for k, v in trained.policy_state.items()},
+        {name: np.asarray(trained.curves[name], np.float32) for name in needed},
+    )
 
 
 # Independent random streams per seed, so that e.g. decoupled EDM's policy sees exactly BC's
@@ -386,6 +455,7 @@ def train(
     init_policy_state: dict[str, torch.Tensor] | None = None,
     snapshot_every: int | None = None,
     on_terms: TermsCallback | None = None,
+    trained_policy: TrainedPolicy | None = None,
 ) -> TrainResult:
     """Train ``len(seeds)`` independent learners as one stacked model (see the module doc).
 
@@ -411,6 +481,9 @@ def train(
             :attr:`TrainResult.snapshots`.
         on_terms: receives every update's terms as training goes, as often as ``progress``
             (:data:`TermsCallback`); it never changes what is trained.
+        trained_policy: decoupled EDM only: its policy, trained already (BC's, which it equals
+            by construction; :class:`TrainedPolicy`). Only the state model trains; the result's
+            policy weights are these and its curves take the policy's terms from them.
 
     Raises:
         LearnerInputError: for bad data, seeds, options or device, or a run too large for memory.
@@ -442,6 +515,15 @@ def train(
     _check_memory(config, len(seeds), obs_dim, n_actions, sum(d.n_steps for d in demos), dev)
     if init_policy_state is not None:
         init_policy_state = _check_init_state(init_policy_state, obs_dim, config, n_actions)
+    if trained_policy is not None:
+        if init_policy_state is not None or snapshot_every is not None:
+            raise LearnerInputError(
+                "trained_policy gives the policy's final weights: it cannot start from "
+                "init_policy_state nor keep snapshots of the policy's training."
+            )
+        trained_policy = _check_trained_policy(
+            trained_policy, config, len(seeds), obs_dim, n_actions
+        )
 
     # Learners with equal minibatch sizes share one stack; others train as separate stacks.
     rows = [_training_rows(d, config) for d in demos]
@@ -460,6 +542,7 @@ def train(
                 n_actions=n_actions,
                 device=dev,
                 init_policy_state=init_policy_state,
+                trained_policy=None if trained_policy is None else trained_policy.part(members),
             )
             state_file = None if state_root is None else state_root / f"stack-{number}.pt"
             stack_progress = _stack_progress(progress, number, len(groups), config.n_updates)
@@ -607,10 +690,25 @@ class Stack:
     * ``sgld_gens``: each learner's generator of its SGLD stream, and ``buffer``, the
       persistent SGLD buffer ``[K, sgld_buffer_size, obs_dim]`` of the learners that draw
       SGLD samples (else None);
-    * :meth:`pairs`, :meth:`transitions`, :meth:`policy_on` and :meth:`descend`.
+    * :meth:`pairs`, :meth:`transitions`, :meth:`policy_on` and :meth:`descend`;
+    * ``trained_policy``: the policy trained already (:class:`TrainedPolicy`), or None; with
+      one, ``policy`` holds its weights, only ``energy`` trains, and each update calls the
+      learner's ``state_model_update(stack, index, policy_terms)`` with the policy's terms of
+      that update (``{name: [K]}``), which descends through :meth:`descend_state_model`.
     """
 
-    def __init__(self, *, config, seeds, demos, rows, n_actions, device, init_policy_state):
+    def __init__(
+        self,
+        *,
+        config,
+        seeds,
+        demos,
+        rows,
+        n_actions,
+        device,
+        init_policy_state,
+        trained_policy=None,
+    ):
         self.config, self.seeds, self.n_actions, self.device = config, seeds, n_actions, device
         self.learner = learner_module(config.algo)
         self.batch = min(config.batch_size, len(rows[0]))
@@ -645,7 +743,17 @@ class Stack:
             self.data_next_obs = torch.from_numpy(np.concatenate(following)).to(device)
             self.data_next_act = gather("next_actions").clamp(min=0)  # -1 only where unused
             self.data_done = gather("terminals").to(torch.float32)
+        self.trained_policy = trained_policy
         self.fingerprint = self._fingerprint(demos, init_policy_state)
+        if trained_policy is not None:
+            # A full training's state of the same learners can be taken over (its policy's
+            # Adam moments dropped); the fingerprint of this one also names the given policy.
+            self.full_fingerprint = self.fingerprint
+            self.fingerprint = _given_policy_fingerprint(self.fingerprint, trained_policy)
+            self.policy_curves = {
+                name: torch.from_numpy(curve).to(device)
+                for name, curve in trained_policy.curves.items()
+            }
 
         def networks(stream: int, in_dim: int, out_dim: int) -> StackedMLP:
             gens = [seed_generator(s, stream) for s in seeds]
@@ -663,6 +771,8 @@ class Stack:
             self.policy.load_state_dict(
                 {name: v.expand(k, *v.shape[1:]).clone() for name, v in init_policy_state.items()}
             )
+        if trained_policy is not None:
+            self.policy.load_state_dict(trained_policy.policy_state)
         # The second network: decoupled EDM's state model, ValueDICE's nu, AVRIL's encoder.
         self.energy = None
         if config.second_network is not None:
@@ -722,6 +832,9 @@ class Stack:
                 for g, n in zip(self.batch_gens, self.n_pairs, strict=True)
             ]
         ) + self.offsets.unsqueeze(1)
+        if self.trained_policy is not None:
+            policy_terms = {name: c[:, self.update] for name, c in self.policy_curves.items()}
+            return self.learner.state_model_update(self, index.to(self.device), policy_terms)
         return self.learner.update(self, index.to(self.device))
 
     def pairs(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -765,6 +878,25 @@ class Stack:
         self.optimizer.step()
         if "cross_entropy" not in terms:
             terms["cross_entropy"] = cross_entropy(policy_logits.detach(), actions)
+        return terms
+
+    def descend_state_model(
+        self, losses, policy_terms: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`descend` for a stack given its trained policy: one Adam step of the second
+        network on ``losses.loss`` (whose policy term is the given one, a constant), plus the
+        given ``policy_regularizer`` when it is on (a constant too, so that the recorded loss
+        is the full training's); the gradients, hence the steps, are a full training's.
+        Returns the terms as :meth:`descend` does."""
+        terms = named_terms(losses)
+        loss = losses.loss
+        if self.config.l2_coef or self.config.entropy_coef:
+            regularizer = policy_terms["policy_regularizer"]
+            loss = loss + regularizer
+            terms["policy_regularizer"] = regularizer
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        self.optimizer.step()
         return terms
 
     # --- the loop, checkpoints and divergence -------------------------------------------------
@@ -895,13 +1027,17 @@ class Stack:
                 f"format {state.get('format')}, this one reads {STATE_FORMAT}); delete it to "
                 "start this training again."
             )
+        if self.trained_policy is not None and state.get("fingerprint") == self.full_fingerprint:
+            # A full training's state (e.g. of an earlier sbil): continue it here.
+            state = _without_policy_training(state, self.fingerprint)
         if state.get("fingerprint") != self.fingerprint:
             raise LearnerInputError(
                 f"The training state {path} belongs to a different training (other data, seeds "
                 "or settings); resume with the settings it was started with, or delete it."
             )
         self.update = int(state["update"])
-        self.policy.load_state_dict(state["policy"])
+        if self.trained_policy is None:
+            self.policy.load_state_dict(state["policy"])
         if self.energy is not None:
             self.energy.load_state_dict(state["energy"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -920,12 +1056,44 @@ class Stack:
 
 
 def _parameter_groups(stack: Stack) -> list[dict]:
-    """Adam's parameter groups unless the learner's module has its own: the policy's, then
-    the second network's, both at ``learning_rate``."""
-    groups = [{"params": [*stack.policy.parameters()]}]
+    """Adam's parameter groups unless the learner's module has its own: the policy's (unless
+    it was given trained), then the second network's, both at ``learning_rate``."""
+    groups = []
+    if stack.trained_policy is None:
+        groups.append({"params": [*stack.policy.parameters()]})
     if stack.energy is not None:
         groups.append({"params": [*stack.energy.parameters()]})
     return groups
+
+
+def _given_policy_fingerprint(fingerprint: str, trained: TrainedPolicy) -> str:
+    """The fingerprint of a training given ``trained``: the full training's and the given
+    policy's weights and terms."""
+    digest = hashlib.sha256(f"{fingerprint} trained policy".encode())
+    for name in sorted(trained.policy_state):
+        digest.update(trained.policy_state[name].numpy().tobytes())
+    for name in sorted(trained.curves):
+        digest.update(name.encode())
+        digest.update(trained.curves[name].tobytes())
+    return digest.hexdigest()
+
+
+def _without_policy_training(state: dict, fingerprint: str) -> dict:
+    """A full training's state (both networks, one Adam over the policy's parameters then the
+    second network's) as the state of its second network's training alone: the second
+    group's parameters and moments, renumbered, under ``fingerprint``. Its weights, buffer,
+    generators and history are what the training given its policy holds at the same update."""
+    optimizer = state["optimizer"]
+    _, energy_group = optimizer["param_groups"]
+    moments = optimizer["state"]
+    return {
+        **state,
+        "fingerprint": fingerprint,
+        "optimizer": {
+            "state": {i: moments[p] for i, p in enumerate(energy_group["params"]) if p in moments},
+            "param_groups": [{**energy_group, "params": list(range(len(energy_group["params"])))}],
+        },
+    }
 
 
 def _cpu_state(net: StackedMLP) -> dict[str, torch.Tensor]:

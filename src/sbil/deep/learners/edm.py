@@ -9,6 +9,10 @@ network, the state term reaches the policy); for ``"edm-decoupled"`` (Swamy et a
 Each update first runs ``sgld_steps`` SGLD steps on ``B`` chains started from the learner's
 persistent buffer (ascent on ``logsumexp g``, detached) and writes them back
 (:mod:`sbil.deep.sgld`).
+
+Decoupled EDM's policy term reaches only the policy and its state term only ``g``, so given its
+policy trained already (BC's, :class:`sbil.deep.training.TrainedPolicy`),
+:func:`state_model_update` trains ``g`` alone, with the same steps.
 """
 
 from __future__ import annotations
@@ -84,6 +88,11 @@ def edm_loss(
     """
     ce = cross_entropy(policy_logits, actions)
     rho = state_log_density_gap(state_logits_data, state_logits_samples)
+    return edm_terms(ce, rho)
+
+
+def edm_terms(ce: torch.Tensor, rho: torch.Tensor) -> EdmLoss:
+    """EDM's loss ``CE + rho + rho**2`` from its two terms, each ``[K]``."""
     return EdmLoss(loss=ce + rho + rho**2, cross_entropy=ce, rho=rho)
 
 
@@ -106,6 +115,23 @@ def update(stack: Stack, index: torch.Tensor) -> dict[str, torch.Tensor]:
         sample_logits = state_logits[:, batch:]
     losses = edm_loss(policy_logits, a, state_logits_data, sample_logits)
     return include_regularizer(stack.descend(losses, policy_logits, a))
+
+
+def state_model_update(
+    stack: Stack, index: torch.Tensor, policy_terms: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Decoupled EDM's update given its trained policy (:func:`update` without the policy's
+    forward, backward and Adam step): the SGLD chains and one Adam step of the state model on
+    the minibatch ``index`` ``[K, B]``. ``policy_terms`` are the policy's terms of this update
+    (``cross_entropy``, and ``policy_regularizer`` when on), ``{name: [K]}``; the loss and the
+    terms returned are :func:`update`'s, bit for bit."""
+    batch = stack.batch
+    x, _ = stack.pairs(index)
+    samples = sgld_samples(stack, stack.energy)
+    state_logits = stack.energy(torch.cat([x, samples], dim=1))
+    rho = state_log_density_gap(state_logits[:, :batch], state_logits[:, batch:])
+    losses = edm_terms(policy_terms["cross_entropy"], rho)
+    return include_regularizer(stack.descend_state_model(losses, policy_terms))
 
 
 def sgld_samples(stack: Stack, state_model: StackedMLP) -> torch.Tensor:
