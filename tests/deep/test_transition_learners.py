@@ -27,7 +27,8 @@ from sbil.deep.learners.iqlearn import iqlearn_loss
 from sbil.deep.learners.rcal import rcal_loss
 from sbil.deep.learners.valuedice import valuedice_objective
 
-ALGOS = list(TRANSITION_ALGOS)
+# DSFN, also a transition learner, has its own tests of these (tests/deep/learners/test_dsfn.py).
+ALGOS = [algo for algo in TRANSITION_ALGOS if algo != "dsfn"]
 
 
 def _t(array) -> torch.Tensor:

@@ -103,6 +103,15 @@ class LearnerConfig:
     td_likelihood_weight: float = field(default=1.0, metadata={"algos": ("avril",)})
     """AVRIL: lambda, weight of the TD-error likelihood under the reward posterior (1 in its
     code)."""
+    dsfn_iterations: int = field(default=3, metadata={"algos": ("dsfn",)})
+    """DSFN: IRL iterations (successor features of a candidate, new weights, a Q-learner),
+    sharing the budget after TRIL's first fifth (its code runs up to 10)."""
+    irl_method: str = field(default="max_margin", metadata={"algos": ("dsfn",)})
+    """DSFN: Abbeel & Ng's step for the reward weights, max_margin or projection (its code's
+    max_margin)."""
+    transition_weight: float = field(default=1.4, metadata={"algos": ("dsfn",)})
+    """DSFN: lambda, weight of TRIL's next-state error beside its cross-entropy (its appendix's
+    1.4; its code's 1.0 / 0.7)."""
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
@@ -128,7 +137,13 @@ class LearnerConfig:
                 f"hidden_sizes must be positive integers, e.g. (64, 64), got {self.hidden_sizes}."
             )
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
-        for name in ("batch_size", "n_updates", "sgld_steps", "sgld_buffer_size"):
+        for name in (
+            "batch_size",
+            "n_updates",
+            "sgld_steps",
+            "sgld_buffer_size",
+            "dsfn_iterations",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise LearnerInputError(f"{name} must be a positive integer, got {value!r}.")
@@ -150,6 +165,14 @@ class LearnerConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise LearnerInputError(f"{name} must be >= 0 (0 turns it off), got {value}.")
+        if self.irl_method not in ("max_margin", "projection"):
+            raise LearnerInputError(
+                f"irl_method must be max_margin or projection, got {self.irl_method!r}."
+            )
+        if not (math.isfinite(self.transition_weight) and self.transition_weight >= 0):
+            raise LearnerInputError(
+                f"transition_weight must be >= 0 (0 turns it off), got {self.transition_weight}."
+            )
         if not 0 <= self.discount <= 1:
             raise LearnerInputError(f"discount must be in [0, 1], got {self.discount}.")
         for name in (

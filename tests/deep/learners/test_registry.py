@@ -35,12 +35,12 @@ def test_the_registry_imports_without_torch():
 
 
 def test_the_lists_are_read_from_the_registry():
-    assert ALGOS == ("bc", "edm", "edm-decoupled", "valuedice", "rcal", "iqlearn", "avril")
-    assert TRANSITION_ALGOS == ("valuedice", "rcal", "iqlearn", "avril")
+    assert ALGOS == ("bc", "edm", "edm-decoupled", "valuedice", "rcal", "iqlearn", "avril", "dsfn")
+    assert TRANSITION_ALGOS == ("valuedice", "rcal", "iqlearn", "avril", "dsfn")
     assert SGLD_ALGOS == ("edm", "edm-decoupled")
     assert tuple(DISPLAY_NAMES) == ALGOS
     assert DISPLAY_NAMES["iqlearn"] == "IQ-Learn"
-    assert algo_list() == "bc, edm, edm-decoupled, valuedice, rcal, iqlearn or avril"
+    assert algo_list() == "bc, edm, edm-decoupled, valuedice, rcal, iqlearn, avril or dsfn"
     assert all(LEARNERS[name].name == name for name in ALGOS)
 
 
@@ -52,7 +52,7 @@ def test_other_lists_read_the_registry():
     assert sweep_report.ALGO_NAMES == DISPLAY_NAMES
     assert cli_train._ALGOS == algo_list()
     assert cli_train._SGLD == "EDM's SGLD sampler (edm, edm-decoupled)"
-    assert cli_train._TRANSITIONS == "Transition learners (valuedice, rcal, iqlearn, avril)"
+    assert cli_train._TRANSITIONS == "Transition learners (valuedice, rcal, iqlearn, avril, dsfn)"
 
 
 @pytest.mark.parametrize("name", ALGOS)

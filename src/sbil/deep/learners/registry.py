@@ -115,6 +115,18 @@ LEARNERS: dict[str, LearnerSpec] = {
             second_network="reward encoder",
             second_network_shape=lambda obs_dim, n_actions: (obs_dim, 2),
         ),
+        # DSFN (dtak/batch-apprenticeship-learning; appendix Table 2): Adam 3e-4, batch 64,
+        # standardised states. Its TRIL, successor-feature and target networks are its module's.
+        LearnerSpec(
+            "dsfn",
+            "DSFN",
+            "dsfn",
+            {"learning_rate": 3e-4, "batch_size": 64, "normalize_observations": True},
+            relative_cost=3,
+            uses_transitions=True,
+            uses_next_action=True,
+            minimised_term="loss",
+        ),
     )
 }
 
