@@ -500,3 +500,49 @@ def test_in_memory_demonstrations_that_an_npz_cannot_hold_are_refused(tmp_path):
     assert not (out / "config.json").exists() and not (out / runs.DEMONSTRATIONS_FILE).exists()
     with pytest.raises(RunError, match=r"data must be the path of an \.npz or Demonstrations"):
         RunSpec(learner=BC, seeds=(0,), data=np.zeros((3, 2)))
+
+
+def test_decoupled_edm_given_its_bc_twin_writes_a_full_run_s_files_and_resumes(tmp_path):
+    import torch
+
+    from sbil.deep.checkpoint import load_learner
+
+    data = _npz(tmp_path / "d.npz")
+    learner = LearnerConfig(
+        algo="edm-decoupled", n_updates=40, batch_size=4, hidden_sizes=(8,), sgld_buffer_size=50
+    )
+    spec = _spec(data, learner=learner, checkpoint_every=10, holdout=1)
+    twin = runs.policy_twin(spec)
+    assert twin.learner.algo == "bc" and twin.learner.sgld_buffer_size == 50
+    assert runs.policy_twin(twin) is None
+    reference = run_training(spec, tmp_path / "reference")  # trained in full
+    run_training(twin, tmp_path / "bc")
+    with pytest.raises(RunError, match="not bc"):
+        run_training(twin, tmp_path / "bc-again", policy_from=tmp_path / "bc")
+    assert not (tmp_path / "bc-again").exists()  # refused before anything is written
+
+    def interrupt(done, total):  # a kill at update 27: the state of update 20 is on disk
+        if done == 27:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run_training(spec, out, progress=interrupt, policy_from=tmp_path / "bc")
+    resumed = run_training(spec, out, resume=True, policy_from=tmp_path / "bc")
+    assert json.loads((out / "results.json").read_text())["policy_from"] == "../bc"
+    assert "the policy is BC's" in (out / "log.txt").read_text()
+    for seed in spec.seeds:  # the checkpoint sbil evaluate reads: both networks, a full run's
+        a, b = (
+            load_learner(tmp_path / "reference" / f"seed-{seed}"),
+            load_learner(out / f"seed-{seed}"),
+        )
+        for x, y in ((a.policy_state, b.policy_state), (a.energy_state, b.energy_state)):
+            assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+    with np.load(out / "losses.npz") as x, np.load(tmp_path / "reference" / "losses.npz") as y:
+        assert x.files == y.files
+        assert all(np.array_equal(x[n], y[n]) for n in x.files)
+    assert [s.to_dict() for s in resumed.seeds] == [s.to_dict() for s in reference.seeds]
+    # Another run's folder is no twin: the run trains in full, with the same results.
+    other = run_training(spec, tmp_path / "other", policy_from=tmp_path / "reference")
+    assert "not this run's BC twin" in (tmp_path / "other" / "log.txt").read_text()
+    assert [s.to_dict() for s in other.seeds] == [s.to_dict() for s in reference.seeds]

@@ -36,6 +36,14 @@ process asked to write the same folder fails at once instead of after training.
 The last ``holdout`` episodes of the dataset are never trained on; each learner's action-match
 rate is measured on them (every step). By default (``holdout=None``) they are the episodes that
 no seed of the run trains on.
+
+Decoupled EDM's policy is BC's bit for bit (same seeds, data and shared options:
+:func:`policy_twin`). Given that BC run's finished folder (``run_training(policy_from=...)``,
+as a sweep does), a decoupled EDM run trains its state model alone and takes the rest from it:
+each checkpoint holds BC's policy weights (the ones it would have trained) and its own state
+model, its curves take the policy's terms from BC's ``losses.npz``, and its action match and
+returns are BC's (``results.json`` names the folder as ``policy_from``). Every file it writes is
+the one a full training writes, timings aside.
 """
 
 from __future__ import annotations
@@ -633,6 +641,7 @@ def run_training(
     progress: ProgressCallback | None = None,
     eval_progress: EvalProgress | None = None,
     on_terms: TermsCallback | None = None,
+    policy_from: str | os.PathLike | None = None,
 ) -> RunOutcome:
     """Train, save and evaluate the run described by ``spec`` into ``out``.
 
@@ -648,6 +657,11 @@ def run_training(
             (:data:`EvalProgress`).
         on_terms: every update's loss terms as training goes
             (:data:`sbil.deep.training.TermsCallback`, e.g. a TensorBoard writer).
+        policy_from: for decoupled EDM, the folder of its finished BC twin
+            (:func:`policy_twin`): only the state model trains and the policy's weights,
+            terms, action match and returns are taken from there (see the module doc). A
+            folder that is not that twin's finished run is ignored (logged): the run trains
+            in full, with the same results.
 
     Raises:
         RunError: for a bad spec, data source or folder.
@@ -658,6 +672,8 @@ def run_training(
     if not isinstance(spec, RunSpec):
         raise RunError(f"spec must be a RunSpec, got {type(spec).__name__}.")
     resolve_device(spec.device)
+    if policy_from is not None and policy_twin(spec) is None:
+        raise RunError(f"policy_from is for decoupled EDM runs, not {spec.learner.algo}.")
     from sbil.files import lock
 
     with contextlib.ExitStack() as held:
@@ -671,7 +687,77 @@ def run_training(
         path = claim_run_folder(out, overwrite=overwrite, resume=resume)
         if spec.in_memory:
             spec = _saved_demonstrations(spec, path)
-        return _run(spec, path, stop_on_divergence, progress, eval_progress, on_terms)
+        return _run(spec, path, stop_on_divergence, progress, eval_progress, on_terms, policy_from)
+
+
+def policy_twin(spec: RunSpec) -> RunSpec | None:
+    """The BC run whose learners' policies are ``spec``'s bit for bit, for a decoupled EDM
+    ``spec`` (None for other learners): ``spec`` with BC's learner config of the same options
+    (its ``sgld_*`` fields too, which BC records but does not use)."""
+    from sbil.deep.learners import LearnerConfig
+
+    if spec.learner.algo != "edm-decoupled":
+        return None
+    bc = LearnerConfig.from_dict({**spec.learner.to_dict(), "algo": "bc"})
+    return dataclasses.replace(spec, learner=bc)
+
+
+@dataclass(frozen=True)
+class _GivenPolicy:
+    """A decoupled EDM run's policy taken from its finished BC twin."""
+
+    folder: Path
+    trained: Any
+    """:class:`sbil.deep.training.TrainedPolicy`."""
+    seeds: dict[int, SeedOutcome]
+    """The twin's outcome per seed (action match, returns)."""
+
+
+def _given_policy(spec: RunSpec, folder: Path, log: RunLog) -> _GivenPolicy | None:
+    """The policy of ``spec``'s BC twin from its run ``folder``, or None (logged) if the folder
+    is not that twin's finished run with every finished seed's checkpoint."""
+    import torch
+
+    from sbil.deep.checkpoint import CheckpointError, load_learner
+    from sbil.deep.training import TrainedPolicy
+
+    twin = policy_twin(spec)
+
+    def unusable(why: str) -> None:
+        log.write(f"train: the policy is trained here: {folder} {why}")
+
+    if not is_complete(folder):
+        return unusable("is not a finished run")
+    try:
+        if load_spec(folder).digest() != twin.digest():
+            return unusable("is not this run's BC twin (its description differs)")
+        outcome = load_outcome(folder)
+        seeds, curves = load_curves(folder)
+        by_seed = {s.seed: s for s in outcome.seeds}
+        if seeds != spec.seeds or set(by_seed) != set(spec.seeds):
+            return unusable("holds other seeds")
+        weights = []
+        for seed in spec.seeds:
+            if by_seed[seed].status == "done":
+                weights.append(load_learner(folder / str(by_seed[seed].checkpoint)).policy_state)
+            else:
+                weights.append(None)  # its BC diverged, so this run's learner diverges too
+        template = next((w for w in weights if w is not None), None)
+    except (RunError, CheckpointError, OSError, ValueError, KeyError, TypeError) as error:
+        return unusable(f"cannot be read ({type(error).__name__}: {error})")
+    if template is None:
+        return unusable("has no finished learner")
+    stacked = {
+        name: torch.cat(
+            [torch.full_like(value, float("nan")) if w is None else w[name] for w in weights]
+        )
+        for name, value in template.items()
+    }
+    log.write(
+        f"train: the policy is BC's from {folder} (equal by construction); only the state "
+        "model trains, and the action match and returns are BC's"
+    )
+    return _GivenPolicy(folder, TrainedPolicy(stacked, curves), by_seed)
 
 
 def _saved_demonstrations(spec: RunSpec, path: Path) -> RunSpec:
@@ -744,7 +830,9 @@ def load_curves(folder: str | os.PathLike) -> tuple[tuple[int, ...], dict[str, n
         ) from None
 
 
-def _run(spec, path: Path, stop_on_divergence, progress, eval_progress, on_terms) -> RunOutcome:
+def _run(
+    spec, path: Path, stop_on_divergence, progress, eval_progress, on_terms, policy_from=None
+) -> RunOutcome:
     from sbil.deep.checkpoint import save_learner
     from sbil.files import provenance
 
@@ -789,6 +877,7 @@ def _run(spec, path: Path, stop_on_divergence, progress, eval_progress, on_terms
         f"{', '.join(map(str, seeds))}) on {spec.dataset or spec.data}, "
         f"{spec.learner.n_updates} updates"
     )
+    given = None if policy_from is None else _given_policy(spec, Path(policy_from), log)
     started = time.perf_counter()
     try:
         result = train(
@@ -804,6 +893,7 @@ def _run(spec, path: Path, stop_on_divergence, progress, eval_progress, on_terms
             checkpoint_every=spec.checkpoint_every,
             stop_on_divergence=stop_on_divergence,
             on_terms=on_terms,
+            trained_policy=None if given is None else given.trained,
         )
     except (LearnerInputError, TrainingDiverged) as error:
         # Refused (e.g. too large for memory) or diverged: nothing to resume, so the folder
@@ -819,7 +909,7 @@ def _run(spec, path: Path, stop_on_divergence, progress, eval_progress, on_terms
     save_curves(path / LOSSES_FILE, result)
     log.write(f"train: {spec.learner.n_updates} updates in {train_seconds:.1f} s")
     outcomes, eval_seconds = _evaluate_seeds(
-        spec, path, data, result, eval_progress, log, save_learner
+        spec, path, data, result, eval_progress, log, save_learner, given
     )
     held = data.held_out_demos
     results = {
@@ -831,6 +921,8 @@ def _run(spec, path: Path, stop_on_divergence, progress, eval_progress, on_terms
         "updates_per_second": spec.learner.n_updates / max(train_seconds, 1e-9),
         "learners": [o.to_dict() for o in outcomes],
     }
+    if given is not None:
+        results["policy_from"] = os.path.relpath(given.folder.absolute(), path.absolute())
     outcome = _outcome(path, spec, results, resumed)
     stamp = json.loads((path / CONFIG_FILE).read_text()).get("provenance", {})
     write_seed_figures(path, TRAINING_FIGURES, training_rows(outcome, stamp))
@@ -840,12 +932,14 @@ def _run(spec, path: Path, stop_on_divergence, progress, eval_progress, on_terms
     return outcome
 
 
-def _evaluate_seeds(spec, path, data, result, eval_progress, log, save_learner):
+def _evaluate_seeds(spec, path, data, result, eval_progress, log, save_learner, given=None):
     """Save each seed's checkpoint and measure it: ``(outcomes, seconds)``.
 
     The seeds' evaluation episodes are played together, in lockstep
     (:func:`sbil.deep.evaluation.evaluate_group`): each seed's returns are those
-    ``evaluate(learner, ...)`` gives alone, for about the cost of one seed's.
+    ``evaluate(learner, ...)`` gives alone, for about the cost of one seed's. With ``given``
+    (the policy of a BC twin) the action match and returns are the twin's, whose policy this
+    learner's is.
     """
     started = time.perf_counter()
     figures = {}  # seed -> (common fields, learner or None if diverged, action match)
@@ -874,14 +968,24 @@ def _evaluate_seeds(spec, path, data, result, eval_progress, log, save_learner):
         }
         save_learner(path / f"seed-{seed}", learner, metadata=metadata)
         match = None
-        if data.held_out_demos is not None:
+        if given is not None:
+            twin = given.seeds[seed]
+            if twin.status != "done":
+                raise RunError(
+                    f"Seed {seed} finished but its BC twin in {given.folder} did not; run it "
+                    "without policy_from."
+                )
+            match = twin.action_match
+        elif data.held_out_demos is not None:
             from sbil.deep.evaluation import action_match_rate
 
             match = action_match_rate(learner, data.held_out_demos)
         figures[seed] = (common, learner, match)
     played = [seed for seed, (_, learner, _) in figures.items() if learner is not None]
     returns = {}
-    if spec.eval_episodes > 0 and played:
+    if given is not None:
+        returns = {seed: given.seeds[seed].returns for seed in played}
+    elif spec.eval_episodes > 0 and played:
         if data.env_id is None:
             raise RunError("--eval-episodes needs a task to play: pass --env.")
         from sbil.deep.evaluation import evaluate_group

@@ -16,6 +16,11 @@ differ only in seed form a *group* and train as one stacked model (one run folde
 A spec may name its own data instead of sbil's experts (``datasets``, ``dataset``:
 :mod:`sbil.experiments.sweep_data`); an env-free task is measured on held-out metrics alone.
 
+Decoupled EDM's policy is BC's bit for bit, so a decoupled EDM group whose BC twin (same task,
+k, options, seeds and data: :func:`sbil.experiments.runs.policy_twin`) is a group of the sweep
+runs after it and trains its state model alone, taking the policy's weights, terms, action
+match and returns from the twin's run folder; its rows are those a full training gives.
+
 Re-running the same command skips finished cells (and recorded failures, unless
 ``retry_failed``) and resumes interrupted groups from their last training checkpoint; a cell
 that fails is recorded with its error and does not stop the others. Results do not depend on
@@ -462,6 +467,9 @@ class Group:
     """The torch device the group trains and evaluates on (``run_sweep(device=...)``). Where a
     cell runs is not what it is: its id and hash are those of ``run``, so rows of a cell run
     on the CPU and on a GPU are rows of the same cell."""
+    policy_from: str | None = None
+    """Decoupled EDM: the group id of its BC twin in the sweep (:func:`with_policy_twins`),
+    whose finished run gives it its policy; no part of its id or hash either."""
 
     def cell_id(self, seed: int) -> str:
         return f"{self.group_id}__s{seed}"
@@ -528,6 +536,36 @@ def groups(spec: SweepSpec, sweep_dir: Path) -> list[Group]:
     return sorted(out, key=lambda g: (g.k, -cost(g)))
 
 
+def with_policy_twins(todo: Sequence[Group], every: Sequence[Group]) -> list[Group]:
+    """``todo`` with each decoupled EDM group's :attr:`Group.policy_from` set to its BC twin
+    among ``every`` (the sweep's groups; :func:`sbil.experiments.runs.policy_twin`), if any."""
+    from sbil.experiments.runs import RunSpec, policy_twin
+
+    bc = {_json_key(g.run): g.group_id for g in every if g.algo == "bc"}
+    out = []
+    for group in todo:
+        twin = policy_twin(RunSpec.from_dict(group.run))
+        twin_id = None if twin is None else bc.get(_json_key(twin.to_dict()))
+        out.append(dataclasses.replace(group, policy_from=twin_id))
+    return out
+
+
+def _schedule(todo: Sequence[Group]) -> list[Group]:
+    """``todo`` in order, but each BC twin that a group takes its policy from (and runs) moved
+    just before the first such group, so that a single worker meets it first."""
+    twins = {g.policy_from for g in todo if g.policy_from is not None}
+    moved = {g.group_id: g for g in todo if g.group_id in twins}
+    out: list[Group] = []
+    for group in todo:
+        if group.group_id in moved and group in out:
+            continue
+        if group.policy_from in moved and moved[group.policy_from] not in out:
+            out.append(moved[group.policy_from])
+        if group not in out:
+            out.append(group)
+    return out
+
+
 # --- one group: what a worker runs ---------------------------------------------------------------
 
 #: Seconds a group waits for its run folder's lock before failing: a worker of an earlier sweep
@@ -582,7 +620,10 @@ def run_group(sweep_dir: str, group: Group) -> list[dict]:
             _adopt_moved_run(folder, spec)
             _reopen_if_checkpoints_missing(folder)
         resume = folder.is_dir() and is_run_folder(folder)
-        outcome = run_training(spec, folder, resume=resume, stop_on_divergence=False)
+        twin = None if group.policy_from is None else sweep / "runs" / group.policy_from
+        outcome = run_training(
+            spec, folder, resume=resume, stop_on_divergence=False, policy_from=twin
+        )
         if group.held_out_metrics:
             from sbil.experiments.sweep_data import held_out_rows
 
@@ -1406,9 +1447,11 @@ def run_sweep(
         if backend == "ray":
             backend_session.enter_context(_ray_session(workers, address, device))
         whole = prepare(spec, sweep, log, own_data)
+        every = groups(whole, sweep)
         all_groups = [dataclasses.replace(g, device=device) for g in groups(spec, sweep)]
+        all_groups = with_policy_twins(all_groups, every)
         stored, damaged = _stored_rows(sweep)
-        cells = {g.cell_id(s) for g in groups(whole, sweep) for s in g.run["seeds"]}
+        cells = {g.cell_id(s) for g in every for s in g.run["seeds"]}
         if strays := sorted(set(stored) - cells):
             n = len(strays)
             log(
@@ -1441,6 +1484,7 @@ def run_sweep(
             skipped += finished
             if finished < len(spec.seeds):
                 todo.append(group)
+        todo = _schedule(todo)
         if retried:
             log(
                 f"retrying {len(retried)} cells that failed for reasons outside them, e.g. "
@@ -1501,12 +1545,19 @@ def run_sweep(
 def _keep_busy(todo: Sequence[Group], workers: int, submit, wait_one, record) -> None:
     """Keep ``workers`` groups in flight: ``submit(group) -> handle``;
     ``wait_one(handles) -> [(handle, rows or error)]`` for the handles that finished. Shared by
-    both backends, so they schedule (and record) identically."""
+    both backends, so they schedule (and record) identically. A group whose BC twin
+    (:attr:`Group.policy_from`) is queued or running waits for it; the next ready one goes."""
     pending: dict = {}
     queue = list(todo)
     while queue or pending:
         while queue and len(pending) < workers:
-            group = queue.pop(0)
+            busy = {g.group_id for g in queue} | {g.group_id for g, _ in pending.values()}
+            group = next((g for g in queue if g.policy_from not in busy), None)
+            if group is None:
+                if pending:
+                    break  # every queued group waits on a running twin
+                group = queue[0]  # never: a twin waits on nothing
+            queue.remove(group)
             pending[submit(group)] = (group, time.perf_counter())
         for handle, result in wait_one(list(pending)):
             group, started = pending.pop(handle)
