@@ -325,7 +325,7 @@ def test_comparisons_put_every_learner_against_bc_in_learner_order():
     ]
     assert comparisons(["edm", "edm-decoupled"]) == [("edm-decoupled", "edm")]
     assert comparisons(["bc"]) == [] and comparisons([]) == []
-    assert ALGO_ORDER == SEVEN
+    assert ALGO_ORDER[: len(SEVEN)] == SEVEN and ALGO_ORDER[len(SEVEN) :] == ("dsfn",)
 
 
 def test_every_learner_gets_p_over_bc_and_an_iqm_by_hand(tmp_path):
@@ -435,18 +435,18 @@ def test_report_covers_seven_learners_in_tables_and_figures(tmp_path):
 
 def test_unknown_algorithms_are_reported_after_the_known_ones(tmp_path):
     rows = _grid(
-        lambda env, algo, k, s: {"bc": 100.0, "zz-new": 300.0, "dsfn": 50.0}[algo] + s,
-        algos=("zz-new", "bc", "dsfn"),
+        lambda env, algo, k, s: {"bc": 100.0, "zz-new": 300.0, "aa-old": 50.0}[algo] + s,
+        algos=("zz-new", "bc", "aa-old"),
     )
     folder = _sweep(tmp_path, rows)
     summary = summarise_sweep(folder, n_resamples=50)
-    assert [v["variant"] for v in summary["variants"]] == ["bc", "dsfn", "zz-new"]
-    assert [v["name"] for v in summary["variants"]] == ["BC", "dsfn", "zz-new"]
+    assert [v["variant"] for v in summary["variants"]] == ["bc", "aa-old", "zz-new"]
+    assert [v["name"] for v in summary["variants"]] == ["BC", "aa-old", "zz-new"]
     few = {r["variant"]: r["few"]["vs_baseline"] for r in summary["learners"]["rows"]}
-    assert few["dsfn"][0]["p"] == 0.0 and few["zz-new"][0]["p"] == 1.0
+    assert few["aa-old"][0]["p"] == 0.0 and few["zz-new"][0]["p"] == 1.0
     text = write_sweep_report(folder, n_resamples=50).read_text()
-    assert "| P(dsfn > BC) | " in text and "| P(zz-new > BC) | " in text
-    assert "| env | k | BC | dsfn | zz-new |" in text
+    assert "| P(aa-old > BC) | " in text and "| P(zz-new > BC) | " in text
+    assert "| env | k | BC | aa-old | zz-new |" in text
     assert "**Not testable here**: this sweep has no finished EDM runs" in text
 
 

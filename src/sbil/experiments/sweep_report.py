@@ -467,6 +467,9 @@ def _summarise(
     done, duplicates, excluded = _finished(frame)
     variants = _ordered_variants(frame)
     keys = ["env_id", "variant", "k", "seed"]
+    headline = headline_envs(spec)
+    beside = [e for e in spec.get("envs", []) if e not in headline]
+    pooled = done[~done["env_id"].isin(beside)]  # the verdict's tasks (and any stray env's)
 
     summary: dict[str, Any] = {
         "schema": SUMMARY_SCHEMA,
@@ -481,10 +484,11 @@ def _summarise(
         "variants": variants,
         "references": _reference_summary(spec, references),
         "cells": _cell_summaries(done, variants, boot),
-        "aggregate": _aggregates(done, variants, boot),
-        "improvement": _improvements(done, variants, boot),
-        "learners": _learners(done, variants, boot),
-        "profiles": _profiles(done, variants, boot),
+        "headline_envs": headline,
+        "aggregate": _aggregates(pooled, variants, boot),
+        "improvement": _improvements(pooled, variants, boot),
+        "learners": _learners(pooled, variants, boot),
+        "profiles": _profiles(pooled, variants, boot),
         "failed": _records(frame[frame["status"] == "failed"], ["cell_id", *keys, "algo", "error"]),
         "missing": _missing_cells(spec, frame),
         "duplicates": duplicates,
@@ -499,17 +503,48 @@ def _summarise(
         "expected": _expected_count(spec, frame),
     }
     summary["claim"] = judge_edm_claim(
-        frame,
+        frame[~frame["env_id"].isin(beside)],
         counts=summary["counts"],
         seed=seed,
         n_resamples=n_resamples,
         smoke_test=smoke_test(spec),
     )
+    # Tasks beside the verdict: the same figures, each task alone, never pooled with the rest.
+    summary["beside"] = [
+        {
+            "env_id": env,
+            "learners": _learners(done[done["env_id"] == env], variants, boot),
+            "claim": judge_edm_claim(
+                frame[frame["env_id"] == env],
+                seed=seed,
+                n_resamples=n_resamples,
+                smoke_test=smoke_test(spec),
+            ),
+        }
+        for env in beside
+    ]
     return summary
 
 
 #: Presets that check the pipeline at a tiny budget: their reports state no verdict.
 SMOKE_TEST_PRESETS = ("quick",)
+
+#: The EDM paper's control tasks (Jarrett et al., 2020, section 5): in the ``edm-paper*``
+#: presets' reports the verdict and every pooled figure are over these; the presets' other
+#: tasks (MountainCar-v0, which the paper did not run) are reported beside them, not pooled.
+PAPER_TASKS = ("CartPole-v1", "Acrobot-v1", "LunarLander-v3")
+PAPER_PRESETS = ("edm-paper", "edm-paper-scripted", "edm-paper-epsilon")
+
+
+def headline_envs(spec: Mapping[str, Any]) -> list[str]:
+    """The tasks a sweep's verdict and pooled figures are over: for the ``edm-paper*`` presets
+    the paper's control tasks among the spec's (:data:`PAPER_TASKS`), else every task."""
+    envs = [str(e) for e in spec.get("envs", [])]
+    if spec.get("preset") in PAPER_PRESETS:
+        paper = [e for e in envs if e in PAPER_TASKS]
+        if paper:
+            return paper
+    return envs
 
 
 def smoke_test(spec: Mapping[str, Any]) -> str | None:
@@ -1351,10 +1386,12 @@ def render_sweep_report(
         "",
         "## The EDM paper's claim in this run",
         "",
+        *_headline_note(summary),
         summary["claim"]["text"],
         "",
     ]
     lines += _learner_section(summary, names)
+    lines += _beside_section(summary, names)
     lines += _protocol_section(summary)
     lines += _references_section(summary)
     lines += _per_env_section(summary, figures, names)
@@ -1628,6 +1665,41 @@ def _learner_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> li
         "",
         *_table(headers, rows),
     ]
+
+
+def _headline_note(summary: Mapping[str, Any]) -> list[str]:
+    beside = [b["env_id"] for b in summary.get("beside", [])]
+    if not beside:
+        return []
+    head = ", ".join(summary["headline_envs"])
+    return [
+        f"The verdict, the per-learner table, the aggregates, the probabilities of improvement "
+        f"and the performance profiles pool the EDM paper's control tasks ({head}); "
+        f"{', '.join(beside)}, which the paper did not run, is reported beside them "
+        '("Beside the verdict" below) and in the per-task tables, never pooled.',
+        "",
+    ]
+
+
+def _beside_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
+    lines = []
+    for entry in summary.get("beside", []):
+        env = entry["env_id"]
+        lines += [f"## Beside the verdict: {env}", ""]
+        one = {**summary, "learners": entry["learners"]}
+        for v in entry["claim"]["verdicts"]:
+            x, y = names[v["x"]], names[v["y"]]
+            ks = ", ".join(str(k) for k in v["ks"])
+            lines += [
+                f"On {env} alone, at k ∈ {{{ks}}} ({v['n_x']} {x} and {v['n_y']} {y} runs per "
+                f"k): P({x} > {y}) = {_f(v['p'], 2)} (95% CI {_f(v['low'], 2)}–"
+                f"{_f(v['high'], 2)}). This figure is not part of the verdict above.",
+                "",
+            ]
+        table = _learner_section(one, names)
+        lines += [f"Per learner on {env} alone (the columns of the table above):", ""]
+        lines += table[4:] if len(table) > 4 else table[2:]  # its table, without the prose
+    return lines
 
 
 def _profile_section(summary: Mapping[str, Any], figure: str | None) -> list[str]:
