@@ -865,7 +865,7 @@ def test_algo_has_no_default_and_its_absence_is_one_usage_line(app, tmp_path, no
     args = ["train", "--data", str(data), "--env", "CartPole-v1", "--updates", "2"]
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "o")])
     _one_clear_line(result, "Missing option '--algo'", code=2)
-    assert "bc, edm, edm-decoupled, valuedice, rcal, iqlearn or avril" in result.stderr
+    assert "bc, edm, edm-decoupled, valuedice, rcal, iqlearn, avril or dsfn" in result.stderr
     assert "Try 'sbil train --help' for help." in result.stderr
     assert not (tmp_path / "o").exists()
 
@@ -880,7 +880,7 @@ def test_help_groups_the_options_in_panels(app):
         "Data",
         "Training",
         "EDM's SGLD sampler (edm, edm-decoupled)",
-        "Transition learners (valuedice, rcal, iqlearn, avril)",
+        "Transition learners (valuedice, rcal, iqlearn, avril, dsfn)",
         "ValueDICE",
         "RCAL",
         "IQ-Learn",

@@ -371,7 +371,7 @@ def test_published_defaults_are_resolved_per_algorithm():
     ("algo", "field", "value", "owners"),
     [
         ("bc", "chi2_alpha", 1.0, "iqlearn only"),
-        ("edm", "discount", 0.9, "valuedice, rcal, iqlearn, avril only"),
+        ("edm", "discount", 0.9, "valuedice, rcal, iqlearn, avril, dsfn only"),
         ("rcal", "nu_learning_rate", 1e-4, "valuedice only"),
         ("iqlearn", "reward_l1_coef", 2.0, "rcal only"),
         ("valuedice", "td_likelihood_weight", 2.0, "avril only"),

@@ -196,7 +196,7 @@ def test_spec_files_presets_and_their_errors(tmp_path):
         300,
     )
     assert paper.options["n_updates"] == 10_000 and paper.windows == "sliding"
-    assert len(groups(paper, tmp_path)) == 4 * 7 * 5  # envs x learners x ks
+    assert len(groups(paper, tmp_path)) == 4 * 8 * 5  # envs x learners x ks
     assert set(paper.algos) == {
         "bc",
         "edm",
@@ -205,6 +205,7 @@ def test_spec_files_presets_and_their_errors(tmp_path):
         "rcal",
         "iqlearn",
         "avril",
+        "dsfn",
     }
     assert set(PRESETS["quick"]["envs"]) == set(paper.envs)
     # edm-paper samples the shipped PPO experts, as the reference does; the other two conditions
