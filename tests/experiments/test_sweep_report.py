@@ -889,3 +889,40 @@ def test_out_through_a_link_into_the_sweeps_rows_is_refused(tmp_path):
     with pytest.raises(ValueError, match="sweep's own data"):
         write_sweep_report(folder, tmp_path / "link" / "report", n_resamples=10)
     assert not [p for p in (folder / "rows").iterdir() if not p.name.endswith(".json")]
+
+
+def test_the_edm_paper_presets_judge_the_papers_tasks_and_report_mountaincar_beside(tmp_path):
+    refs = {**REFS, "MountainCar-v0": (-200.0, -100.0)}
+
+    def returns(env, algo, k, seed):  # EDM ahead on CartPole, behind on MountainCar
+        lo, hi = refs[env]
+        ahead = (algo == "edm") == (env == "CartPole-v1")
+        return lo + (0.8 if ahead else 0.2) * (hi - lo) + 0.001 * seed
+
+    rows = _grid(returns, envs=("CartPole-v1", "MountainCar-v0"), seeds=tuple(range(5)))
+    plain = _sweep(tmp_path / "plain", rows, refs=refs)
+    spec = json.loads((plain / "sweep.json").read_text())
+    spec["spec"]["preset"] = "edm-paper"
+    paper = _sweep(tmp_path / "paper", rows, refs=refs, spec=spec)
+
+    pooled = summarise_sweep(plain, n_resamples=50)
+    assert pooled["beside"] == [] and pooled["claim"]["verdicts"][0]["envs"] == [
+        "CartPole-v1",
+        "MountainCar-v0",
+    ]
+    summary = summarise_sweep(paper, n_resamples=50)
+    assert summary["headline_envs"] == ["CartPole-v1"]
+    verdict = summary["claim"]["verdicts"][0]
+    assert verdict["envs"] == ["CartPole-v1"] and verdict["p"] == 1.0
+    assert verdict["verdict"] == "holds"
+    assert all(e["envs"] == ["CartPole-v1"] for e in summary["aggregate"])
+    (beside,) = summary["beside"]
+    assert beside["env_id"] == "MountainCar-v0"
+    assert beside["claim"]["verdicts"][0]["p"] == 0.0
+    text = write_sweep_report(paper, n_resamples=50).read_text()
+    assert "## Beside the verdict: MountainCar-v0" in text
+    assert (
+        "On MountainCar-v0 alone, at k ∈ {1} (5 EDM and 5 BC runs per k): P(EDM > BC) = 0.00"
+        in text
+    )
+    assert "Per learner on MountainCar-v0 alone" in text

@@ -1686,7 +1686,6 @@ def _beside_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> lis
     for entry in summary.get("beside", []):
         env = entry["env_id"]
         lines += [f"## Beside the verdict: {env}", ""]
-        one = {**summary, "learners": entry["learners"]}
         for v in entry["claim"]["verdicts"]:
             x, y = names[v["x"]], names[v["y"]]
             ks = ", ".join(str(k) for k in v["ks"])
@@ -1696,9 +1695,16 @@ def _beside_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> lis
                 f"{_f(v['high'], 2)}). This figure is not part of the verdict above.",
                 "",
             ]
-        table = _learner_section(one, names)
-        lines += [f"Per learner on {env} alone (the columns of the table above):", ""]
-        lines += table[4:] if len(table) > 4 else table[2:]  # its table, without the prose
+        if entry["learners"]["scopes"]:
+            _, headers, rows = learner_table(
+                entry["learners"],
+                names,
+                all_label="all (env, k)",
+                value="IQM normalised",
+                shown=lambda e: _ci(e, 3),
+            )
+            lines += [f"Per learner on {env} alone (the columns of the table above):", ""]
+            lines += _table(headers, rows)
     return lines
 
 
