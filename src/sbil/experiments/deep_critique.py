@@ -598,9 +598,12 @@ def asymptotic_slopes(net: StackedMLP, n_directions: int, *, seed: int) -> np.nd
     An ELU network is asymptotically linear along every ray, so ``logsumexp f(t u) = t c(u) +
     O(1)`` with ``c`` continuous in ``u``. If ``c(u) > 0`` for some ``u`` it is positive on an
     open cone of directions, and ``exp(logsumexp f)`` (hence ``p_theta^(1/T)`` for every
-    ``T``) has infinite integral: ``p_theta`` is not a probability distribution, and
-    Langevin chains drift off along that cone; ``c = 0`` on a cone (e.g. where every
-    first-layer unit saturates) is improper too, the density not decaying there. Estimated in
+    ``T``) has infinite integral over ``R^d``: ``p_theta`` cannot be normalised there, so it
+    is no probability distribution on the continuous state space SGLD samples, and Langevin
+    chains drift off along that cone; ``c = 0`` on a cone (e.g. where every first-layer unit
+    saturates) is improper too, the density not decaying there. (On a finite state set, as in
+    the note, ``sum_s exp(logsumexp f(s))`` is finite and ``p_theta`` always normalises.)
+    Estimated in
     float64 as
     ``(lse f(2000 u) - lse f(1000 u)) / 1000`` in the network's input units.
 
@@ -682,8 +685,8 @@ class StateModel:
     @property
     def improper(self) -> bool:
         """``logsumexp f`` does not decrease along some direction (growth rate above
-        ``-GROWTH_TOLERANCE``): ``exp(logsumexp f)`` has infinite integral, so ``p_theta`` is
-        no probability distribution."""
+        ``-GROWTH_TOLERANCE``): ``exp(logsumexp f)`` has infinite integral over ``R^d``, so
+        ``p_theta`` is no probability distribution on the continuous states SGLD samples."""
         return bool(self.slopes.max() > -GROWTH_TOLERANCE)
 
     def status(self, temperature: float) -> str:
@@ -1470,14 +1473,18 @@ def ptheta_claim(tasks: Sequence[TaskStudy], config: DeepCritiqueConfig) -> Clai
     text = (
         f"Of {len(cases)} trained state models (EDM and decoupled EDM on {len(tasks)} tasks, "
         f"{config.updates:,} updates each), {len(improper)} are **not probability "
-        f"distributions at all**: `logsumexp f` does not decrease along some rays (largest "
-        f"growth rate {fmt(max((c['max_growth'] for c in cases), default=math.nan), 3)}), so "
-        f"`exp(logsumexp f)` has infinite integral and Langevin chains drift away along those "
-        f"rays ({names(improper)}; at T = 1 their chains' median distance from d_E's mean, in "
+        f"distributions on R^d**, the continuous state space SGLD samples: `logsumexp f` does "
+        f"not decrease along some rays (largest growth rate "
+        f"{fmt(max((c['max_growth'] for c in cases), default=math.nan), 3)}), so "
+        f"`exp(logsumexp f)` has infinite integral over R^d, p_theta cannot be normalised, and "
+        f"Langevin chains drift away along those rays ({names(improper)}; at T = 1 their "
+        f"chains' median distance from d_E's mean, in "
         f"d_E standard deviations, is {_range(c['chain_distance_T1'][0] for c in improper)} "
         f"after {config.chain_lengths[0]:,} steps and "
         f"{_range(c['chain_distance_T1'][-1] for c in improper)} after "
         f"{config.chain_lengths[-1]:,}). "
+        "This is a property of continuous states: on a finite state set, as in the note's "
+        "MDPs, `sum_s exp(logsumexp f(s))` is finite and p_theta always normalises. "
         "For the others, SGLD at temperature 1 "
         f"({config.n_chains} chains, half started from `U(-1, 1)`, half from expert states, "
         f"{config.chain_lengths[-1]:,} steps) mixed in {len(mixed)} case(s) ({names(mixed)}) "
@@ -2300,8 +2307,8 @@ def _section(tasks, shifts, drifts, consistency, config, runtime) -> ClaimSectio
         intro,
         "### p_theta, d_pi and d_E",
         "Mixing and distances (T = 1 samples p_theta; T = 0.005, EDM's training setting, "
-        "samples about p_theta^200). 'p_theta' is *improper* when `logsumexp f` does not "
-        "decay along "
+        "samples about p_theta^200). 'p_theta' is *improper* (not normalisable on R^d, the "
+        "states SGLD samples) when `logsumexp f` does not decay along "
         f"some of {config.n_directions:,} random directions (then no chain can mix), *mixed* "
         f"when R-hat < {RHAT_THRESHOLD} and the two starts agree, else *not mixed*; distances "
         f"are those of the chains after {config.chain_lengths[-1]:,} steps (the T = 1 rows "
