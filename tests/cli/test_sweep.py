@@ -240,3 +240,13 @@ def test_sigterm_during_training_in_the_driver_is_reported_as_sigterm(tmp_path):
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("Terminated (SIGTERM); finished cells and training checkpoints")
     assert "Ctrl-C" not in stderr and "Traceback" not in stderr
+
+
+def test_the_algos_option_lists_every_registered_learner():
+    from sbil.deep.learners.registry import ALGOS
+
+    result = runner.invoke(app, ["sweep", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.replace("│", " ").split())
+    listed = text[text.index("--algos") : text.index("--ks")]
+    assert all(f" {algo}," in listed or f" {algo} " in listed for algo in ALGOS), listed

@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from sbil.cli._common import console, err_console
+from sbil.deep.learners.registry import ALGOS
 
 sweep_app = typer.Typer(
     help="Run a grid of learners (tasks x algos x k x seeds), resumable; then `sbil sweep "
@@ -64,8 +65,7 @@ def sweep_command(
     algos: Annotated[
         str | None,
         typer.Option(
-            help="Override, comma-separated: bc, edm, edm-decoupled, valuedice, rcal, iqlearn, "
-            "avril."
+            help=f"Override, comma-separated: {', '.join(ALGOS)} (docs/learners.md)."
         ),
     ] = None,
     ks: Annotated[str | None, typer.Option(help="Override: trajectories, e.g. 1,3,7.")] = None,

@@ -139,7 +139,7 @@ class SweepSpec:
     seeds: tuple[int, ...]
     """Seeds; seed r's trajectories depend on ``windows``."""
     algos: tuple[str, ...] = _ALGOS
-    """Learners: bc, edm, edm-decoupled, valuedice, rcal, iqlearn, avril."""
+    """Learners: names from :data:`sbil.deep.learners.registry.ALGOS`."""
     windows: str = "sliding"
     """first | sliding | random: which k trajectories seed r trains on."""
     holdout: int = 10
