@@ -66,7 +66,7 @@ def _root(
 
 
 def _register() -> None:
-    from sbil.cli import deep, export, plot, sweep, tabular, train
+    from sbil.cli import deep, export, plot, select, sweep, tabular, train
 
     if app.registered_commands:  # already registered (tests call this more than once)
         return
@@ -74,6 +74,7 @@ def _register() -> None:
     deep.register(app)
     train.register(app)
     sweep.register(app)
+    select.register(app)
     plot.register(app)
     export.register(app)
     use_plain_flag_help(app)
