@@ -154,6 +154,25 @@ def test_a_finished_study_trains_nothing_when_run_again(tiny_study, monkeypatch)
     run_study(spec, folder, log=lambda line: None)
 
 
+def test_two_workers_write_the_units_one_worker_writes(tiny_study, tmp_path):
+    spec, folder = tiny_study
+    run_study(spec, tmp_path, workers=2, log=lambda line: None)
+    timings = ("train_seconds", "eval_seconds", "provenance")
+    for phase in ("select", "final"):
+        names = sorted(p.name for p in (folder / "units" / phase).glob("*.json"))
+        assert names == sorted(p.name for p in (tmp_path / "units" / phase).glob("*.json"))
+        for name in names:
+            one, two = (
+                {
+                    k: v
+                    for k, v in json.loads((f / "units" / phase / name).read_text()).items()
+                    if k not in timings
+                }
+                for f in (folder, tmp_path)
+            )
+            assert one == two, name
+
+
 def test_a_folder_of_another_study_is_refused(tiny_study):
     spec, folder = tiny_study
     with pytest.raises(SelectionError, match="different study"):

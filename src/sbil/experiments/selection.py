@@ -187,14 +187,19 @@ class SelectionSpec:
 
 #: Presets. ``edm-paper``: the faithful sweep's whole grid (4 tasks x 5 k; about 8 hours on
 #: 2 cores, see docs/results/model-selection). ``small``: the paper's claim's regime on the two
-#: cheapest control tasks (CartPole and Acrobot, k = 1 and 3), what docs/results holds.
+#: cheapest control tasks (CartPole and Acrobot, k = 1 and 3) with 5 fresh seeds, what
+#: docs/results holds (sized to an afternoon on 2 cores).
 #: ``tiny``: a smoke test of the mechanics (no conclusion).
 SELECTION_PRESETS: dict[str, dict[str, Any]] = {
     "edm-paper": {
         "envs": ["CartPole-v1", "Acrobot-v1", "LunarLander-v3", "MountainCar-v0"],
         "ks": [1, 3, 7, 10, 15],
     },
-    "small": {"envs": ["CartPole-v1", "Acrobot-v1"], "ks": [1, 3]},
+    "small": {
+        "envs": ["CartPole-v1", "Acrobot-v1"],
+        "ks": [1, 3],
+        "final_seeds": list(range(200, 205)),
+    },
     "tiny": {
         "envs": ["CartPole-v1"],
         "ks": [1],
@@ -466,20 +471,37 @@ def run_study(
     workers: int = 1,
     log: Callable[[str], None] = print,
 ) -> float:
-    """Run (or resume) the study in ``folder``; return its wall seconds this time."""
+    """Run (or resume) the study in ``folder``; return its wall seconds this time.
+
+    A learner's fresh seeds start as soon as its selection units on that task and ``k`` have
+    finished, so a study stopped early holds complete cells of its first tasks and ``k``."""
     from sbil.experiments.sweep import prepare
 
     started = time.perf_counter()
     root = Path(folder)
     _check_study(spec, root)
     prepare(data_spec(spec), root / "data", log)
+    pending = {}  # (task, k, learner) -> its selection units not yet finished
+    for unit in selection_units(spec):
+        if read_unit(unit.path(root)) is None:
+            pending.setdefault((unit.env_id, unit.k, unit.algo), set()).add(unit)
     todo = [u for u in selection_units(spec) if read_unit(u.path(root)) is None]
-    _run_all(root, spec, todo, workers, log, "selection")
-    final = []
-    for (env_id, k, algo), chosen in study_picks(spec, root).items():
-        final += final_units(spec, chosen, env_id, k, algo)
-    todo = [u for u in final if read_unit(u.path(root)) is None]
-    _run_all(root, spec, todo, workers, log, "fresh seeds")
+    for key, chosen in study_picks(spec, root).items():
+        todo += [u for u in final_units(spec, chosen, *key) if read_unit(u.path(root)) is None]
+    log(f"{len(todo)} unit(s) to train now, more as selections finish; {workers} at once")
+
+    def finished(unit: Unit) -> list[Unit]:
+        """The units that ``unit``'s finishing makes ready."""
+        key = (unit.env_id, unit.k, unit.algo)
+        if unit.phase != "select":
+            return []
+        pending[key].discard(unit)
+        if pending[key]:
+            return []
+        chosen = study_picks(spec, root)[key]
+        return [u for u in final_units(spec, chosen, *key) if read_unit(u.path(root)) is None]
+
+    _run_all(root, spec, todo, workers, log, finished)
     seconds = time.perf_counter() - started
     walls = root / "wall.json"
     runs = json.loads(walls.read_text(encoding="utf-8")) if walls.is_file() else []
@@ -488,23 +510,31 @@ def run_study(
     return seconds
 
 
-def _run_all(root: Path, spec: SelectionSpec, todo: list[Unit], workers, log, what) -> None:
-    if not todo:
-        return
-    log(f"{what}: {len(todo)} unit(s) to train, {workers} at once")
+def _run_all(root: Path, spec: SelectionSpec, todo: list[Unit], workers, log, finished) -> None:
+    """Train ``todo`` and what ``finished(unit)`` adds, ``workers`` at a time."""
     payload = spec.to_dict()
+    queue, number = list(todo), 0
     if workers == 1:
-        for number, unit in enumerate(todo, 1):
+        while queue:
+            unit = queue.pop(0)
             record = run_unit(str(root), payload, unit)
-            log(_done_text(number, len(todo), unit, record))
+            number += 1
+            log(_done_text(number, unit, record))
+            queue += finished(unit)
         return
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = {pool.submit(run_unit, str(root), payload, u): u for u in todo}
-        for number, future in enumerate(concurrent.futures.as_completed(futures), 1):
-            log(_done_text(number, len(todo), futures[future], future.result()))
+        running = {pool.submit(run_unit, str(root), payload, u): u for u in queue}
+        while running:
+            done, _ = concurrent.futures.wait(running, return_when="FIRST_COMPLETED")
+            for future in done:
+                unit = running.pop(future)
+                number += 1
+                log(_done_text(number, unit, future.result()))
+                for ready in finished(unit):
+                    running[pool.submit(run_unit, str(root), payload, ready)] = ready
 
 
-def _done_text(number: int, total: int, unit: Unit, record: Mapping[str, Any]) -> str:
+def _done_text(number: int, unit: Unit, record: Mapping[str, Any]) -> str:
     seconds = record["train_seconds"] + record["eval_seconds"]
-    return f"[{number}/{total}] {unit.name} ({seconds:.0f} s)"
+    return f"[{number}] {unit.phase} {unit.name} ({seconds:.0f} s)"
