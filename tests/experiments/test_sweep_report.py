@@ -926,3 +926,235 @@ def test_the_edm_paper_presets_judge_the_papers_tasks_and_report_mountaincar_bes
         in text
     )
     assert "Per learner on MountainCar-v0 alone" in text
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _figures_of(monkeypatch, folder, **kwargs):
+    """Write the report of ``folder`` and keep every figure it saves, by file name."""
+    from sbil.experiments import sweep_report
+
+    saved = {}
+
+    def keep(figure, path):
+        saved[path.name] = figure
+        sweep_report.save_figure_atomic(figure, path, dpi=60)
+
+    monkeypatch.setattr(sweep_report, "_save", keep)
+    report = write_sweep_report(folder, **kwargs)
+    return report, saved
+
+
+def _png(path):
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_interval_figure_draws_the_summarys_iqms_and_probabilities(tmp_path, monkeypatch):
+    report, saved = _figures_of(monkeypatch, _seven_learner_sweep(tmp_path), n_resamples=200)
+    text = report.read_text()
+    assert _png(report.parent / "interval-estimates.png")
+    section = text.split("## Per learner", 1)[1].split("\n## ", 1)[0]
+    assert "![interval estimates per learner](interval-estimates.png)" in section
+    assert "IQM normalised score (left) and P(X > BC) (right) at k = 1 and all (env, k)" in section
+    summary = json.loads((report.parent / "aggregates.json").read_text())
+    rows = {r["variant"]: r for r in summary["learners"]["rows"]}
+    figure = saved["interval-estimates.png"]
+    panels = {ax.get_gid(): ax for ax in figure.axes}
+    assert set(panels) == {"iqm:few", "iqm:all", "p:few", "p:all"}
+    for gid, ax in panels.items():
+        metric, scope = gid.split(":")
+        assert [t.get_text() for t in ax.get_yticklabels()] == list(SEVEN_NAMES), gid
+        bars = {p.get_gid(): p for p in ax.patches if p.get_gid()}
+        ticks = {line.get_gid(): line for line in ax.lines if line.get_gid()}
+        expected = {
+            algo: rows[algo][scope]["normalised"]
+            if metric == "iqm"
+            else next(iter(rows[algo][scope]["vs_baseline"]), None)
+            for algo in SEVEN
+        }
+        expected = {a: e for a, e in expected.items() if e is not None}
+        assert (
+            set(bars)
+            == set(ticks)
+            == set(expected)
+            == (set(SEVEN) if metric == "iqm" else set(SEVEN) - {"bc"})
+        ), gid
+        for algo, entry in expected.items():
+            bar, tick = bars[algo], ticks[algo]
+            point = entry["iqm" if metric == "iqm" else "p"]
+            assert bar.get_x() == pytest.approx(entry["low"], abs=1e-12), (gid, algo)
+            assert bar.get_x() + bar.get_width() == pytest.approx(entry["high"], abs=1e-12)
+            assert list(tick.get_xdata()) == pytest.approx([point, point], abs=1e-12)
+            # The row of the learner: the tick sits where its name is.
+            assert np.mean(tick.get_ydata()) == SEVEN.index(algo)
+        if metric == "p":
+            assert [t.get_text() for t in ax.texts] == ["(the baseline)"]
+    # Over all (env, k) the bars are the aggregate and improvement tables' entries themselves.
+    ax = panels["iqm:all"]
+    for algo in SEVEN:
+        agg = next(a for a in summary["aggregate"] if a["variant"] == algo and a["scope"] == "all")
+        (bar,) = [p for p in ax.patches if p.get_gid() == algo]
+        assert (bar.get_x(), bar.get_x() + bar.get_width()) == pytest.approx(
+            (agg["low"], agg["high"]), abs=1e-12
+        )
+    (avril_p,) = [p for p in panels["p:all"].patches if p.get_gid() == "avril"]
+    table = next(i for i in summary["improvement"] if (i["x"], i["scope"]) == ("avril", "all"))
+    assert avril_p.get_x() == table["low"] and table["p"] == 0.0
+
+
+def test_the_interval_figure_pools_only_the_papers_tasks_in_the_edm_paper_presets(
+    tmp_path, monkeypatch
+):
+    refs = {**REFS, "MountainCar-v0": (-200.0, -100.0)}
+
+    def returns(env, algo, k, seed):
+        lo, hi = refs[env]
+        return lo + ({"bc": 0.3, "edm": 0.6}[algo] + 0.01 * seed) * (hi - lo)
+
+    rows = _grid(returns, envs=("CartPole-v1", "MountainCar-v0"), seeds=tuple(range(4)))
+    spec = json.loads((_sweep(tmp_path / "plain", rows, refs=refs) / "sweep.json").read_text())
+    spec["spec"]["preset"] = "edm-paper"
+    folder = _sweep(tmp_path / "paper", rows, refs=refs, spec=spec)
+    report, saved = _figures_of(monkeypatch, folder, n_resamples=50)
+    assert "over the EDM paper's control tasks (CartPole-v1), not MountainCar-v0" in (
+        report.read_text()
+    )
+    summary = json.loads((report.parent / "aggregates.json").read_text())
+    ax = next(a for a in saved["interval-estimates.png"].axes if a.get_gid() == "iqm:all")
+    (edm,) = [p for p in ax.patches if p.get_gid() == "edm"]
+    (entry,) = [r["all"]["normalised"] for r in summary["learners"]["rows"] if r["algo"] == "edm"]
+    assert entry["envs"] == ["CartPole-v1"]
+    assert (edm.get_x(), edm.get_x() + edm.get_width()) == pytest.approx(
+        (entry["low"], entry["high"]), abs=1e-12
+    )
+    assert "CartPole-v1" in saved["interval-estimates.png"].get_suptitle()
+    assert "MountainCar" not in saved["interval-estimates.png"].get_suptitle()
+
+
+def test_return_against_k_keeps_its_axis_when_one_seed_is_an_outlier(tmp_path, monkeypatch):
+    planted = -1e5  # one BC seed at k = 1: far below CartPole's random policy (20)
+
+    def returns(env, algo, k, seed):
+        if (algo, k, seed) == ("bc", 1, 3):
+            return planted
+        return {"bc": 300.0, "edm": 350.0}[algo] + 10 * seed + 20 * k
+
+    rows = _grid(returns, ks=(1, 3, 7), seeds=tuple(range(10)))
+    report, saved = _figures_of(monkeypatch, _sweep(tmp_path, rows), n_resamples=2000)
+    text = report.read_text()
+    assert _png(report.parent / "return-vs-k-CartPole-v1.png")
+    assert "![return against k on CartPole-v1](return-vs-k-CartPole-v1.png)" in text
+    assert "one seed's extreme return cannot flatten it" in text
+    summary = json.loads((report.parent / "aggregates.json").read_text())
+    cells = {(c["variant"], c["k"]): c for c in summary["cells"]}
+    # The outlier reaches the interval (a resample drawing it three times keeps it in the
+    # middle half), not the IQM: left alone, the interval would set the axis near -16,000.
+    assert cells[("bc", 1)]["return"]["low"] < -5000
+    assert 300 < cells[("bc", 1)]["return"]["iqm"] < 400
+    ret_ax, norm_ax = saved["return-vs-k-CartPole-v1.png"].axes
+    for ax, key, lines in ((ret_ax, "return", (20.0, 500.0)), (norm_ax, "normalised", (0, 1))):
+        low, high = ax.get_ylim()
+        iqms = [c[key]["iqm"] for c in cells.values()]
+        assert low <= min(*iqms, *lines) and high >= max(*iqms, *lines), key
+        span = max(*iqms, *lines) - min(*iqms, *lines)
+        assert low > min(*iqms, *lines) - 0.4 * span, (key, low)  # not the outlier's -16,000
+        # The plotted points are the summary's IQMs.
+        for variant in ("bc", "edm"):
+            (line,) = [li for li in ax.lines if li.get_gid() == variant]
+            expected = [cells[(variant, k)][key]["iqm"] for k in (1, 3, 7)]
+            assert list(line.get_ydata()) == pytest.approx(expected, rel=1e-12)
+        # The cut interval is marked at the edge, at BC's k = 1 only.
+        (cut,) = [li for li in ax.lines if li.get_gid() == "cut"]
+        assert cut.get_marker() == "v" and len(cut.get_xdata()) == 1
+        assert abs(cut.get_xdata()[0] - 1) < 0.2 and low < cut.get_ydata()[0] < high
+    # Without the outlier nothing is cut.
+    calm = _grid(
+        lambda e, a, k, s: {"bc": 300.0, "edm": 350.0}[a] + 10 * s + 20 * k,
+        ks=(1, 3, 7),
+        seeds=tuple(range(10)),
+    )
+    _, saved = _figures_of(monkeypatch, _sweep(tmp_path / "calm", calm), n_resamples=200)
+    assert not [
+        li
+        for ax in saved["return-vs-k-CartPole-v1.png"].axes
+        for li in ax.lines
+        if li.get_gid() == "cut"
+    ]
+
+
+def test_axis_limits_cut_only_what_reaches_far_beyond_the_estimates():
+    from sbil.experiments.sweep_report import _axis_limits
+
+    assert _axis_limits([0.0, 1.0], [-0.1, -1e6], [1.1, 1.2]) == pytest.approx(
+        (-0.25, 1.25, -0.3225, 1.2725)
+    )
+    # Intervals within the margin are drawn whole; the axis pads them by 5%.
+    clip_low, clip_high, low, high = _axis_limits([10.0, 20.0], [9.0], [21.0])
+    assert (clip_low, clip_high) == (7.5, 22.5) and (low, high) == pytest.approx((8.4, 21.6))
+    # One point: a span of its own size, and an axis of some height, never zero.
+    assert _axis_limits([5.0], [5.0], [5.0]) == pytest.approx((3.75, 6.25, 4.75, 5.25))
+
+
+EIGHT = (*SEVEN, "dsfn")
+
+
+def test_performance_profiles_stay_legible_with_eight_learners(tmp_path, monkeypatch):
+    base = {**_SEVEN_BASE, "dsfn": 0.4}
+
+    def returns(env, algo, k, seed):
+        lo, hi = REFS[env]
+        return lo + (base[algo] + 0.01 * seed) * (hi - lo)
+
+    folder = _sweep(tmp_path, _grid(returns, envs=("CartPole-v1", "Acrobot-v1"), algos=EIGHT))
+    report, saved = _figures_of(monkeypatch, folder, n_resamples=100)
+    text = report.read_text()
+    section = text.split("## Performance profiles", 1)[1].split("\n## ", 1)[0]
+    for name in ("performance-profiles.png", "performance-profiles-per-learner.png"):
+        assert _png(report.parent / name) and f"]({name})" in section, name
+    assert "without their bands, which would overlap with 8 learners" in section
+    summary = json.loads((report.parent / "aggregates.json").read_text())
+    curves = {(c["variant"], c["scope"]): c for c in summary["profiles"]["curves"]}
+    overlay = saved["performance-profiles.png"]
+    overlay.canvas.draw()
+    for ax in [a for a in overlay.axes if a.get_visible()]:
+        lines = [li for li in ax.lines if li.get_gid() in EIGHT]
+        assert [li.get_gid() for li in lines] == list(EIGHT)
+        # Every learner apart in colour, and in line style or marker from each other one.
+        assert len({li.get_color() for li in lines}) == 8
+        assert len({(li.get_linestyle(), li.get_marker()) for li in lines}) == 8
+        assert not ax.collections and ax.get_legend() is None  # no bands, no legend inside
+    (legend,) = overlay.legends
+    assert [t.get_text() for t in legend.get_texts()] == [*SEVEN_NAMES, "DSFN"]
+    box = legend.get_window_extent()
+    assert not any(box.overlaps(ax.get_window_extent()) for ax in overlay.axes)
+    # Small multiples: one panel per learner, its band and curve the summary's over all tasks.
+    per_learner = saved["performance-profiles-per-learner.png"]
+    panels = [ax for ax in per_learner.axes if ax.get_visible()]
+    assert len(panels) == 8
+    for ax, variant in zip(panels, EIGHT, strict=True):
+        c = curves[(variant, "all")]
+        (line,) = [li for li in ax.lines if li.get_gid() == variant]
+        assert list(line.get_ydata()) == pytest.approx(c["fraction"], abs=1e-12)
+        (band,) = ax.collections
+        ys = band.get_paths()[0].vertices[:, 1]
+        assert min(ys) == pytest.approx(min(c["low"])) and max(ys) == pytest.approx(max(c["high"]))
+        # BC dashed in black in every other learner's panel.
+        dashed = [li for li in ax.lines if li.get_color() == "k" and li.get_linestyle() == "--"]
+        assert len(dashed) == (0 if variant == "bc" else 1), variant
+        if variant != "bc":
+            assert list(dashed[0].get_ydata()) == pytest.approx(curves[("bc", "all")]["fraction"])
+
+
+def test_performance_profiles_of_few_learners_keep_their_bands_in_one_figure(tmp_path, monkeypatch):
+    report, saved = _figures_of(monkeypatch, _sweep(tmp_path, _grid(_edm_ahead)), n_resamples=50)
+    text = report.read_text()
+    assert "with pointwise 95% stratified bootstrap bands" in text
+    assert "performance-profiles-per-learner" not in text
+    assert not (report.parent / "performance-profiles-per-learner.png").exists()
+    assert set(saved) == {
+        "interval-estimates.png",
+        "return-vs-k-CartPole-v1.png",
+        "performance-profiles.png",
+    }
+    assert all(len(ax.collections) == 2 for ax in saved["performance-profiles.png"].axes)

@@ -102,8 +102,9 @@ _ROW_DEFAULTS: dict[str, Any] = {
     "sbil_version": None,
     "run_dir": None,
 }
-# Ten distinct colours and markers (one per learner up to ten, then they repeat), so seven
-# learners stay apart in colour and, where lines overlap or print in grey, in marker.
+# Ten distinct colours and markers (one per learner up to ten, then they repeat), so eight
+# learners stay apart in colour and, where lines overlap or print in grey, in marker. Grey comes
+# last: the per-learner profiles draw the other learners in grey.
 _COLOURS = (
     "tab:blue",
     "tab:red",
@@ -112,9 +113,9 @@ _COLOURS = (
     "tab:purple",
     "tab:brown",
     "tab:pink",
-    "tab:gray",
     "tab:olive",
     "tab:cyan",
+    "tab:gray",
 )
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 _LINESTYLES = ("-", "--", "-.", ":")
@@ -1207,10 +1208,12 @@ def write_sweep_report(
 
     Files (in the report's folder): ``REPORT.md``, ``rows.csv`` (one row per cell, without
     the per-episode returns), ``aggregates.json`` (every number the report quotes, from
-    :func:`summarise_sweep`), ``return-vs-k-<env>.png`` per env and
-    ``performance-profiles.png``. The folder is written whole into a hidden staging folder
-    beside it and swapped in when complete (:func:`sbil.files.staged_folder`), so a crash or
-    Ctrl-C leaves the previous report as it was, never a part of one.
+    :func:`summarise_sweep`), ``interval-estimates.png`` (the per-learner table's intervals),
+    ``return-vs-k-<env>.png`` per env, ``performance-profiles.png`` and, with more than three
+    learners, ``performance-profiles-per-learner.png``. The folder is written whole into a
+    hidden staging folder beside it and swapped in when complete
+    (:func:`sbil.files.staged_folder`), so a crash or Ctrl-C leaves the previous report as it
+    was, never a part of one.
 
     The folder must be new, empty or an earlier sweep report (its ``.md`` starts with
     ``# Sweep report`` and it holds nothing else than the files above), which is replaced
@@ -1251,14 +1254,30 @@ def write_sweep_report(
                 name = f"return-vs-k-{_safe(env)}.png"
                 _save(_plot_env(summary, env), staging / name)
                 figures[env] = name
-            profile_name = None
+            interval_name = profile_name = per_learner_name = None
+            if _has_learner_figures(summary["learners"]):
+                interval_name = _INTERVAL_FIGURE
+                _save(_plot_intervals(summary), staging / interval_name)
             if summary["profiles"]["curves"]:
-                profile_name = "performance-profiles.png"
+                profile_name = _PROFILE_FIGURE
                 _save(_plot_profiles(summary), staging / profile_name)
+                per_learner = (
+                    _plot_profiles_per_learner(summary)
+                    if len(_profile_variants(summary)) > _MAX_BANDED_PROFILES
+                    else None
+                )
+                if per_learner is not None:
+                    per_learner_name = _PROFILE_LEARNER_FIGURE
+                    _save(per_learner, staging / per_learner_name)
             write_csv_atomic(_tidy(rows), staging / "rows.csv")
             write_json_atomic(staging / "aggregates.json", summary)
             text = render_sweep_report(
-                summary, figures=figures, profile_figure=profile_name, sweep_dir=sweep_dir
+                summary,
+                figures=figures,
+                profile_figure=profile_name,
+                sweep_dir=sweep_dir,
+                interval_figure=interval_name,
+                profile_learner_figure=per_learner_name,
             )
             write_text_atomic(staging / report.name, text)
     return report
@@ -1266,7 +1285,16 @@ def write_sweep_report(
 
 #: What ``sbil sweep`` writes in its folder: a report never goes there.
 _SWEEP_DATA = ("rows", "runs", "datasets", "sweep.json", "references.json")
-_REPORT_DATA = ("rows.csv", "aggregates.json", "performance-profiles.png")
+_INTERVAL_FIGURE = "interval-estimates.png"
+_PROFILE_FIGURE = "performance-profiles.png"
+_PROFILE_LEARNER_FIGURE = "performance-profiles-per-learner.png"
+_REPORT_DATA = (
+    "rows.csv",
+    "aggregates.json",
+    _INTERVAL_FIGURE,
+    _PROFILE_FIGURE,
+    _PROFILE_LEARNER_FIGURE,
+)
 _REPORT_TITLE = "# Sweep report"
 
 
@@ -1353,6 +1381,8 @@ def render_sweep_report(
     figures: Mapping[str, str],
     profile_figure: str | None,
     sweep_dir: str | os.PathLike[str] | None = None,
+    interval_figure: str | None = None,
+    profile_learner_figure: str | None = None,
 ) -> str:
     """The Markdown text of the report; it renders ``summary`` and computes nothing new.
 
@@ -1361,6 +1391,8 @@ def render_sweep_report(
         figures: per env, the file name of its return-against-k figure.
         profile_figure: file name of the performance-profile figure, if drawn.
         sweep_dir: shown in the heading.
+        interval_figure: file name of the per-learner interval-estimate figure, if drawn.
+        profile_learner_figure: file name of the per-learner performance profiles, if drawn.
 
     Returns:
         The report.
@@ -1390,14 +1422,14 @@ def render_sweep_report(
         summary["claim"]["text"],
         "",
     ]
-    lines += _learner_section(summary, names)
+    lines += _learner_section(summary, names, interval_figure)
     lines += _beside_section(summary, names)
     lines += _protocol_section(summary)
     lines += _references_section(summary)
     lines += _per_env_section(summary, figures, names)
     lines += _aggregate_section(summary, names)
     lines += _improvement_section(summary, names)
-    lines += _profile_section(summary, profile_figure)
+    lines += _profile_section(summary, profile_figure, profile_learner_figure)
     lines += _action_match_section(summary, names)
     lines += _problems_section(summary, names)
     lines += [
@@ -1485,6 +1517,16 @@ def _per_env_section(
     lines = ["## Return and normalised score against k", ""]
     if not summary["cells"]:
         return [*lines, "No finished cells yet.", ""]
+    if figures:
+        lines += [
+            "Each figure plots, per learner, the IQM over seeds at each k with its 95% "
+            "stratified bootstrap interval (the numbers of the table under it). Its y-axis "
+            "spans the IQMs and the reference lines (random policy, expert), so that one "
+            "seed's extreme return cannot flatten it: an interval reaching more than a quarter "
+            "of that span beyond is cut at the axis, its cut end marked with a triangle (the "
+            "table gives its ends).",
+            "",
+        ]
     for env in _envs(summary):
         cells = [c for c in summary["cells"] if c["env_id"] == env]
         lines += [f"### {env}", ""]
@@ -1599,14 +1641,7 @@ def learner_table(
     P(X > baseline). Returns the scopes' labels, the headers and the rows."""
     baseline = ALGO_NAMES.get(data["baseline"], data["baseline"])
     several = len(data.get("baseline_variants", ())) > 1
-    labels = {
-        s["name"]: all_label
-        if s["name"] == "all"
-        else f"k = {s['ks'][0]}"
-        if len(s["ks"]) == 1
-        else f"k ≤ {max(s['ks'])}"
-        for s in data["scopes"]
-    }
+    labels = _learner_scope_labels(data, all_label=all_label)
     headers = ["learner"]
     for s in data["scopes"]:
         headers += [f"{value}, {labels[s['name']]}", f"P(X > {baseline}), {labels[s['name']]}"]
@@ -1632,14 +1667,33 @@ def learner_table(
     return labels, headers, rows
 
 
-def _learner_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
-    data = summary["learners"]
-    lines = ["## Per learner", ""]
-    if not data["scopes"] or not any(
+def _learner_scope_labels(data: Mapping[str, Any], *, all_label: str) -> dict[str, str]:
+    """The label of each scope of a summary's ``learners``: ``all_label``, "k = 1", "k ≤ 3"."""
+    return {
+        s["name"]: all_label
+        if s["name"] == "all"
+        else f"k = {s['ks'][0]}"
+        if len(s["ks"]) == 1
+        else f"k ≤ {max(s['ks'])}"
+        for s in data["scopes"]
+    }
+
+
+def _has_learner_figures(data: Mapping[str, Any]) -> bool:
+    """Whether a summary's ``learners`` holds any IQM or P(X > BC) to tabulate and draw."""
+    return bool(data["scopes"]) and any(
         row[s["name"]]["normalised"] or row[s["name"]]["vs_baseline"]
         for row in data["rows"]
         for s in data["scopes"]
-    ):
+    )
+
+
+def _learner_section(
+    summary: Mapping[str, Any], names: Mapping[str, str], figure: str | None = None
+) -> list[str]:
+    data = summary["learners"]
+    lines = ["## Per learner", ""]
+    if not _has_learner_figures(data):
         return [*lines, "No finished cell has a normalised score yet.", ""]
     baseline = ALGO_NAMES.get(data["baseline"], data["baseline"])
     labels, headers, rows = learner_table(
@@ -1664,6 +1718,31 @@ def _learner_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> li
         "figures, per k, are in the aggregate and improvement tables below.",
         "",
         *_table(headers, rows),
+        *_interval_figure_text(summary, figure, labels, baseline),
+    ]
+
+
+def _interval_figure_text(
+    summary: Mapping[str, Any], figure: str | None, labels: Mapping[str, str], baseline: str
+) -> list[str]:
+    if figure is None:
+        return []
+    beside = [b["env_id"] for b in summary.get("beside", [])]
+    pooled = (
+        "pooled, as the table is, over the EDM paper's control tasks "
+        f"({', '.join(summary['headline_envs'])}), not {', '.join(beside)}"
+        if beside
+        else "pooled over the tasks as the table is"
+    )
+    scopes = " and ".join(labels.values())
+    return [
+        f"The table's intervals in rliable's style: per learner, the IQM normalised score "
+        f"(left) and P(X > {baseline}) (right) at {scopes}, {pooled}; the bar is the 95% "
+        "stratified bootstrap interval, the black tick the point estimate, the dashed and "
+        "dotted lines the random policy and the expert (left) and no difference (right).",
+        "",
+        f"![interval estimates per learner]({figure})",
+        "",
     ]
 
 
@@ -1708,18 +1787,39 @@ def _beside_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> lis
     return lines
 
 
-def _profile_section(summary: Mapping[str, Any], figure: str | None) -> list[str]:
+def _profile_section(
+    summary: Mapping[str, Any], figure: str | None, per_learner: str | None = None
+) -> list[str]:
     if figure is None:
         return []
-    return [
+    banded = len(_profile_variants(summary)) <= _MAX_BANDED_PROFILES
+    bands = (
+        "with pointwise 95% stratified bootstrap bands"
+        if banded
+        else f"without their bands, which would overlap with {len(_profile_variants(summary))} "
+        "learners (the next figure draws those over all tasks, one learner per panel)"
+    )
+    lines = [
         "## Performance profiles",
         "",
-        "Fraction of runs (pooled over the tasks) whose normalised score exceeds tau, with "
-        "pointwise 95% stratified bootstrap bands; a curve above another is better everywhere.",
+        "Fraction of runs (pooled over the tasks) whose normalised score exceeds tau, over all "
+        f"(environment, k) tasks and at each k, {bands}; a curve above another is better "
+        "everywhere.",
         "",
         f"![performance profiles]({figure})",
         "",
     ]
+    if per_learner is not None:
+        baseline = ALGO_NAMES.get(summary["learners"]["baseline"], summary["learners"]["baseline"])
+        lines += [
+            "The profiles over all (environment, k) tasks again, one panel per learner: its "
+            f"curve with its pointwise 95% band, {baseline}'s curve dashed in black for "
+            "comparison and the other learners' in grey.",
+            "",
+            f"![performance profiles, one panel per learner]({per_learner})",
+            "",
+        ]
+    return lines
 
 
 def _action_match_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
@@ -1838,14 +1938,53 @@ def _legend_below(fig: Figure, handles: Sequence[Any], labels: Sequence[str]) ->
     fig.legend(handles, labels, loc="outside lower center", ncols=max(1, ncols), fontsize=8)
 
 
+#: How far (as a fraction of the span of the point estimates and the reference lines) an
+#: interval may reach beyond that span before the return-against-k axis cuts it. The bootstrap
+#: interval of an IQM over few seeds can reach one seed's extreme return (a resample that draws
+#: it often enough keeps it inside the middle half); letting that set the axis would flatten
+#: every other learner's curve.
+_AXIS_MARGIN = 0.25
+
+
+def _axis_limits(
+    centres: Iterable[float], lows: Iterable[float], highs: Iterable[float]
+) -> tuple[float, float, float, float]:
+    """The y-range of a return-against-k panel: ``(clip_low, clip_high, y_low, y_high)``.
+
+    ``centres`` are what must always show (the IQMs and the reference lines); intervals are cut
+    at ``clip_low``/``clip_high``, :data:`_AXIS_MARGIN` of the centres' span beyond them;
+    ``y_low``/``y_high`` are the axis limits, the drawn range with a small pad.
+
+    Example:
+        >>> _axis_limits([0.0, 1.0], [-0.1, -1e6], [1.1, 1.2])
+        (-0.25, 1.25, -0.3225, 1.2725)
+    """
+    core = np.array([c for c in centres if np.isfinite(c)], dtype=float)
+    lo, hi = (float(core.min()), float(core.max())) if core.size else (0.0, 1.0)
+    span = hi - lo if hi > lo else max(abs(hi), 1.0)
+    clip_low, clip_high = lo - _AXIS_MARGIN * span, hi + _AXIS_MARGIN * span
+    drawn_low = min(lo, max(clip_low, min((v for v in lows if np.isfinite(v)), default=lo)))
+    drawn_high = max(hi, min(clip_high, max((v for v in highs if np.isfinite(v)), default=hi)))
+    pad = 0.05 * ((drawn_high - drawn_low) or span)  # a flat panel (one value) still has height
+    return clip_low, clip_high, drawn_low - pad, drawn_high + pad
+
+
 def _plot_env(summary: Mapping[str, Any], env: str) -> Figure:
+    """IQM return (and normalised score) against k per learner, with the summary's intervals.
+
+    The y-axis spans the IQMs and the random and expert references (0 and 1 when normalised),
+    and intervals up to :data:`_AXIS_MARGIN` of that span beyond; an interval reaching further
+    is cut at the axis and its cut end marked by a triangle (gid ``"cut"``), so one seed's
+    extreme return cannot flatten the figure. Each errorbar carries its variant as gid.
+    """
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     names = {v["variant"]: v["name"] for v in summary["variants"]}
     styles = _styles(summary)
     cells = [c for c in summary["cells"] if c["env_id"] == env]
     has_norm = any(c["normalised"] is not None for c in cells)
-    fig = Figure(figsize=(10.4 if has_norm else 6.4, 4.6), layout="constrained")
+    fig = Figure(figsize=(10.4 if has_norm else 6.4, 4.8), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, 2 if has_norm else 1))
     panels = [("return", "IQM return")] + (
         [("normalised", "IQM normalised score")] if has_norm else []
@@ -1854,43 +1993,91 @@ def _plot_env(summary: Mapping[str, Any], env: str) -> Figure:
     ks = sorted({c["k"] for c in cells})
     spread = (max(ks) - min(ks)) if len(ks) > 1 else 1.0
     ref = summary["references"].get(env, {})
+    cut_any = False
     for ax, (key, label) in zip(axes, panels, strict=True):
+        shown = [c[key] for c in cells if c[key] is not None]
+        lines = [0.0, 1.0] if key == "normalised" else []
+        if key == "return" and ref.get("usable"):
+            lines = [ref["random"]["mean"], ref["expert"]["mean"]]
+        clip_low, clip_high, y_low, y_high = _axis_limits(
+            [*(e["iqm"] for e in shown), *lines],
+            [e["low"] for e in shown],
+            [e["high"] for e in shown],
+        )
         for i, variant in enumerate(names):
             pts = [c for c in cells if c["variant"] == variant and c[key] is not None]
             if not pts:
                 continue
+            style = styles[variant]
             # Small horizontal offsets keep overlapping intervals readable.
             dx = (i - (n_variants - 1) / 2) * 0.012 * spread
             x = np.array([c["k"] for c in pts], dtype=float) + dx
             y = np.array([c[key]["iqm"] for c in pts])
-            lo = np.array([c[key]["low"] for c in pts])
-            hi = np.array([c[key]["high"] for c in pts])
-            ax.errorbar(
+            lo = np.clip([c[key]["low"] for c in pts], clip_low, None)
+            hi = np.clip([c[key]["high"] for c in pts], None, clip_high)
+            bars = ax.errorbar(
                 x,
                 y,
                 yerr=np.vstack([y - lo, hi - y]),
-                color=styles[variant]["color"],
-                marker=styles[variant]["marker"],
+                color=style["color"],
+                marker=style["marker"],
+                linestyle=style["linestyle"],
                 markersize=5,
                 lw=1.2,
                 capsize=3,
                 label=names[variant],
             )
+            bars.lines[0].set_gid(variant)
+            for ends, edge, marker in (
+                ([c[key]["low"] for c in pts], clip_low, "v"),
+                ([c[key]["high"] for c in pts], clip_high, "^"),
+            ):
+                cut = (np.array(ends) < edge) if marker == "v" else (np.array(ends) > edge)
+                if cut.any():
+                    cut_any = True
+                    ax.plot(
+                        x[cut],
+                        np.full(int(cut.sum()), edge),
+                        ls="none",
+                        marker=marker,
+                        markersize=7,
+                        color=style["color"],
+                        markeredgecolor="k",
+                        markeredgewidth=0.6,
+                        gid="cut",
+                    )
         if key == "return" and ref.get("usable"):
             ax.axhline(ref["expert"]["mean"], color="k", ls=":", lw=1, label="expert")
             ax.axhline(ref["random"]["mean"], color="grey", ls="--", lw=1, label="random policy")
         if key == "normalised":
             ax.axhline(1.0, color="k", ls=":", lw=1)
             ax.axhline(0.0, color="grey", ls="--", lw=1)
+        ax.set_ylim(y_low, y_high)
         ax.set_xticks(ks)
         ax.set_xlabel("k (expert trajectories)")
         ax.set_ylabel(f"{label} (95% CI over seeds)")
         ax.set_title(f"{env}: {label.split(' ', 1)[1]} against k")
-    _legend_below(fig, *axes[0].get_legend_handles_labels())
+    handles, labels = axes[0].get_legend_handles_labels()
+    if cut_any:
+        marker = Line2D([], [], ls="none", marker="v", color="w", markeredgecolor="k")
+        handles, labels = [*handles, marker], [*labels, "interval cut at the axis"]
+    _legend_below(fig, handles, labels)
     return fig
 
 
+#: Above this many learners the overlaid performance profiles leave out their bands (they
+#: would overlap into one grey mass); the per-learner figure draws each one's band instead.
+_MAX_BANDED_PROFILES = 3
+
+
+def _profile_variants(summary: Mapping[str, Any]) -> list[str]:
+    """The variants with a performance profile, in learner order."""
+    drawn = {c["variant"] for c in summary["profiles"]["curves"]}
+    return [v["variant"] for v in summary["variants"] if v["variant"] in drawn]
+
+
 def _plot_profiles(summary: Mapping[str, Any]) -> Figure:
+    """Performance profiles overlaid, one panel per scope (all (env, k) tasks, then each k)."""
     from matplotlib.figure import Figure
 
     names = {v["variant"]: v["name"] for v in summary["variants"]}
@@ -1903,11 +2090,10 @@ def _plot_profiles(summary: Mapping[str, Any]) -> Figure:
     order = sorted(scopes, key=lambda k: (k[0] != "all", k[1] or 0))
     ncols = min(3, len(order))
     nrows = math.ceil(len(order) / ncols)
-    fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows + 0.6), layout="constrained")
+    fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows + 0.7), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).reshape(-1)
     legend: dict[str, Any] = {}
-    # Many overlapping bands turn to mud; fainter ones when there are many learners.
-    alpha = 0.2 if len(names) <= 3 else 0.1
+    banded = len(_profile_variants(summary)) <= _MAX_BANDED_PROFILES
     for ax, key in zip(axes, order, strict=False):
         for c in curves:
             if _key(c) != key:
@@ -1923,8 +2109,10 @@ def _plot_profiles(summary: Mapping[str, Any]) -> Figure:
                 # Markers every tenth tau, staggered so that coinciding curves show each one.
                 markevery=(round(10 * i / len(names)) % 10, 10),
                 label=names[c["variant"]],
+                gid=c["variant"],
             )
-            ax.fill_between(taus, c["low"], c["high"], color=style["color"], alpha=alpha, lw=0)
+            if banded:
+                ax.fill_between(taus, c["low"], c["high"], color=style["color"], alpha=0.2, lw=0)
             legend.setdefault(c["variant"], line)
         ax.axvline(1.0, color="k", ls=":", lw=0.8)
         ax.set_ylim(-0.02, 1.02)
@@ -1935,4 +2123,180 @@ def _plot_profiles(summary: Mapping[str, Any]) -> Figure:
         ax.set_visible(False)
     ordered = sorted(legend, key=order_of.__getitem__)
     _legend_below(fig, [legend[v] for v in ordered], [names[v] for v in ordered])
+    return fig
+
+
+def _plot_profiles_per_learner(summary: Mapping[str, Any]) -> Figure | None:
+    """Small multiples of the performance profiles over all (env, k) tasks: one panel per
+    learner with its pointwise 95% band, the baseline's (BC's) curve dashed in black and the
+    other learners' in light grey. None without a profile over all tasks."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    names = {v["variant"]: v["name"] for v in summary["variants"]}
+    styles = _styles(summary)
+    taus = np.asarray(summary["profiles"]["taus"])
+    curves = {c["variant"]: c for c in summary["profiles"]["curves"] if c["scope"] == "all"}
+    variants = [v for v in _profile_variants(summary) if v in curves]
+    if not variants:
+        return None
+    baselines = [v for v in summary["learners"]["baseline_variants"] if v in curves]
+    # Two rows of up to four: 6 learners as 2 x 3, 8 as 2 x 4.
+    ncols = len(variants) if len(variants) <= 3 else min(4, math.ceil(len(variants) / 2))
+    nrows = math.ceil(len(variants) / ncols)
+    fig = Figure(figsize=(3.3 * ncols, 2.9 * nrows + 0.9), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True))
+    flat = axes.reshape(-1)
+    for ax, variant in zip(flat, variants, strict=False):
+        for other in variants:
+            if other != variant and other not in baselines:
+                ax.plot(taus, curves[other]["fraction"], color="0.78", lw=0.8, zorder=1)
+        for base in baselines:
+            if base != variant:
+                ax.plot(taus, curves[base]["fraction"], color="k", ls="--", lw=1.0, zorder=2)
+        c, style = curves[variant], styles[variant]
+        ax.fill_between(taus, c["low"], c["high"], color=style["color"], alpha=0.3, lw=0)
+        ax.plot(
+            taus,
+            c["fraction"],
+            **style,
+            lw=1.6,
+            markersize=4,
+            markevery=(0, 10),
+            zorder=3,
+            gid=variant,
+        )
+        ax.axvline(1.0, color="k", ls=":", lw=0.8)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{names[variant]} ({c['n_tasks']} tasks × {c['n_seeds']} seeds)", fontsize=9)
+        ax.grid(True, alpha=0.25)
+    for ax in flat[len(variants) :]:
+        ax.set_visible(False)
+    for ax in flat[max(0, len(variants) - ncols) : len(variants)]:  # the lowest of each column
+        ax.xaxis.set_tick_params(labelbottom=True)
+        ax.set_xlabel(r"normalised score $\tau$")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(r"fraction of runs $> \tau$")
+    baseline = ALGO_NAMES.get(summary["learners"]["baseline"], summary["learners"]["baseline"])
+    handles = [
+        Patch(color="0.5", alpha=0.3, label="the panel's learner: 95% band"),
+        Line2D([], [], color="k", ls="--", lw=1.0, label=baseline),
+        Line2D([], [], color="0.78", lw=0.8, label="the other learners"),
+    ]
+    _legend_below(fig, handles, [h.get_label() for h in handles])
+    fig.suptitle("Performance profiles over all (environment, k) tasks, one panel per learner")
+    return fig
+
+
+def _interval_rows(
+    data: Mapping[str, Any], names: Mapping[str, str], scope: str
+) -> tuple[list[tuple[str, str, Mapping[str, Any] | None]], list[tuple[str, str, Any]]]:
+    """The rows of the interval figure at one scope of the summary's ``learners``: per
+    variant its IQM normalised score, and per (variant, baseline variant) its P(X > BC)
+    entry, or ``"baseline"`` for the baseline's own row; each as (label, variant, entry)."""
+    several = len(data.get("baseline_variants", ())) > 1
+    iqm_rows, p_rows = [], []
+    for row in data["rows"]:
+        name = names.get(row["variant"], row["name"])
+        part = row[scope]
+        norm = part["normalised"]
+        iqm_rows.append((name, row["variant"], norm if norm and norm["iqm"] is not None else None))
+        if row["algo"] == data["baseline"]:
+            p_rows.append((name, row["variant"], "baseline"))
+        elif not part["vs_baseline"]:
+            p_rows.append((name, row["variant"], None))
+        for e in part["vs_baseline"]:
+            label = f"{name} vs {names.get(e['y'], e['y'])}" if several else name
+            p_rows.append((label, row["variant"], e if e["p"] is not None else None))
+    return iqm_rows, p_rows
+
+
+def _plot_intervals(summary: Mapping[str, Any]) -> Figure:
+    """rliable's interval estimates of the per-learner table: per scope (few k, all (env, k))
+    a panel of IQM normalised scores and one of P(X > BC), a row per learner with its 95%
+    stratified bootstrap interval (bar) and point estimate (black tick).
+
+    Every number drawn is the summary's (``learners``, the same intervals as the aggregate and
+    improvement tables); the bars (patches) and ticks (lines) carry their variant as gid, and
+    each panel its (metric, scope) as gid, e.g. ``"iqm:few"``, ``"p:all"``.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.transforms import blended_transform_factory
+
+    data = summary["learners"]
+    names = {v["variant"]: v["name"] for v in summary["variants"]}
+    styles = _styles(summary)
+    baseline = ALGO_NAMES.get(data["baseline"], data["baseline"])
+    labels = _learner_scope_labels(data, all_label="all (env, k)")
+    rows = {s["name"]: _interval_rows(data, names, s["name"]) for s in data["scopes"]}
+    height = max(max(len(i), len(p)) for i, p in rows.values())
+    nrows = len(data["scopes"])
+    fig = Figure(figsize=(10.4, nrows * (0.34 * height + 1.3) + 0.6), layout="constrained")
+    # One x-axis per column, so that the scopes' panels read against each other.
+    axes = fig.subplots(nrows, 2, squeeze=False, sharex="col")
+    pooled = {
+        env
+        for row in data["rows"]
+        for s in data["scopes"]
+        for e in [row[s["name"]]["normalised"], *row[s["name"]]["vs_baseline"]]
+        if e
+        for env in e["envs"]
+    }
+    envs = [e for e in summary["headline_envs"] if e in pooled] + sorted(
+        pooled - set(summary["headline_envs"])
+    )
+    for (ax_iqm, ax_p), scope in zip(axes, data["scopes"], strict=True):
+        iqm_rows, p_rows = rows[scope["name"]]
+        for ax, metric, entries in ((ax_iqm, "iqm", iqm_rows), (ax_p, "p", p_rows)):
+            ax.set_gid(f"{metric}:{scope['name']}")
+            note = blended_transform_factory(ax.transAxes, ax.transData)
+            for y, (_, variant, entry) in enumerate(entries):
+                if isinstance(entry, Mapping):
+                    (bar,) = ax.barh(
+                        y,
+                        entry["high"] - entry["low"],
+                        left=entry["low"],
+                        height=0.6,
+                        color=styles[variant]["color"],
+                        alpha=0.75,
+                    )
+                    bar.set_gid(variant)
+                    point = [entry[metric]] * 2
+                    ax.plot(point, [y - 0.3, y + 0.3], color="k", lw=1.6, gid=variant)
+                else:
+                    text = (
+                        "(the baseline)"
+                        if entry == "baseline"
+                        else "no normalised score"
+                        if metric == "iqm"
+                        else "no runs to compare"
+                    )
+                    ax.text(
+                        0.5,
+                        y,
+                        text,
+                        transform=note,
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="0.35",
+                        style="italic",
+                    )
+            ax.set_yticks(range(len(entries)), [label for label, _, _ in entries], fontsize=9)
+            ax.set_ylim(len(entries) - 0.5, -0.5)  # the first learner on top
+            ax.grid(True, axis="x", alpha=0.3)
+        ax_iqm.axvline(0.0, color="grey", ls="--", lw=1)
+        ax_iqm.axvline(1.0, color="k", ls=":", lw=1)
+        ax_iqm.set_title(f"IQM normalised score, {labels[scope['name']]}", fontsize=10)
+        ax_p.axvline(0.5, color="k", ls=":", lw=1)
+        ax_p.set_xlim(-0.03, 1.03)  # a P of exactly 0 or 1 stays in view
+        ax_p.set_title(f"P(X > {baseline}), {labels[scope['name']]}", fontsize=10)
+    axes[-1, 0].set_xlabel("normalised score (random policy 0, expert 1)")
+    axes[-1, 1].set_xlabel(f"probability that a run of X beats a {baseline} run on the same task")
+    fig.suptitle(
+        f"Per learner over {', '.join(envs)}: point estimate (black) and 95% stratified "
+        "bootstrap interval",
+        fontsize=10,
+    )
     return fig
