@@ -98,7 +98,7 @@ def test_iqlearn_tries_its_authors_temperature_and_valuedice_a_rate_beside_its_p
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"final_seeds": [101, 300]}, "fresh"),
+        ({"final_seeds": [1, 30]}, "fresh"),
         ({"checkpoint_every": 3000}, "divide"),
         ({"grids": {**GRIDS, "bc": {"learning_rate": [1e-3]}}}, "same number"),
         ({"algos": ["edm-decoupled"]}, "BC's"),
@@ -121,12 +121,14 @@ def tiny_study(tmp_path_factory):
 
 def test_a_study_writes_every_unit_and_validates_on_trajectories_no_seed_trains_on(tiny_study):
     spec, folder = tiny_study
+    fresh, selecting = set(), set()
     chosen = study_picks(spec, folder)
     assert set(chosen) == {("CartPole-v1", 1, a) for a in TINY["algos"]}
     for unit in sel.selection_units(spec):
         record = json.loads(unit.path(folder).read_text())
         trained = {e for episodes in record["train_episodes"].values() for e in episodes}
         assert record["validation_episodes"] and not trained & set(record["validation_episodes"])
+        selecting |= trained
         assert [c["update"] for c in record["checkpoints"]] == list(spec.checkpoints)
         for checkpoint in record["checkpoints"]:
             for entry in checkpoint["seeds"].values():
@@ -136,12 +138,14 @@ def test_a_study_writes_every_unit_and_validates_on_trajectories_no_seed_trains_
         for unit in sel.final_units(spec, picked, env_id, k, algo):
             record = json.loads(unit.path(folder).read_text())
             assert record["seeds"] == list(spec.final_seeds)
+            fresh |= {e for episodes in record["train_episodes"].values() for e in episodes}
             for checkpoint in record["checkpoints"]:
                 played = checkpoint["update"] in unit.evaluate_at
                 for entry in checkpoint["seeds"].values():
                     assert ("returns" in entry) == played
                     if played:
                         assert len(entry["returns"]) == spec.eval_episodes
+    assert fresh and selecting and not fresh & selecting  # k = 1: no trajectory shared
 
 
 def test_a_finished_study_trains_nothing_when_run_again(tiny_study, monkeypatch):

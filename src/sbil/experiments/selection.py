@@ -110,8 +110,10 @@ class SelectionSpec:
     """Per learner: config field -> values (a product); the first combination is published."""
     options: dict = field(default_factory=lambda: {"n_updates": 10_000, "batch_size": 32})
     """Learner options of every configuration (the sweep preset's budget)."""
-    selection_seeds: tuple[int, ...] = (100, 101, 102)
-    final_seeds: tuple[int, ...] = tuple(range(200, 210))
+    selection_seeds: tuple[int, ...] = (0, 1, 2)
+    final_seeds: tuple[int, ...] = tuple(range(3, 13))
+    """Fresh seeds: with sliding windows (seed r trains on episodes r, ..., r + k - 1) their
+    trajectories differ from the selection seeds' too (at k = 1 they share none)."""
     validation_episodes: int = 2
     checkpoint_every: int = 2000
     selection_eval_episodes: int = 50
@@ -198,14 +200,14 @@ SELECTION_PRESETS: dict[str, dict[str, Any]] = {
     "small": {
         "envs": ["CartPole-v1", "Acrobot-v1"],
         "ks": [1, 3],
-        "final_seeds": list(range(200, 205)),
+        "final_seeds": list(range(3, 8)),
     },
     "tiny": {
         "envs": ["CartPole-v1"],
         "ks": [1],
         "options": {"n_updates": 40, "batch_size": 32, "sgld_buffer_size": 100},
-        "selection_seeds": [100, 101],
-        "final_seeds": [200, 201],
+        "selection_seeds": [0, 1],
+        "final_seeds": [2, 3],
         "checkpoint_every": 20,
         "selection_eval_episodes": 2,
         "eval_episodes": 3,

@@ -222,8 +222,10 @@ def render_study_report(summary: Mapping[str, Any], figures: Mapping[int, str]) 
         f"of this protocol holds k + {spec['validation_episodes']} trajectories. They are the "
         "dataset's last episodes; no seed trains on them and no evaluation plays them.",
         f"- **Fresh seeds**: each pick trains again on seeds "
-        f"{', '.join(map(str, spec['final_seeds']))} (new initialisations, minibatches and "
-        f"trajectory windows) and plays {spec['eval_episodes']} episodes. Scores are "
+        f"{', '.join(map(str, spec['final_seeds']))} (new initialisations and minibatches; "
+        "sliding windows, seed r trains on episodes r to r + k - 1, so at k = 1 no fresh seed "
+        "trains on a selection seed's trajectory) and plays "
+        f"{spec['eval_episodes']} episodes. Scores are "
         "normalised returns (0 the random policy, 1 the expert). IQM over fresh seeds and "
         f"tasks with stratified-bootstrap {CONFIDENCE:.0%} intervals ({N_RESAMPLES} "
         "resamples); the price of no environment is oracle IQM minus offline IQM; a failed "
