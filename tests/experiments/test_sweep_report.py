@@ -1158,3 +1158,23 @@ def test_performance_profiles_of_few_learners_keep_their_bands_in_one_figure(tmp
         "performance-profiles.png",
     }
     assert all(len(ax.collections) == 2 for ax in saved["performance-profiles.png"].axes)
+
+
+def test_a_results_folder_with_rows_jsonl_gz_reads_as_its_rows_folder(tmp_path):
+    import gzip
+    import shutil
+
+    rows = _grid(_edm_ahead, envs=("CartPole-v1", "Acrobot-v1"))
+    folder = _sweep(tmp_path, rows)
+    archive = tmp_path / "results"
+    archive.mkdir()
+    for name in ("sweep.json", "references.json"):
+        shutil.copy(folder / name, archive / name)
+    with gzip.open(archive / "rows.jsonl.gz", "wt", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row) + "\n")
+    assert summarise_sweep(archive) == summarise_sweep(folder)
+    with gzip.open(archive / "rows.jsonl.gz", "wt", encoding="utf-8") as out:
+        out.write("{not json\n")
+    with pytest.raises(ValueError, match=r"rows\.jsonl\.gz"):
+        summarise_sweep(archive)

@@ -64,9 +64,7 @@ def sweep_command(
     envs: Annotated[str | None, typer.Option(help="Override: tasks, comma-separated.")] = None,
     algos: Annotated[
         str | None,
-        typer.Option(
-            help=f"Override, comma-separated: {', '.join(ALGOS)} (docs/learners.md)."
-        ),
+        typer.Option(help=f"Override, comma-separated: {', '.join(ALGOS)} (docs/learners.md)."),
     ] = None,
     ks: Annotated[str | None, typer.Option(help="Override: trajectories, e.g. 1,3,7.")] = None,
     seeds: Annotated[str | None, typer.Option(help="Override: seeds, e.g. 0-9.")] = None,
@@ -283,6 +281,40 @@ def report_command(
             highlight=False,
             markup=False,
         )
+
+
+@sweep_app.command("compare")
+def compare_command(
+    condition: Annotated[
+        list[str],
+        typer.Option(
+            help="NAME=DIR or NAME=DIR,DIR,...: a data condition and its sweep or results folders (the "
+            "first gives BC and EDM, the others may add regularised BC); repeat per condition."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder of REPORT.md, summary.json and figure.")],
+    ks: Annotated[str, typer.Option(help="The k values pooled, e.g. 1,3.")] = "1,3",
+) -> None:
+    """P(EDM > BC) at few trajectories per data condition, with regularised BC beside."""
+    import shlex
+
+    from sbil.cli._common import UsageError, errors_as_messages
+
+    with errors_as_messages():
+        from sbil.experiments.conditions import parse_condition, write_conditions_report
+
+        try:
+            conditions = dict(parse_condition(text) for text in condition)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        values = _csv("--ks", ks, int)
+        if not values:
+            raise UsageError("--ks must name at least one k, e.g. 1,3.")
+        words = ["sbil sweep compare", *(f"--condition {shlex.quote(c)}" for c in condition)]
+        words += [f"--ks {','.join(map(str, values))}", f"--out {shlex.quote(str(out))}"]
+        command = " ".join(words)
+        path = write_conditions_report(conditions, out, command=command, ks=values)
+    console.print(f"Wrote {path}", highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -23,13 +23,14 @@ Example:
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import itertools
 import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -251,8 +252,7 @@ def _read_rows(sweep_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[di
         raise ValueError(f"no sweep folder at {sweep_dir}; pass the folder `sbil sweep` wrote.")
     spec = load_spec(sweep_dir) if (sweep_dir / "sweep.json").is_file() else {}
     records, outside = [], []
-    for path in sorted((sweep_dir / "rows").glob("*.json")):
-        row = _read_json(path)
+    for path, row in _row_files(sweep_dir):
         _check_row(path, row)
         record = {**_ROW_DEFAULTS, **row, "row_file": path.name}
         reason = next(
@@ -304,6 +304,29 @@ def _read_rows(sweep_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[di
         [*columns, *[c for c in frame.columns if c not in columns and c != "_algo_order"]]
     ]
     return frame, sorted(outside, key=lambda r: r["row_file"])
+
+
+#: A committed results folder's rows, one JSON object per line (``docs/results/*/``).
+ROWS_ARCHIVE = "rows.jsonl.gz"
+
+
+def _row_files(sweep_dir: Path) -> Iterator[tuple[Path, Any]]:
+    """``(path, row)`` of every row file in ``rows/``; a folder without ``rows/`` that holds
+    :data:`ROWS_ARCHIVE` (a committed results folder) gives its lines, each named as the file
+    it was (``rows/<cell_id>.json``)."""
+    archive = sweep_dir / ROWS_ARCHIVE
+    if not (sweep_dir / "rows").is_dir() and archive.is_file():
+        try:
+            with gzip.open(archive, "rt", encoding="utf-8") as lines:
+                rows = [json.loads(line) for line in lines if line.strip()]
+        except (OSError, UnicodeDecodeError, EOFError, json.JSONDecodeError) as err:
+            raise ValueError(f"cannot read {archive} ({err}); restore it from git.") from None
+        for number, row in enumerate(rows, 1):
+            name = row.get("cell_id") if isinstance(row, dict) else None
+            yield sweep_dir / "rows" / f"{name or f'line-{number}'}.json", row
+        return
+    for path in sorted((sweep_dir / "rows").glob("*.json")):
+        yield path, _read_json(path)
 
 
 def _outside_record(row: Mapping[str, Any], reason: str) -> dict[str, Any]:
