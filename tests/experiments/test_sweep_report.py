@@ -1178,3 +1178,26 @@ def test_a_results_folder_with_rows_jsonl_gz_reads_as_its_rows_folder(tmp_path):
         out.write("{not json\n")
     with pytest.raises(ValueError, match=r"rows\.jsonl\.gz"):
         summarise_sweep(archive)
+
+
+def test_a_learner_has_the_same_style_whichever_learners_share_the_report():
+    from sbil.experiments.sweep_report import ALGO_ORDER, _styles
+
+    def styles(algos):
+        variants = [{"variant": a, "algo": a} for a in algos]
+        return _styles({"variants": variants})
+
+    everyone = styles(list(ALGO_ORDER))
+    assert styles(["bc", "valuedice"])["valuedice"] == everyone["valuedice"]
+    assert styles(["dsfn"])["dsfn"] == everyone["dsfn"]
+    assert len({json.dumps(s, sort_keys=True) for s in everyone.values()}) == len(ALGO_ORDER)
+    two = _styles(
+        {
+            "variants": [
+                {"variant": "bc (lr=0.001)", "algo": "bc"},
+                {"variant": "bc (lr=0.01)", "algo": "bc"},
+                {"variant": "mystery", "algo": "mystery"},
+            ]
+        }
+    )
+    assert len({json.dumps(s, sort_keys=True) for s in two.values()}) == 3

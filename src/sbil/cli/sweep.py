@@ -288,8 +288,9 @@ def compare_command(
     condition: Annotated[
         list[str],
         typer.Option(
-            help="NAME=DIR or NAME=DIR,DIR,...: a data condition and its sweep or results folders (the "
-            "first gives BC and EDM, the others may add regularised BC); repeat per condition."
+            help="NAME=DIR or NAME=DIR,DIR,...: a data condition and its sweep or results "
+            "folders (the first gives BC and EDM, the others may add regularised BC); repeat "
+            "per condition."
         ),
     ],
     out: Annotated[Path, typer.Option(help="Folder of REPORT.md, summary.json and figure.")],

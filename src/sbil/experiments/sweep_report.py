@@ -1944,15 +1944,27 @@ def _problems_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> l
 
 
 def _styles(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per variant, in learner order: a colour, a marker and a line style of its own."""
-    return {
-        v["variant"]: {
-            "color": _COLOURS[i % len(_COLOURS)],
-            "marker": _MARKERS[i % len(_MARKERS)],
-            "linestyle": _LINESTYLES[i % len(_LINESTYLES)],
+    """Per variant a colour, a marker and a line style of its own, fixed by its learner's place
+    in the registry (so a learner looks the same in every report, whichever others are there);
+    a learner's further option-sets, and learners outside the registry, take the places after."""
+    counts: dict[str, int] = {}
+    for v in summary["variants"]:
+        counts[v["algo"]] = counts.get(v["algo"], 0) + 1
+    known = [n for a, n in counts.items() if a in ALGO_ORDER]
+    out, taken, extra = {}, {}, len(ALGO_ORDER) * max(known, default=1)
+    for v in summary["variants"]:
+        algo = v["algo"]
+        if algo in ALGO_ORDER:
+            place = ALGO_ORDER.index(algo) + len(ALGO_ORDER) * taken.get(algo, 0)
+        else:
+            place, extra = extra, extra + 1
+        taken[algo] = taken.get(algo, 0) + 1
+        out[v["variant"]] = {
+            "color": _COLOURS[place % len(_COLOURS)],
+            "marker": _MARKERS[place % len(_MARKERS)],
+            "linestyle": _LINESTYLES[place % len(_LINESTYLES)],
         }
-        for i, v in enumerate(summary["variants"])
-    }
+    return out
 
 
 def _legend_below(fig: Figure, handles: Sequence[Any], labels: Sequence[str]) -> None:
