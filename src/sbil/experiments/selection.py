@@ -434,10 +434,12 @@ def read_unit(path: Path) -> dict | None:
 
 
 def selection_units(spec: SelectionSpec) -> list[Unit]:
+    """Every selection unit, task by task and within a task ``k`` by ``k`` (the order they
+    run in: the first tasks' cells complete first)."""
     n = len(configurations(spec, spec.algos[0]))
     return [
         Unit("select", env_id, k, algo, config, spec.checkpoints)
-        for k, env_id, algo, config in itertools.product(spec.ks, spec.envs, spec.algos, range(n))
+        for env_id, k, algo, config in itertools.product(spec.envs, spec.ks, spec.algos, range(n))
     ]
 
 
@@ -522,19 +524,21 @@ def _run_all(root: Path, spec: SelectionSpec, todo: list[Unit], workers, log, fi
             record = run_unit(str(root), payload, unit)
             number += 1
             log(_done_text(number, unit, record))
-            queue += finished(unit)
+            queue[:0] = finished(unit)
         return
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        running = {pool.submit(run_unit, str(root), payload, u): u for u in queue}
-        while running:
+        running: dict[concurrent.futures.Future, Unit] = {}
+        while queue or running:
+            while queue and len(running) < workers:  # no more in flight than workers
+                unit = queue.pop(0)
+                running[pool.submit(run_unit, str(root), payload, unit)] = unit
             done, _ = concurrent.futures.wait(running, return_when="FIRST_COMPLETED")
             for future in done:
                 unit = running.pop(future)
                 number += 1
                 log(_done_text(number, unit, future.result()))
-                for ready in finished(unit):
-                    running[pool.submit(run_unit, str(root), payload, ready)] = ready
+                queue[:0] = finished(unit)  # a cell's fresh seeds before further selections
 
 
 def _done_text(number: int, unit: Unit, record: Mapping[str, Any]) -> str:
