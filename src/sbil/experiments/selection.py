@@ -489,9 +489,10 @@ def run_study(
     for unit in selection_units(spec):
         if read_unit(unit.path(root)) is None:
             pending.setdefault((unit.env_id, unit.k, unit.algo), set()).add(unit)
-    todo = [u for u in selection_units(spec) if read_unit(u.path(root)) is None]
+    todo = []  # fresh seeds of finished selections first, then the selections
     for key, chosen in study_picks(spec, root).items():
         todo += [u for u in final_units(spec, chosen, *key) if read_unit(u.path(root)) is None]
+    todo += [u for u in selection_units(spec) if read_unit(u.path(root)) is None]
     log(f"{len(todo)} unit(s) to train now, more as selections finish; {workers} at once")
 
     def finished(unit: Unit) -> list[Unit]:
