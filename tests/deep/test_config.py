@@ -68,3 +68,18 @@ def test_sbil_train_refuses_an_sgld_option_for_bc_as_a_usage_error(tmp_path):
         "samples), not bc; leave it at its default."
     )
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["entropy_coef", "l2_coef"])
+def test_a_regulariser_that_would_not_act_is_refused_and_its_zero_keeps_the_record(name):
+    from sbil.deep.learners.registry import LEARNERS
+
+    unregularised = [a for a, spec in LEARNERS.items() if not spec.regularised]
+    assert unregularised == ["dsfn"]
+    with pytest.raises(LearnerInputError, match=f"{name} does not act on dsfn"):
+        LearnerConfig(algo="dsfn", **{name: 0.1})
+    assert (
+        LearnerConfig(algo="dsfn", **{name: 0.0}).to_dict() == LearnerConfig(algo="dsfn").to_dict()
+    )
+    assert name in LearnerConfig(algo="dsfn").to_dict()  # the record (and hashes) unchanged
+    LearnerConfig(algo="bc", **{name: 0.1})

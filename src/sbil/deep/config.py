@@ -165,6 +165,14 @@ class LearnerConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise LearnerInputError(f"{name} must be >= 0 (0 turns it off), got {value}.")
+        if not learner_spec(self.algo).regularised:
+            for name in ("entropy_coef", "l2_coef"):
+                if getattr(self, name):
+                    raise LearnerInputError(
+                        f"{name} does not act on {self.algo} (its phases never descend a loss "
+                        "of the final policy's logits, which it would regularise); leave it at "
+                        "0."
+                    )
         if self.irl_method not in ("max_margin", "projection"):
             raise LearnerInputError(
                 f"irl_method must be max_margin or projection, got {self.irl_method!r}."

@@ -47,6 +47,9 @@ class LearnerSpec:
     """Whether its loss also uses the expert's next action ``a'``."""
     uses_sgld: bool = False
     """Whether it draws SGLD samples (the ``sgld_*`` config fields act only then)."""
+    regularised: bool = True
+    """Whether ``entropy_coef`` and ``l2_coef`` act on it (they regularise a policy trained by
+    gradient on its loss); where not, non-zero values are refused."""
     second_network: str | None = None
     """What its second network is, if it has one."""
     second_network_shape: Callable[[int, int], tuple[int, int]] | None = None
@@ -126,6 +129,7 @@ LEARNERS: dict[str, LearnerSpec] = {
             uses_transitions=True,
             uses_next_action=True,
             minimised_term="loss",
+            regularised=False,  # its update never descends a loss of the final policy's logits
         ),
     )
 }
