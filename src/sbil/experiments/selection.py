@@ -14,8 +14,10 @@ values of the learner's own coefficient, the published values first) and one upd
 2. **The three picks** (:func:`picks`), per learner: *published* (configuration 0 at the full
    budget: the defaults a comparison at published settings reports); *offline* (the
    configuration and checkpoint with the lowest mean validation NLL over the selection seeds:
-   what a strictly batch user can do); *oracle* (the highest mean return: an upper bound no
-   strictly batch user has). A candidate with a diverged seed is never picked.
+   what a strictly batch user can do); *oracle* (the highest mean return on the selection
+   seeds: information no strictly batch user has; not a guaranteed upper bound on fresh seeds,
+   since a pick by a few seeds' returns carries their noise). A candidate with a diverged seed
+   is never picked.
 3. **Fresh seeds** (``final_seeds``): each picked configuration trains again on new seeds (new
    initialisations, minibatches and trajectory windows) and the picked checkpoints play
    ``eval_episodes`` episodes. Its returns, normalised by the random policy's and the expert's

@@ -214,8 +214,10 @@ def render_study_report(summary: Mapping[str, Any], figures: Mapping[int, str]) 
         f"every {spec['checkpoint_every']:,} updates. *Offline*: the configuration and "
         "checkpoint with the lowest mean held-out NLL of the expert's actions on "
         f"{spec['validation_episodes']} validation trajectories (no environment). *Oracle*: "
-        f"the highest mean return over {spec['selection_eval_episodes']} episodes (an upper "
-        "bound no strictly batch user has). *Published*: the published values at the full "
+        f"the highest mean return over {spec['selection_eval_episodes']} episodes (information "
+        "no strictly batch user has; not a guaranteed upper bound on fresh seeds, as a pick by "
+        "a few seeds' returns carries their noise). *Published*: the published values at the "
+        "full "
         "budget.",
         f"- **Validation, k = 1 included**: the {spec['validation_episodes']} validation "
         "trajectories are extra ones for every k (one trajectory cannot be split): a user "
