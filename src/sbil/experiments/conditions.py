@@ -103,17 +103,12 @@ def compare_conditions(
     return {"ks": list(ks), "envs": found, "conditions": out}
 
 
-def _ci(entry: Mapping[str, Any] | None, key: str = "p") -> str:
-    if entry is None:
-        return "-"
-    value = entry[key] if key in entry else entry["iqm"]
-    return f"{value:.2f} [{entry['low']:.2f}, {entry['high']:.2f}]"
+def _p(entry: Mapping[str, Any] | None) -> str:
+    return sr._ci(entry, 2, "p")
 
 
 def _iqm(entry: Mapping[str, Any] | None) -> str:
-    if entry is None:
-        return "-"
-    return f"{entry['iqm']:.2f} [{entry['low']:.2f}, {entry['high']:.2f}]"
+    return sr._ci(entry, 2)
 
 
 def render_conditions(summary: Mapping[str, Any], command: str, figure: str | None) -> str:
@@ -135,9 +130,9 @@ def render_conditions(summary: Mapping[str, Any], command: str, figure: str | No
         "|---|---|---|---|" + "---|" * len(summary["envs"]),
     ]
     for c in summary["conditions"]:
-        per_env = " | ".join(_ci(c["per_env"].get(e)) for e in summary["envs"])
+        per_env = " | ".join(_p(c["per_env"].get(e)) for e in summary["envs"])
         lines.append(
-            f"| {c['name']} | {_ci(c['edm_over_bc'])} | {_iqm(c['iqm'].get('edm'))} | "
+            f"| {c['name']} | {_p(c['edm_over_bc'])} | {_iqm(c['iqm'].get('edm'))} | "
             f"{_iqm(c['iqm'].get('bc'))} | {per_env} |"
         )
     if figure:
@@ -158,7 +153,7 @@ def render_conditions(summary: Mapping[str, Any], command: str, figure: str | No
         for c, r in regularised:
             lines.append(
                 f"| {c['name']} | {r['variant']} | {_iqm(c['iqm'].get(r['variant']))} | "
-                f"{_ci(r['edm_over_it'])} | {_ci(r['it_over_bc'])} |"
+                f"{_p(r['edm_over_it'])} | {_p(r['it_over_bc'])} |"
             )
     lines += ["", "## Sources", ""]
     for c in summary["conditions"]:

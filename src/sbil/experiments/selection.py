@@ -487,14 +487,14 @@ def run_study(
     root = Path(folder)
     _check_study(spec, root)
     prepare(data_spec(spec), root / "data", log)
-    pending = {}  # (task, k, learner) -> its selection units not yet finished
-    for unit in selection_units(spec):
-        if read_unit(unit.path(root)) is None:
-            pending.setdefault((unit.env_id, unit.k, unit.algo), set()).add(unit)
+    selecting = [u for u in selection_units(spec) if read_unit(u.path(root)) is None]
+    pending: dict[tuple[str, int, str], set[Unit]] = {}  # its selection units not yet finished
+    for unit in selecting:
+        pending.setdefault((unit.env_id, unit.k, unit.algo), set()).add(unit)
     todo = []  # fresh seeds of finished selections first, then the selections
     for key, chosen in study_picks(spec, root).items():
         todo += [u for u in final_units(spec, chosen, *key) if read_unit(u.path(root)) is None]
-    todo += [u for u in selection_units(spec) if read_unit(u.path(root)) is None]
+    todo += selecting
     log(f"{len(todo)} unit(s) to train now, more as selections finish; {workers} at once")
 
     def finished(unit: Unit) -> list[Unit]:
