@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sbil.experiments import sweep_report as sr
 from sbil.experiments.conditions import compare_conditions, parse_condition
+from sbil.experiments.sweeps import claim as sweep_claim
+from sbil.experiments.sweeps import load as sweep_load
 
 REFS = {"CartPole-v1": (20.0, 500.0), "Acrobot-v1": (-500.0, -80.0)}
 
@@ -91,7 +92,9 @@ def test_each_conditions_verdict_is_its_own_reports_and_regularised_bc_sits_besi
     )
     by_name = {c["name"]: c for c in summary["conditions"]}
     for name, folder in (("ahead", ahead), ("behind", behind)):
-        own = sr.judge_edm_claim(sr.load_rows(folder), n_resamples=200)["verdicts"][0]
+        own = sweep_claim.judge_edm_claim(sweep_load.load_rows(folder), n_resamples=200)[
+            "verdicts"
+        ][0]
         assert own["ks"] == [1, 3]
         got = by_name[name]["edm_over_bc"]
         assert (got["p"], got["low"], got["high"]) == (own["p"], own["low"], own["high"])
@@ -106,7 +109,7 @@ def test_each_conditions_verdict_is_its_own_reports_and_regularised_bc_sits_besi
 
 def test_a_cell_in_two_folders_is_taken_from_the_first(tmp_path):
     first = _main(tmp_path / "first", 0.8, 0.3, ks=(1,))
-    bc_rows = [r for r in sr.load_rows(first).to_dict("records") if r["algo"] == "bc"]
+    bc_rows = [r for r in sweep_load.load_rows(first).to_dict("records") if r["algo"] == "bc"]
     copies = [
         {**_row(r["env_id"], "bc", 1, r["seed"], -1e6), "cell_id": r["cell_id"]} for r in bc_rows
     ]

@@ -156,7 +156,8 @@ def test_a_bc_twin_that_is_not_a_finished_run_leaves_the_group_to_train_in_full(
     decoupled = [g for g in twins if g.algo == "edm-decoupled"]
     assert all(g.policy_from is not None for g in decoupled)
     for group in decoupled:
-        rows = {r["cell_id"]: {k: r[k] for k in _RESULT} for r in run_group(str(folder), group)}
+        ran = [r.to_dict() for r in run_group(str(folder), group)]
+        rows = {r["cell_id"]: {k: r[k] for k in _RESULT} for r in ran}
         assert rows == {c: r for c, r in _rows(full, "edm-decoupled").items() if c in rows}
         log = (folder / "runs" / group.group_id / "log.txt").read_text()
         assert "is not a finished run" in log

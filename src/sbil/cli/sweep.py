@@ -264,7 +264,7 @@ def report_command(
     from sbil.cli._common import UsageError, errors_as_messages, exit_interrupted
 
     with errors_as_messages():
-        from sbil.experiments.sweep_report import write_sweep_report
+        from sbil.experiments.sweeps import write_sweep_report
 
         if not (sweep_dir / "sweep.json").is_file():
             raise UsageError(f"{sweep_dir} is not a sweep folder (no sweep.json).")

@@ -7,9 +7,9 @@ variants (e.g. a grid over ``l2_coef`` and ``entropy_coef``, the control for whe
 gain on noisy data is only regularisation against flipped labels). A cell present in several
 folders (the same cell id: the same data, options and seed) is taken from the first.
 
-Every figure is over the EDM paper's control tasks (:data:`sweep_report.PAPER_TASKS`) at the
+Every figure is over the EDM paper's control tasks (:data:`sweeps.PAPER_TASKS`) at the
 given ``ks``, with the statistics and bootstrap seeds of the sweep report
-(:func:`sweep_report._improvement`), so a condition's P(EDM > BC) here equals its own report's.
+(:func:`sweeps.stats._improvement`), so a condition's P(EDM > BC) here equals its own report's.
 :func:`compare_conditions` computes, :func:`write_conditions_report` writes ``REPORT.md``,
 ``summary.json`` and ``p-edm-over-bc.png``.
 """
@@ -23,8 +23,12 @@ from typing import Any
 
 import pandas as pd
 
-from sbil.experiments import sweep_report as sr
 from sbil.experiments.io import save_figure_atomic
+from sbil.experiments.sweeps import claim as sweep_claim
+from sbil.experiments.sweeps import common as sweep_common
+from sbil.experiments.sweeps import load as sweep_load
+from sbil.experiments.sweeps import markdown as sweep_markdown
+from sbil.experiments.sweeps import stats as sweep_stats
 from sbil.files import write_json_atomic, write_text_atomic
 
 #: Learner options that make a BC variant (regularisation), with their short names.
@@ -43,7 +47,7 @@ def load_condition(folders: Sequence[str | os.PathLike]) -> tuple[pd.DataFrame, 
     commits that made them."""
     frames, seen = [], set()
     for folder in folders:
-        frame = sr.load_rows(folder)
+        frame = sweep_load.load_rows(folder)
         frame = frame[frame["algo"].isin(["bc", "edm"]) & ~frame["cell_id"].isin(seen)].copy()
         seen |= set(frame["cell_id"])
         frames.append(frame)
@@ -54,7 +58,7 @@ def load_condition(folders: Sequence[str | os.PathLike]) -> tuple[pd.DataFrame, 
 
 
 def _entry(done, x, y, ks, boot) -> dict[str, Any] | None:
-    entry = sr._improvement(done, x, y, ks, boot, *sr._scope_of(ks, done))
+    entry = sweep_stats._improvement(done, x, y, ks, boot, *sweep_stats._scope_of(ks, done))
     return None if entry is None or entry["p"] is None else entry
 
 
@@ -62,21 +66,21 @@ def compare_conditions(
     conditions: Mapping[str, Sequence[str | os.PathLike]],
     *,
     ks: Sequence[int] = (1, 3),
-    envs: Sequence[str] = sr.PAPER_TASKS,
+    envs: Sequence[str] = sweep_common.PAPER_TASKS,
     seed: int = 0,
     n_resamples: int = 2000,
 ) -> dict[str, Any]:
     """Per condition: P(EDM > BC) over ``envs`` at ``ks`` (and per task), the IQM normalised
     score of each variant, and for each regularised BC P(EDM > it) and P(it > BC)."""
-    boot = sr._Bootstrap(seed=seed, n_resamples=n_resamples)
+    boot = sweep_stats._Bootstrap(seed=seed, n_resamples=n_resamples)
     out = []
     for name, folders in conditions.items():
         rows, commits = load_condition(folders)
-        done, _, _ = sr._finished(rows[rows["env_id"].isin(list(envs))])
+        done, _, _ = sweep_stats._finished(rows[rows["env_id"].isin(list(envs))])
         if "edm" not in set(done["variant"]) or "bc" not in set(done["variant"]):
             raise ValueError(f"condition {name!r} has no finished BC and EDM rows in {folders}.")
         variants = sorted(set(done["variant"]), key=lambda v: (v != "bc", v != "edm", v))
-        scope = sr._scope_of(ks, done)
+        scope = sweep_stats._scope_of(ks, done)
         condition = {
             "name": name,
             "folders": [str(f) for f in folders],
@@ -87,7 +91,7 @@ def compare_conditions(
                 env: _entry(done[done["env_id"] == env], "edm", "bc", ks, boot)
                 for env in sorted(set(done["env_id"]))
             },
-            "iqm": {v: sr._small_k_iqm(done, v, ks, boot, scope) for v in variants},
+            "iqm": {v: sweep_claim._small_k_iqm(done, v, ks, boot, scope) for v in variants},
             "regularised": [
                 {
                     "variant": v,
@@ -104,11 +108,11 @@ def compare_conditions(
 
 
 def _p(entry: Mapping[str, Any] | None) -> str:
-    return sr._ci(entry, 2, "p")
+    return sweep_markdown._ci(entry, 2, "p")
 
 
 def _iqm(entry: Mapping[str, Any] | None) -> str:
-    return sr._ci(entry, 2)
+    return sweep_markdown._ci(entry, 2)
 
 
 def render_conditions(summary: Mapping[str, Any], command: str, figure: str | None) -> str:

@@ -5,7 +5,7 @@ EDM paper's MIMIC-III experiment; :mod:`sbil.experiments.sweep_data`) plays no e
 row instead holds ``held_out``: the learner's action match (ACC), NLL, AUC and APR on the
 expert's held-out episodes (:mod:`sbil.deep.metrics`). This module computes the report's figures
 from those (:func:`summarise_held_out_sweep`) with the statistics of
-:mod:`sbil.experiments.sweep_report` (IQM over runs with stratified bootstrap intervals, P(X > Y)
+:mod:`sbil.experiments.sweeps` (IQM over runs with stratified bootstrap intervals, P(X > Y)
 per task averaged over tasks, the EDM verdict of its ``judge_edm_claim``), applied to the
 spec's ``held_out_metric`` (default the action match; NLL is ranked lower-first) in place of
 the return, and renders them (:func:`render_held_out_report`). No figure is
@@ -23,8 +23,14 @@ import numpy as np
 import pandas as pd
 
 from sbil.deep.metrics import HIGHER_IS_BETTER, METRIC_NAMES, METRICS
-from sbil.experiments import sweep_report as sr
 from sbil.experiments.io import write_csv_atomic
+from sbil.experiments.sweeps import claim as sweep_claim
+from sbil.experiments.sweeps import common as sweep_common
+from sbil.experiments.sweeps import load as sweep_load
+from sbil.experiments.sweeps import markdown as sweep_markdown
+from sbil.experiments.sweeps import report as sweep_folder
+from sbil.experiments.sweeps import stats as sweep_stats
+from sbil.experiments.sweeps import summary as sweep_summary
 from sbil.files import lock, staged_folder, write_json_atomic, write_text_atomic
 
 __all__ = [
@@ -36,7 +42,7 @@ __all__ = [
 
 
 def is_env_free(spec: Mapping[str, Any]) -> bool:
-    """Whether a sweep's stored spec (``sweep_report.load_spec``) is env-free."""
+    """Whether a sweep's stored spec (``sweeps.load.load_spec``) is env-free."""
     return spec.get("env_free") is True
 
 
@@ -78,9 +84,9 @@ def summarise_held_out_sweep(
 
     Args:
         sweep_dir: the sweep folder.
-        seed: root seed of the bootstrap (as ``sweep_report.summarise_sweep``'s).
+        seed: root seed of the bootstrap (as ``sweeps.summarise_sweep``'s).
         n_resamples: bootstrap resamples per interval.
-        rows: the rows, if already loaded with :func:`~sbil.experiments.sweep_report.load_rows`.
+        rows: the rows, if already loaded with :func:`~sbil.experiments.sweeps.load_rows`.
 
     Returns:
         ``metric`` (the statistics' metric and whether higher is better), ``protocol``,
@@ -90,7 +96,7 @@ def summarise_held_out_sweep(
         ``failed``, ``missing``, ``duplicates``, ``excluded``, ``averaging`` and ``claim``.
     """
     sweep_dir = Path(sweep_dir)
-    spec = sr.load_spec(sweep_dir)
+    spec = sweep_load.load_spec(sweep_dir)
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be at least 1; got {n_resamples}.")
     metric = spec.get("held_out_metric") or "action_match"
@@ -99,38 +105,38 @@ def summarise_held_out_sweep(
             f"{sweep_dir / 'sweep.json'} has held_out_metric {metric!r}; it must be one of "
             f"{', '.join(METRICS)}."
         )
-    read, outside = sr._read_rows(sweep_dir)
+    read, outside = sweep_load._read_rows(sweep_dir)
     frame = _metric_columns(read if rows is None else rows)
-    boot = sr._Bootstrap(seed=seed, n_resamples=n_resamples)
+    boot = sweep_stats._Bootstrap(seed=seed, n_resamples=n_resamples)
     scored = _scored(frame, metric, as_normalised=True)
-    done, duplicates, excluded = sr._finished(scored)
-    variants = sr._ordered_variants(frame)
+    done, duplicates, excluded = sweep_stats._finished(scored)
+    variants = sweep_stats._ordered_variants(frame)
     keys = ["env_id", "variant", "k", "seed"]
     summary: dict[str, Any] = {
-        "schema": sr.SUMMARY_SCHEMA,
+        "schema": sweep_common.SUMMARY_SCHEMA,
         "env_free": True,
         "metric": {
             "name": metric,
             "label": METRIC_NAMES[metric],
             "higher_is_better": HIGHER_IS_BETTER[metric],
         },
-        "protocol": sr._protocol(spec, frame),
+        "protocol": sweep_summary._protocol(spec, frame),
         "bootstrap": {
             "n_resamples": n_resamples,
-            "confidence": sr.CONFIDENCE,
+            "confidence": sweep_common.CONFIDENCE,
             "seed": seed,
             "method": "stratified bootstrap (runs resampled within each task), percentile "
             "interval with linear interpolation (rliable 1.2.0)",
         },
         "variants": variants,
         "cells": _cells(frame, done, variants, boot),
-        "aggregate": sr._aggregates(done, variants, boot),
-        "improvement": sr._improvements(done, variants, boot),
-        "learners": sr._learners(done, variants, boot),
-        "failed": sr._records(
+        "aggregate": sweep_stats._aggregates(done, variants, boot),
+        "improvement": sweep_stats._improvements(done, variants, boot),
+        "learners": sweep_stats._learners(done, variants, boot),
+        "failed": sweep_stats._records(
             frame[frame["status"] == "failed"], ["cell_id", *keys, "algo", "error"]
         ),
-        "missing": sr._missing_cells(spec, frame),
+        "missing": sweep_load._missing_cells(spec, frame),
         "duplicates": duplicates,
         "excluded": [{**e, "reason": f"status done but no {metric}"} for e in excluded],
         "outside_grid": outside,
@@ -147,14 +153,14 @@ def summarise_held_out_sweep(
         "done": int((frame["status"] == "done").sum()),
         "failed": len(summary["failed"]),
         "missing": sum(len(m["seeds"]) for m in summary["missing"]),
-        "expected": sr._expected_count(spec, frame),
+        "expected": sweep_load._expected_count(spec, frame),
     }
-    summary["claim"] = sr.judge_edm_claim(
+    summary["claim"] = sweep_claim.judge_edm_claim(
         _scored(frame, metric, as_normalised=False),
         counts=summary["counts"],
         seed=seed,
         n_resamples=n_resamples,
-        smoke_test=sr.smoke_test(spec),
+        smoke_test=sweep_common.smoke_test(spec),
     )
     return summary
 
@@ -184,7 +190,9 @@ def _cells(
             values = group[metric].to_numpy(dtype=float)
             values = values[np.isfinite(values)]
             cell[metric] = (
-                sr._interval(boot.iqm(values, "held_out", metric, task, variant, k), n=len(values))
+                sweep_stats._interval(
+                    boot.iqm(values, "held_out", metric, task, variant, k), n=len(values)
+                )
                 if len(values)
                 else None
             )
@@ -200,9 +208,9 @@ def _shown(entry: Mapping[str, Any] | None, higher: bool, digits: int = 3) -> st
     if not entry or entry.get("iqm") is None:
         return "—"
     if higher:
-        return sr._ci(entry, digits)
+        return sweep_markdown._ci(entry, digits)
     flipped = {"iqm": -entry["iqm"], "low": -entry["high"], "high": -entry["low"]}
-    return sr._ci(flipped, digits)
+    return sweep_markdown._ci(flipped, digits)
 
 
 def render_held_out_report(
@@ -246,7 +254,7 @@ def render_held_out_report(
     lines += _per_task_section(summary, names)
     lines += _aggregate_section(summary, names)
     lines += _improvement_section(summary, names)
-    lines += sr._problems_section(summary, names)
+    lines += sweep_markdown._problems_section(summary, names)
     lines += [
         "## Files",
         "",
@@ -263,9 +271,9 @@ def _learner_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> li
     lines = ["## Per learner", ""]
     if not data["scopes"]:
         return [*lines, f"No finished cell has a held-out {metric['label']} yet.", ""]
-    baseline = sr.ALGO_NAMES.get(data["baseline"], data["baseline"])
+    baseline = sweep_common.ALGO_NAMES.get(data["baseline"], data["baseline"])
     short = {"action_match": "ACC", "nll": "NLL", "auc": "AUC", "apr": "APR"}[metric["name"]]
-    _, headers, rows = sr.learner_table(
+    _, headers, rows = sweep_markdown.learner_table(
         data,
         names,
         all_label="all (task, k)",
@@ -279,16 +287,16 @@ def _learner_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> li
         f"than a {baseline} run on the same task (0.5: no difference), each with its 95% "
         "stratified bootstrap interval; (tasks×seeds) in brackets.",
         "",
-        *sr._table(headers, rows),
+        *sweep_markdown._table(headers, rows),
     ]
 
 
 def _protocol_section(summary: Mapping[str, Any]) -> list[str]:
     spec = summary["protocol"]["spec"]
     boot = summary["bootstrap"]
-    rows = [[key, f"`{sr._json_text(spec[key])}`"] for key in spec if key != "options"]
+    rows = [[key, f"`{sweep_markdown._json_text(spec[key])}`"] for key in spec if key != "options"]
     for key, value in (spec.get("options") or {}).items():
-        rows.append([f"options.{key}", f"`{sr._json_text(value)}`"])
+        rows.append([f"options.{key}", f"`{sweep_markdown._json_text(value)}`"])
     commits = summary["protocol"]["git_commits"]
     rows.append(["git commit(s) of the rows", ", ".join(f"`{c}`" for c in commits) or "—"])
     rows.append(["sbil version(s)", ", ".join(summary["protocol"]["sbil_versions"]) or "—"])
@@ -301,7 +309,7 @@ def _protocol_section(summary: Mapping[str, Any]) -> list[str]:
         f"({boot['n_resamples']} resamples, seed {boot['seed']}; runs resampled within each "
         "task, as rliable does); point estimates are interquartile means (IQM).",
         "",
-        *sr._table(["setting", "value"], rows),
+        *sweep_markdown._table(["setting", "value"], rows),
     ]
 
 
@@ -320,14 +328,14 @@ def _per_task_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> l
             "seeds [95% CI].",
             "",
         ]
-        lines += sr._table(
+        lines += sweep_markdown._table(
             ["algorithm", "k", "seeds", "action match (ACC)", "NLL (nats)", "AUC", "APR"],
             [
                 [
                     names[c["variant"]],
                     str(c["k"]),
                     str(len(c["seeds"])),
-                    *(sr._ci(c[m], 3) for m in METRICS),
+                    *(sweep_markdown._ci(c[m], 3) for m in METRICS),
                 ]
                 for c in cells
             ],
@@ -340,12 +348,15 @@ def _aggregate_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> 
     lines = [f"## Aggregate held-out {metric['label']}", ""]
     if not entries:
         return [*lines, "No finished cell has the metric.", ""]
-    scopes = sr._scope_labels(entries)
+    scopes = sweep_common._scope_labels(entries)
     rows = []
     for variant in [v for v in names if any(e["variant"] == v for e in entries)]:
         row = [names[variant]]
         for key in scopes:
-            e = next((x for x in entries if x["variant"] == variant and sr._key(x) == key), None)
+            e = next(
+                (x for x in entries if x["variant"] == variant and sweep_common._key(x) == key),
+                None,
+            )
             shown = _shown(e, metric["higher_is_better"])
             row.append(f"{shown} ({e['n_tasks']}×{len(e['seeds'])})" if e else "—")
         rows.append(row)
@@ -354,7 +365,7 @@ def _aggregate_section(summary: Mapping[str, Any], names: Mapping[str, str]) -> 
         f"IQM of the held-out {metric['label']} over seeds and tasks at each k, and over all "
         "(task, k), with 95% stratified bootstrap intervals; (tasks×seeds) in brackets.",
         "",
-        *sr._table(["algorithm", *scopes.values()], rows),
+        *sweep_markdown._table(["algorithm", *scopes.values()], rows),
     ]
 
 
@@ -363,15 +374,17 @@ def _improvement_section(summary: Mapping[str, Any], names: Mapping[str, str]) -
     lines = ["## Probability of improvement", ""]
     if not entries:
         return [*lines, "Not computable: no finished runs of both sides of any comparison.", ""]
-    scopes = sr._scope_labels(entries)
-    by_key = {(e["x"], e["y"], sr._key(e)): e for e in entries}
+    scopes = sweep_common._scope_labels(entries)
+    by_key = {(e["x"], e["y"], sweep_common._key(e)): e for e in entries}
     rows = []
     for x, y in dict.fromkeys((e["x"], e["y"]) for e in entries):
         row = [f"P({names[x]} > {names[y]})"]
         for key in scopes:
             e = by_key.get((x, y, key))
             row.append(
-                f"{sr._ci(e, 3, key='p')} ({e['n_tasks']}×{e['n_x']}/{e['n_y']})" if e else "—"
+                f"{sweep_markdown._ci(e, 3, key='p')} ({e['n_tasks']}×{e['n_x']}/{e['n_y']})"
+                if e
+                else "—"
             )
         rows.append(row)
     better = "higher" if metric["higher_is_better"] else "lower"
@@ -381,7 +394,7 @@ def _improvement_section(summary: Mapping[str, Any], names: Mapping[str, str]) -
         "than a run of Y on the same task (ties count one half), averaged over tasks; 0.5 means "
         "no difference. In brackets: tasks × runs per task of X / of Y.",
         "",
-        *sr._table(["comparison", *scopes.values()], rows),
+        *sweep_markdown._table(["comparison", *scopes.values()], rows),
     ]
 
 
@@ -393,7 +406,7 @@ def write_held_out_report(
     n_resamples: int = 2000,
 ) -> Path:
     """Write an env-free sweep's ``REPORT.md``, ``rows.csv`` and ``aggregates.json`` (no
-    figures), as :func:`~sbil.experiments.sweep_report.write_sweep_report` writes a report
+    figures), as :func:`~sbil.experiments.sweeps.write_sweep_report` writes a report
     (which calls this for such sweeps): into a staging folder swapped in whole, only over an
     earlier report. Returns the report's path."""
     sweep_dir = Path(sweep_dir)
@@ -401,13 +414,13 @@ def write_held_out_report(
     if report.suffix.lower() != ".md":
         report = report / "REPORT.md"
     folder = report.parent
-    sr._check_report_folder(folder, sweep_dir)
-    rows = sr.load_rows(sweep_dir)
+    sweep_folder._check_report_folder(folder, sweep_dir)
+    rows = sweep_load.load_rows(sweep_dir)
     summary = summarise_held_out_sweep(sweep_dir, seed=seed, n_resamples=n_resamples, rows=rows)
     with lock(folder):
-        sr._check_report_folder(folder, sweep_dir)
+        sweep_folder._check_report_folder(folder, sweep_dir)
         with staged_folder(folder) as staging:
-            write_csv_atomic(sr._tidy(rows), staging / "rows.csv")
+            write_csv_atomic(sweep_folder._tidy(rows), staging / "rows.csv")
             write_json_atomic(staging / "aggregates.json", summary)
             text = render_held_out_report(summary, sweep_dir=sweep_dir)
             write_text_atomic(staging / report.name, text)

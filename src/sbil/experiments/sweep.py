@@ -60,6 +60,8 @@ from sbil.experiments.sweep_data import (
     portable_run,
     to_stored,
 )
+from sbil.experiments.sweeps.row import SCHEMA as ROW_SCHEMA
+from sbil.experiments.sweeps.row import Row
 from sbil.files import lock, write_json_atomic
 from sbil.seeds import MAX_SEED, check_seed_range
 
@@ -602,7 +604,7 @@ def _checkpoint_exists(folder: Path) -> bool:
     return (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
 
 
-def run_group(sweep_dir: str, group: Group) -> list[dict]:
+def run_group(sweep_dir: str, group: Group) -> list[Row]:
     """Train and evaluate one group (resuming its run folder) and return its tidy rows.
 
     Never raises for a failing cell: its rows carry ``status: "failed"`` and the error.
@@ -654,19 +656,19 @@ def run_group(sweep_dir: str, group: Group) -> list[dict]:
                 train_seconds=outcome.train_seconds / k,
                 eval_seconds=outcome.eval_seconds / k,
                 wall_seconds=wall / k,
-                **({"held_out": held_out.get(s.seed)} if group.held_out_metrics else {}),
+                extra={"held_out": held_out.get(s.seed)} if group.held_out_metrics else {},
             )
         )
     return rows
 
 
-def failed_rows(group: Group, sweep: Path, error: str, info: dict | None = None) -> list[dict]:
+def failed_rows(group: Group, sweep: Path, error: str, info: dict | None = None) -> list[Row]:
     """The rows of a group that failed as a whole with ``error`` (``"Type: message"``)."""
     folder = sweep / "runs" / group.group_id
     info = info if info is not None else {}
     extra = {"held_out": None} if group.held_out_metrics else {}
     return [
-        _row(group, seed, info, folder, sweep, status="failed", error=error, **extra)
+        _row(group, seed, info, folder, sweep, status="failed", error=error, extra=extra)
         for seed in group.run["seeds"]
     ]
 
@@ -726,39 +728,29 @@ def _reopen_if_checkpoints_missing(folder: Path) -> None:
         path.unlink()
 
 
-def _row(group: Group, seed: int, info: dict, folder: Path, sweep: Path, **fields) -> dict:
+def _row(group: Group, seed: int, info: dict, folder: Path, sweep: Path, **fields) -> Row:
+    """The row of ``group``'s cell ``seed``; ``fields``: its result (status, returns, ...)."""
     returns = fields.pop("returns", [])
-    options = {**group.options, "every_nth_step": group.run["every_nth_step"]}
-    row = {
-        "schema": SCHEMA,
-        "cell_id": group.cell_id(seed),
-        "config_hash": group.config_hash(seed),
-        "env_id": group.env_id,
-        "algo": group.algo,
-        "k": group.k,
-        "seed": seed,
-        "windows": group.run["windows"],
-        "train_episodes": [],
-        "options": options,
-        "n_pairs": None,
-        "status": "failed",
-        "error": None,
-        "returns": returns,
-        "return_mean": float(np.mean(returns)) if returns else None,
-        "eval_episodes": group.run["eval_episodes"],
-        "eval_seed": group.run["eval_seed"],
-        "action_match": None,
-        "action_match_episodes": 0,
-        "train_seconds": None,
-        "eval_seconds": None,
-        "wall_seconds": None,
-        "device": group.device,
-        "git_commit": info.get("git_commit"),
-        "sbil_version": (info.get("versions") or {}).get("sbil"),
-        "run_dir": str(folder.relative_to(sweep)),
-    }
-    row.update(fields)
-    return row
+    return Row(
+        schema=ROW_SCHEMA,
+        cell_id=group.cell_id(seed),
+        config_hash=group.config_hash(seed),
+        env_id=group.env_id,
+        algo=group.algo,
+        k=group.k,
+        seed=seed,
+        windows=group.run["windows"],
+        options={**group.options, "every_nth_step": group.run["every_nth_step"]},
+        returns=returns,
+        return_mean=float(np.mean(returns)) if returns else None,
+        eval_episodes=group.run["eval_episodes"],
+        eval_seed=group.run["eval_seed"],
+        device=group.device,
+        git_commit=info.get("git_commit"),
+        sbil_version=(info.get("versions") or {}).get("sbil"),
+        run_dir=str(folder.relative_to(sweep)),
+        **fields,
+    )
 
 
 # --- the sweep folder -----------------------------------------------------------------------------
@@ -996,16 +988,17 @@ def prepare(
     return whole
 
 
-def _stored_rows(sweep_dir: Path) -> tuple[dict[str, dict], list[str]]:
+def _stored_rows(sweep_dir: Path) -> tuple[dict[str, Row], list[str]]:
     """The readable rows of ``rows/`` by file name (cell id), and the names of damaged ones:
-    not JSON, not an object, or not naming the cell its file is named after."""
+    not JSON, not a sweep row (:meth:`Row.from_dict`), or not naming the cell its file is
+    named after."""
     rows, damaged = {}, []
     for path in sorted((sweep_dir / "rows").glob("*.json")):
         try:
-            row = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            row = Row.from_dict(json.loads(path.read_text(encoding="utf-8")), path)
+        except (OSError, UnicodeDecodeError, ValueError):  # JSONDecodeError is a ValueError
             row = None
-        if isinstance(row, dict) and row.get("cell_id") == path.stem:
+        if row is not None and row.cell_id == path.stem:
             rows[path.stem] = row
         else:
             damaged.append(path.stem)
@@ -1020,16 +1013,14 @@ def stray_rows(sweep_dir: str | os.PathLike) -> list[str]:
     return sorted(p.stem for p in (sweep / "rows").glob("*.json") if p.stem not in cells)
 
 
-def _finished(row: dict | None, group: Group, seed: int, sweep: Path, retry_failed: bool) -> bool:
+def _finished(row: Row | None, group: Group, seed: int, sweep: Path, retry_failed: bool) -> bool:
     """Whether a cell's stored row stands: done with its checkpoint in place, or failed for a
     reason of its own (unless ``retry_failed``)."""
-    if row is None or row.get("config_hash") != group.config_hash(seed):
+    if row is None or row.config_hash != group.config_hash(seed):
         return False
-    if row.get("status") == "done":
+    if row.done:
         return _checkpoint_exists(sweep / "runs" / group.group_id / f"seed-{seed}")
-    if row.get("status") == "failed":
-        return not retry_failed and not is_environmental(row.get("error"))
-    return False
+    return not retry_failed and not is_environmental(row.error)
 
 
 def _check_folder(sweep: Path) -> None:
@@ -1471,16 +1462,16 @@ def run_sweep(
                 row = stored.get(group.cell_id(seed))
                 if _finished(row, group, seed, sweep, retry_failed):
                     finished += 1
-                    if row["status"] == "failed":
+                    if not row.done:
                         failed_before += 1
-                        errors[group.cell_id(seed)] = str(row.get("error"))
+                        errors[group.cell_id(seed)] = str(row.error)
                 elif (
                     row is not None
-                    and row.get("status") == "failed"
-                    and row.get("config_hash") == group.config_hash(seed)
+                    and not row.done
+                    and row.config_hash == group.config_hash(seed)
                     and not retry_failed
                 ):
-                    retried.append(str(row.get("error")))
+                    retried.append(str(row.error))
             skipped += finished
             if finished < len(spec.seeds):
                 todo.append(group)
@@ -1498,23 +1489,23 @@ def run_sweep(
         counts = {"done": 0, "failed": 0}
         position = [0]
 
-        def record(group: Group, result: list[dict] | str, seconds: float) -> None:
+        def record(group: Group, result: list[Row] | str, seconds: float) -> None:
             """Write a group's rows (``result``, or the error that lost them); a row that
             stands (done with its checkpoint) is never replaced."""
             rows = failed_rows(group, sweep, result) if isinstance(result, str) else result
             written = []
             for row in rows:
-                old = stored.get(row["cell_id"])
-                if _finished(old, group, row["seed"], sweep, retry_failed=True):
+                if _finished(stored.get(row.cell_id), group, row.seed, sweep, retry_failed=True):
                     continue
-                write_json_atomic(sweep / "rows" / f"{row['cell_id']}.json", row, allow_nan=True)
-                counts[row["status"]] = counts.get(row["status"], 0) + 1
-                if row["status"] != "done":
-                    errors[row["cell_id"]] = str(row["error"])
+                path = sweep / "rows" / f"{row.cell_id}.json"
+                write_json_atomic(path, row.to_dict(), allow_nan=True)
+                counts[row.status] = counts.get(row.status, 0) + 1
+                if not row.done:
+                    errors[row.cell_id] = str(row.error)
                 written.append(row)
             position[0] += 1
-            means = [r["return_mean"] for r in written if r["return_mean"] is not None]
-            failed = [r for r in written if r["status"] != "done"]
+            means = [r.return_mean for r in written if r.return_mean is not None]
+            failed = [r for r in written if not r.done]
             line = (
                 f"[{position[0]}/{len(todo)}] {group.env_id} {group.algo} k={group.k}: "
                 f"{len(written) - len(failed)} done"
@@ -1522,7 +1513,7 @@ def run_sweep(
             if means:
                 line += f", mean return {np.mean(means):.1f}"
             if failed:
-                line += f", {len(failed)} failed ({failed[0]['error']})"
+                line += f", {len(failed)} failed ({failed[0].error})"
             log(f"{line} ({seconds:.0f} s)")
 
         if backend == "ray":

@@ -1,4 +1,4 @@
-"""Tests for sbil.experiments.sweep_report on synthetic sweep folders built from the schema."""
+"""Tests for sbil.experiments.sweeps (the sweep report) on synthetic sweep folders."""
 
 import hashlib
 import json
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from sbil.experiments.stats import iqm, probability_of_improvement
-from sbil.experiments.sweep_report import (
+from sbil.experiments.sweeps import (
     ALGO_ORDER,
     comparisons,
     judge_edm_claim,
@@ -835,7 +835,7 @@ def test_out_refuses_an_interrupted_old_report_without_its_markdown(tmp_path):
 
 
 def test_an_interrupted_report_leaves_the_previous_one_as_it_was(tmp_path, monkeypatch):
-    from sbil.experiments import sweep_report
+    from sbil.experiments.sweeps import report as sweep_report
 
     folder = _sweep(tmp_path, _grid(_edm_ahead, envs=("CartPole-v1", "Acrobot-v1")))
     report = write_sweep_report(folder, n_resamples=10)
@@ -933,7 +933,7 @@ def test_the_edm_paper_presets_judge_the_papers_tasks_and_report_mountaincar_bes
 
 def _figures_of(monkeypatch, folder, **kwargs):
     """Write the report of ``folder`` and keep every figure it saves, by file name."""
-    from sbil.experiments import sweep_report
+    from sbil.experiments.sweeps import report as sweep_report
 
     saved = {}
 
@@ -1084,7 +1084,7 @@ def test_return_against_k_keeps_its_axis_when_one_seed_is_an_outlier(tmp_path, m
 
 
 def test_axis_limits_cut_only_what_reaches_far_beyond_the_estimates():
-    from sbil.experiments.sweep_report import _axis_limits
+    from sbil.experiments.sweeps.figures import _axis_limits
 
     assert _axis_limits([0.0, 1.0], [-0.1, -1e6], [1.1, 1.2]) == pytest.approx(
         (-0.25, 1.25, -0.3225, 1.2725)
@@ -1181,7 +1181,8 @@ def test_a_results_folder_with_rows_jsonl_gz_reads_as_its_rows_folder(tmp_path):
 
 
 def test_a_learner_has_the_same_style_whichever_learners_share_the_report():
-    from sbil.experiments.sweep_report import ALGO_ORDER, _styles
+    from sbil.experiments.sweeps.common import ALGO_ORDER
+    from sbil.experiments.sweeps.figures import _styles
 
     def styles(algos):
         variants = [{"variant": a, "algo": a} for a in algos]
