@@ -73,6 +73,7 @@ from sbil.deep.learner import Learner, torch_threads
 from sbil.deep.learners.registry import learner_module, learner_spec
 from sbil.deep.losses import cross_entropy, named_terms, policy_regularizer
 from sbil.deep.networks import StackedMLP
+from sbil.deep.segmented_adam import SegmentedAdam
 from sbil.deep.sgld import uniform_buffer
 from sbil.files import write_bytes_atomic
 from sbil.progress import ProgressCallback
@@ -287,6 +288,21 @@ def seed_generator(seed: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
+def _segment_of(segments: Sequence[int] | None, n_seeds: int) -> np.ndarray:
+    """Each learner's segment number ``[n_seeds]`` (all 0 without ``segments``)."""
+    if segments is None:
+        return np.zeros(n_seeds, dtype=np.int64)
+    sizes = list(segments)
+    if any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in sizes):
+        raise LearnerInputError(f"segments must be positive integers, got {sizes!r}.")
+    if sum(sizes) != n_seeds:
+        raise LearnerInputError(
+            f"segments must add up to the number of seeds ({n_seeds}), got {sizes!r} "
+            f"(sum {sum(sizes)})."
+        )
+    return np.repeat(np.arange(len(sizes)), sizes)
+
+
 def minibatch_indices(generator: torch.Generator, n: int, batch_size: int) -> torch.Tensor:
     """``batch_size`` distinct indices in ``0..n-1`` (as the reference's
     ``np.random.choice(n, batch_size, replace=False)``), ``[batch_size]`` int64."""
@@ -456,6 +472,7 @@ def train(
     snapshot_every: int | None = None,
     on_terms: TermsCallback | None = None,
     trained_policy: TrainedPolicy | None = None,
+    segments: Sequence[int] | None = None,
 ) -> TrainResult:
     """Train ``len(seeds)`` independent learners as one stacked model (see the module doc).
 
@@ -484,6 +501,11 @@ def train(
         trained_policy: decoupled EDM only: its policy, trained already (BC's, which it equals
             by construction; :class:`TrainedPolicy`). Only the state model trains; the result's
             policy weights are these and its curves take the policy's terms from them.
+        segments: sizes of consecutive runs of ``seeds`` (summing to ``len(seeds)``) that each
+            train exactly as they would in a ``train`` call of their own: the optimiser steps
+            each as its own tensor (:class:`~sbil.deep.segmented_adam.SegmentedAdam`), so
+            several groups (a sweep's k values) can share one stack and its kernels. Default:
+            one segment, all seeds.
 
     Raises:
         LearnerInputError: for bad data, seeds, options or device, or a run too large for memory.
@@ -525,6 +547,7 @@ def train(
             trained_policy, config, len(seeds), obs_dim, n_actions
         )
 
+    segment_of = _segment_of(segments, len(seeds))
     # Learners with equal minibatch sizes share one stack; others train as separate stacks.
     rows = [_training_rows(d, config) for d in demos]
     groups: dict[int, list[int]] = {}
@@ -543,6 +566,7 @@ def train(
                 device=dev,
                 init_policy_state=init_policy_state,
                 trained_policy=None if trained_policy is None else trained_policy.part(members),
+                segments=[n for n in np.bincount(segment_of[members]) if n],
             )
             state_file = None if state_root is None else state_root / f"stack-{number}.pt"
             stack_progress = _stack_progress(progress, number, len(groups), config.n_updates)
@@ -708,6 +732,7 @@ class Stack:
         device,
         init_policy_state,
         trained_policy=None,
+        segments=None,
     ):
         self.config, self.seeds, self.n_actions, self.device = config, seeds, n_actions, device
         self.learner = learner_module(config.algo)
@@ -781,8 +806,9 @@ class Stack:
             )
         groups = getattr(self.learner, "parameter_groups", _parameter_groups)(self)
         # The fused kernel is the same elementwise Adam as the default, about 3x cheaper per step.
-        self.optimizer = torch.optim.Adam(
-            groups, lr=config.learning_rate, betas=config.adam_betas, fused=True
+        # Stepped per segment, so that each segment trains as it would alone (SegmentedAdam).
+        self.optimizer = SegmentedAdam(
+            groups, segments=segments, lr=config.learning_rate, betas=config.adam_betas
         )
         self.batch_gens = [seed_generator(s, _MINIBATCH) for s in seeds]
         self.sgld_gens = [seed_generator(s, _SGLD) for s in seeds]
