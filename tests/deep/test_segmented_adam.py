@@ -1,0 +1,103 @@
+"""SegmentedAdam: each segment of a stacked parameter steps as its own tensor, so learners train
+the same whichever others share their stack (torch's fused CPU Adam finishes each tensor's last
+``numel mod width`` elements in a scalar loop, and which learners fall there depends on K)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sbil.deep.config import LearnerConfig, LearnerInputError
+from sbil.deep.learners.registry import ALGOS
+from sbil.deep.segmented_adam import SegmentedAdam
+from sbil.deep.training import train
+
+
+def _steps(optimizer_of, params, grads):
+    optimizer = optimizer_of(params)
+    for grad in grads:
+        for p, g in zip(params, grad, strict=True):
+            p.grad = g.clone()
+        optimizer.step()
+    return optimizer
+
+
+def _params_and_grads(sizes, n_steps=25, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    n = sum(sizes)
+    shapes = [(n, 3, 5), (n, 1, 2), (n, 1, 5)]  # per learner 15, 2 and 5 floats
+    params = [torch.randn(s, generator=gen) for s in shapes]
+    grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(n_steps)]
+    return params, grads
+
+
+def test_segments_step_as_separate_fused_adams():
+    sizes = (3, 5, 1)
+    params, grads = _params_and_grads(sizes)
+    together = [p.clone().requires_grad_(False) for p in params]
+    _steps(
+        lambda ps: SegmentedAdam(ps, segments=sizes, lr=1e-2, weight_decay=1e-3), together, grads
+    )
+    start = 0
+    for n in sizes:
+        part = [p[start : start + n].clone() for p in params]
+        part_grads = [[g[start : start + n] for g in step] for step in grads]
+        _steps(
+            lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=1e-3, fused=True),
+            part,
+            part_grads,
+        )
+        for p, q in zip(together, part, strict=True):
+            torch.testing.assert_close(p[start : start + n], q, rtol=0, atol=0)
+        start += n
+
+
+def test_without_segments_it_is_torchs_fused_adam_and_keeps_its_state_layout():
+    params, grads = _params_and_grads((4,))
+    ours, theirs, split = ([p.clone() for p in params] for _ in range(3))
+    _steps(lambda ps: SegmentedAdam(ps, segments=(4,), lr=1e-2), ours, grads)
+    torchs = _steps(lambda ps: torch.optim.Adam(ps, lr=1e-2, fused=True), theirs, grads)
+    for p, q in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    segmented = _steps(lambda ps: SegmentedAdam(ps, segments=(1, 3), lr=1e-2), split, grads)
+    for mine, its in zip(segmented.state.values(), torchs.state.values(), strict=True):
+        assert {k: (v.shape, v.dtype) for k, v in mine.items()} == {
+            k: (v.shape, v.dtype) for k, v in its.items()
+        }
+        assert float(mine["step"]) == len(grads)
+
+
+def test_bad_segments_and_unsupported_options_are_refused():
+    params, grads = _params_and_grads((4,), n_steps=1)
+    with pytest.raises(ValueError, match="does not stack 5 learners"):
+        _steps(lambda ps: SegmentedAdam(ps, segments=(2, 3), lr=1e-2), params, grads)
+    with pytest.raises(ValueError, match="plain Adam only"):
+        SegmentedAdam(params, segments=(2, 2), amsgrad=True)
+
+
+def _data(episodes, seed):
+    return episodes(n_episodes=4, length=25, seed=seed, final=True)
+
+
+@pytest.mark.parametrize("algo", [a for a in ALGOS if a != "edm-decoupled"])
+def test_a_segmented_train_equals_separate_trains_bit_for_bit(algo, episodes):
+    config = LearnerConfig(algo=algo, n_updates=60, hidden_sizes=(16, 16), sgld_buffer_size=64)
+    seeds = list(range(8))
+    data = [_data(episodes, 100 + s) for s in seeds]
+    together = train(data, config, seeds=seeds, segments=[3, 5])
+    for lo, hi in ((0, 3), (3, 8)):
+        alone = train(data[lo:hi], config, seeds=seeds[lo:hi])
+        np.testing.assert_array_equal(together.loss[lo:hi], alone.loss)
+        for name, value in alone.policy_state.items():
+            np.testing.assert_array_equal(together.policy_state[name][lo:hi], value, err_msg=name)
+        for name, value in (alone.energy_state or {}).items():
+            np.testing.assert_array_equal(together.energy_state[name][lo:hi], value, err_msg=name)
+
+
+def test_segments_that_do_not_cover_the_seeds_are_refused(episodes):
+    config = LearnerConfig(algo="bc", n_updates=2)
+    with pytest.raises(LearnerInputError, match="add up to the number of seeds"):
+        train(_data(episodes, 0), config, seeds=[0, 1, 2], segments=[1, 1])
+    with pytest.raises(LearnerInputError, match="positive integers"):
+        train(_data(episodes, 0), config, seeds=[0, 1], segments=[2, 0])
