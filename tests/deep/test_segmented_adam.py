@@ -4,14 +4,18 @@ the same whichever others share their stack (torch's fused CPU Adam finishes eac
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pytest
 import torch
 
 from sbil.deep.config import LearnerConfig, LearnerInputError
+from sbil.deep.data import from_arrays
 from sbil.deep.learners.registry import ALGOS
 from sbil.deep.segmented_adam import SegmentedAdam
-from sbil.deep.training import train
+from sbil.deep.training import TrainingInterrupted, train, train_together
 
 
 def _steps(optimizer_of, params, grads):
@@ -81,23 +85,55 @@ def _data(episodes, seed):
 
 
 @pytest.mark.parametrize("algo", [a for a in ALGOS if a != "edm-decoupled"])
-def test_a_segmented_train_equals_separate_trains_bit_for_bit(algo, episodes):
+def test_trainings_together_equal_separate_trainings_bit_for_bit(algo, episodes):
+    """Two runs, the second with its own data, seeds that repeat the first's and more learners."""
     config = LearnerConfig(algo=algo, n_updates=60, hidden_sizes=(16, 16), sgld_buffer_size=64)
-    seeds = list(range(8))
-    data = [_data(episodes, 100 + s) for s in seeds]
-    together = train(data, config, seeds=seeds, segments=[3, 5])
-    for lo, hi in ((0, 3), (3, 8)):
-        alone = train(data[lo:hi], config, seeds=seeds[lo:hi])
-        np.testing.assert_array_equal(together.loss[lo:hi], alone.loss)
+    runs = [
+        ([_data(episodes, 100 + s) for s in range(3)], [0, 1, 2]),
+        ([_data(episodes, 200 + s) for s in range(5)], [0, 1, 2, 3, 4]),
+    ]
+    together = train_together(runs, config)
+    for (data, seeds), result in zip(runs, together, strict=True):
+        alone = train(data, config, seeds=seeds)
+        assert result.seeds == alone.seeds and result.n_pairs == alone.n_pairs
+        np.testing.assert_array_equal(result.obs_mean, alone.obs_mean)
+        for name, value in alone.curves.items():
+            np.testing.assert_array_equal(result.curves[name], value, err_msg=name)
         for name, value in alone.policy_state.items():
-            np.testing.assert_array_equal(together.policy_state[name][lo:hi], value, err_msg=name)
+            np.testing.assert_array_equal(result.policy_state[name], value, err_msg=name)
         for name, value in (alone.energy_state or {}).items():
-            np.testing.assert_array_equal(together.energy_state[name][lo:hi], value, err_msg=name)
+            np.testing.assert_array_equal(result.energy_state[name], value, err_msg=name)
 
 
-def test_segments_that_do_not_cover_the_seeds_are_refused(episodes):
+def test_together_a_diverged_learner_is_its_own_runs_and_the_state_resumes(tmp_path):
+    config = LearnerConfig(algo="edm", n_updates=40, sgld_buffer_size=100)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(200, 4)).astype(np.float32)
+    good = from_arrays(obs, (obs[:, 2] > 0).astype(np.int64), n_actions=2)
+    bad = from_arrays(obs * 1e30, (obs[:, 2] > 0).astype(np.int64), n_actions=2)  # overflows
+    runs = [([good, good], [0, 1]), ([good, bad], [0, 1])]
+    first, second = train_together(runs, config, stop_on_divergence=False)
+    assert first.diverged == {} and list(second.diverged) == [1]
+
+    def interrupt(done, total):
+        if done == 10:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted, match="can be resumed"):
+        train_together(
+            runs, config, stop_on_divergence=False, state_dir=tmp_path, progress=interrupt
+        )
+    resumed = train_together(runs, config, stop_on_divergence=False, state_dir=tmp_path)
+    assert resumed[1].diverged == second.diverged
+    np.testing.assert_array_equal(resumed[0].loss, first.loss)
+    np.testing.assert_array_equal(resumed[1].loss[0], second.loss[0])
+
+
+def test_bad_runs_are_refused(episodes):
     config = LearnerConfig(algo="bc", n_updates=2)
-    with pytest.raises(LearnerInputError, match="add up to the number of seeds"):
-        train(_data(episodes, 0), config, seeds=[0, 1, 2], segments=[1, 1])
-    with pytest.raises(LearnerInputError, match="positive integers"):
-        train(_data(episodes, 0), config, seeds=[0, 1], segments=[2, 0])
+    with pytest.raises(LearnerInputError, match="non-empty list"):
+        train_together([], config)
+    with pytest.raises(LearnerInputError, match=r"runs\[0\] must be a \(data, seeds\) pair"):
+        train_together([_data(episodes, 0)], config)
+    with pytest.raises(LearnerInputError, match="distinct"):
+        train_together([(_data(episodes, 0), [1, 1])], config)

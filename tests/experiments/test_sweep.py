@@ -155,6 +155,46 @@ def test_the_process_pool_gives_the_same_rows(tiny_sweep, tmp_path):
     assert _measured(tmp_path / "pool") == _measured(tiny_sweep)
 
 
+def test_groups_stacked_across_k_give_each_group_s_rows_and_files_bit_for_bit(tiny_sweep, tmp_path):
+    """tiny_sweep trains k = 1 and 2 of each learner as one stack (stack_k, the default)."""
+    import numpy as np
+    import torch
+
+    lines = []
+    alone = tmp_path / "alone"
+    run_sweep(SweepSpec.from_dict(TINY), alone, stack_k=False, log=lines.append)
+    assert _measured(alone) == _measured(tiny_sweep)
+    assert not any("stacked units" in line for line in lines)
+    assert not (tiny_sweep / "stacks").exists() or not any((tiny_sweep / "stacks").iterdir())
+    for run in sorted((tiny_sweep / "runs").iterdir()):
+        results = json.loads((run / "results.json").read_text())
+        together = results["trained_together"]
+        assert together["learners"] == 4 and run.name in together["runs"]
+        twin = alone / "runs" / run.name
+        assert "trained_together" not in json.loads((twin / "results.json").read_text())
+        ours, theirs = np.load(run / "losses.npz"), np.load(twin / "losses.npz")
+        assert ours.files == theirs.files
+        for name in ours.files:
+            float_ = ours[name].dtype.kind == "f"
+            assert np.array_equal(ours[name], theirs[name], equal_nan=float_), name
+        for seed in (0, 1):
+            a = torch.load(run / f"seed-{seed}" / "weights.pt", weights_only=True)
+            b = torch.load(twin / f"seed-{seed}" / "weights.pt", weights_only=True)
+            flat_a, flat_b = _tensors(a), _tensors(b)
+            assert flat_a.keys() == flat_b.keys()
+            assert all(torch.equal(flat_a[k], flat_b[k]) for k in flat_a), run.name
+
+
+def _tensors(tree, prefix="") -> dict:
+    if hasattr(tree, "shape"):
+        return {prefix: tree}
+    if isinstance(tree, dict):
+        return {
+            k: v for key, item in tree.items() for k, v in _tensors(item, f"{prefix}/{key}").items()
+        }
+    return {}
+
+
 @pytest.mark.slow
 def test_ray_gives_the_same_rows_as_the_local_backend(tiny_sweep, tmp_path):
     pytest.importorskip("ray", reason="the Ray backend needs the 'ray' extra")

@@ -173,7 +173,8 @@ def test_a_group_waits_for_its_twin_and_a_single_worker_meets_the_twin_first():
     events: list[str] = []
     running: list[str] = []
 
-    def submit(group):
+    def submit(unit):
+        (group,) = unit
         events.append(f"start {group.group_id}")
         running.append(group.group_id)
         return group.group_id
@@ -184,7 +185,7 @@ def test_a_group_waits_for_its_twin_and_a_single_worker_meets_the_twin_first():
         return [(first, [])]
 
     # Two workers, the queue in groups()'s order: d1 waits for b1, e1 goes meanwhile.
-    _keep_busy(todo, 2, submit, wait_one, lambda group, rows, seconds: None)
+    _keep_busy([(g,) for g in todo], 2, submit, wait_one, lambda unit, rows, seconds: None)
     assert events == ["start e1", "start b1", "end e1", "end b1", "start d1", "end d1"]
 
 

@@ -100,9 +100,9 @@ def clean(tmp_path_factory) -> Path:
     return folder
 
 
-def _command(spec_file: Path, folder: Path) -> list[str]:
+def _command(spec_file: Path, folder: Path, *more: str) -> list[str]:
     return [sys.executable, "-c", "from sbil.cli import main; main()", "sweep", "--spec",
-            str(spec_file), "--out", str(folder), "--workers", "2"]  # fmt: skip
+            str(spec_file), "--out", str(folder), "--workers", "2", *more]  # fmt: skip
 
 
 @pytest.mark.slow
@@ -164,8 +164,8 @@ def test_a_killed_worker_fails_its_group_only_in_one_line(clean, tmp_path):
     folder = tmp_path / "s"
     log = tmp_path / "stderr.txt"
     with log.open("w") as stderr:
-        child = subprocess.Popen(
-            _command(spec_file, folder),
+        child = subprocess.Popen(  # one group per worker: the lost worker's group fails alone
+            _command(spec_file, folder, "--no-stack-k"),
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
@@ -190,7 +190,9 @@ def test_a_killed_worker_fails_its_group_only_in_one_line(clean, tmp_path):
     assert len(lost) == 2, stderr  # the group's line, and the summary's one error line
     assert "killed by SIGKILL" in lost[0] and "2 failed" in lost[0]
     assert lost[1].startswith("Error: 2 of 8 cells failed") and "6 done" in stdout
-    again = subprocess.run(_command(spec_file, folder), capture_output=True, text=True)
+    again = subprocess.run(
+        _command(spec_file, folder, "--no-stack-k"), capture_output=True, text=True
+    )
     assert again.returncode == 0, again.stderr
     assert "retrying 2 cells that failed for reasons outside them" in again.stderr
 

@@ -88,6 +88,15 @@ def sweep_command(
         bool,
         typer.Option("--retry-failed/--no-retry-failed", help="Run failed cells again."),
     ] = False,
+    stack_k: Annotated[
+        bool,
+        typer.Option(
+            "--stack-k/--no-stack-k",
+            help="Train the groups that differ only in k as one stacked model (every row "
+            "equals the group alone, bit for bit; faster). --no-stack-k: one group at a time, "
+            "smallest k first.",
+        ),
+    ] = True,
 ) -> None:
     """Run or resume a sweep; re-running the same command skips finished cells."""
     if ctx.invoked_subcommand is not None:
@@ -159,6 +168,7 @@ def sweep_command(
                     address=address,
                     device=device,
                     retry_failed=retry_failed,
+                    stack_k=stack_k,
                     log=_log,
                 )
             except KeyboardInterrupt:

@@ -13,11 +13,18 @@ EDM, after advancing its SGLD chains: :mod:`~sbil.deep.learners.edm`; ValueDICE'
 terms by name.
 
 Adam is elementwise, so one Adam over the stacked parameters with the *sum* of the ``K`` losses
-is exactly ``K`` independent Adams. Every random number of learner ``k`` (initialisation,
-minibatches, SGLD chains) comes from generators seeded by ``seeds[k]`` alone, so learner ``k``
-of a batched run follows the single run with that seed. Learners may train on different
+is ``K`` independent Adams (in exact arithmetic: torch's fused CPU kernel rounds each tensor's
+last ``numel mod width`` elements in a scalar loop, so bit for bit a learner's steps depend on
+the stack's size ``K``; :class:`~sbil.deep.segmented_adam.SegmentedAdam`). Every random
+number of learner ``k`` (initialisation, minibatches, SGLD chains) comes from generators
+seeded by ``seeds[k]`` alone, so learner ``k`` of a batched run follows the single run with
+that seed. Learners may train on different
 demonstrations (one :class:`~sbil.deep.data.Demonstrations` per seed, e.g. sliding windows of
 trajectories); learners whose minibatch size differs train as separate stacks.
+
+:func:`train_together` trains several such runs of one config (a sweep's groups that differ
+only in ``k``) in one set of stacks, stepping each run's part of the optimiser as its own
+tensors, so that each run's result equals its own :func:`train` call's bit for bit.
 
 Each update records every term of the learner's loss by the name its loss dataclass gives it
 (:attr:`TrainResult.curves`, ``{name: [K, n_updates]}``), and ``on_terms`` receives them as
@@ -288,21 +295,6 @@ def seed_generator(seed: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def _segment_of(segments: Sequence[int] | None, n_seeds: int) -> np.ndarray:
-    """Each learner's segment number ``[n_seeds]`` (all 0 without ``segments``)."""
-    if segments is None:
-        return np.zeros(n_seeds, dtype=np.int64)
-    sizes = list(segments)
-    if any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in sizes):
-        raise LearnerInputError(f"segments must be positive integers, got {sizes!r}.")
-    if sum(sizes) != n_seeds:
-        raise LearnerInputError(
-            f"segments must add up to the number of seeds ({n_seeds}), got {sizes!r} "
-            f"(sum {sum(sizes)})."
-        )
-    return np.repeat(np.arange(len(sizes)), sizes)
-
-
 def minibatch_indices(generator: torch.Generator, n: int, batch_size: int) -> torch.Tensor:
     """``batch_size`` distinct indices in ``0..n-1`` (as the reference's
     ``np.random.choice(n, batch_size, replace=False)``), ``[batch_size]`` int64."""
@@ -472,7 +464,6 @@ def train(
     snapshot_every: int | None = None,
     on_terms: TermsCallback | None = None,
     trained_policy: TrainedPolicy | None = None,
-    segments: Sequence[int] | None = None,
 ) -> TrainResult:
     """Train ``len(seeds)`` independent learners as one stacked model (see the module doc).
 
@@ -496,45 +487,20 @@ def train(
             learner starts from instead of its seeded random initialisation.
         snapshot_every: keep the stacked policy weights after every this many updates in
             :attr:`TrainResult.snapshots`.
-        on_terms: receives every update's terms as training goes, as often as ``progress``
-            (:data:`TermsCallback`); it never changes what is trained.
+        on_terms: called with every update's terms (:data:`TermsCallback`) as training goes.
         trained_policy: decoupled EDM only: its policy, trained already (BC's, which it equals
             by construction; :class:`TrainedPolicy`). Only the state model trains; the result's
             policy weights are these and its curves take the policy's terms from them.
-        segments: sizes of consecutive runs of ``seeds`` (summing to ``len(seeds)``) that each
-            train exactly as they would in a ``train`` call of their own: the optimiser steps
-            each as its own tensor (:class:`~sbil.deep.segmented_adam.SegmentedAdam`), so
-            several groups (a sweep's k values) can share one stack and its kernels. Default:
-            one segment, all seeds.
 
     Raises:
         LearnerInputError: for bad data, seeds, options or device, or a run too large for memory.
         TrainingDiverged: a loss became NaN or infinite (with ``stop_on_divergence``).
         TrainingInterrupted: SIGINT/SIGTERM during a checkpointed run (the state is saved).
     """
-    if not isinstance(config, LearnerConfig):
-        raise LearnerInputError(f"config must be a LearnerConfig, got {type(config).__name__}.")
-    if num_threads is not None and (
-        isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
-    ):
-        raise LearnerInputError(f"num_threads must be a positive integer, got {num_threads!r}.")
-    for name, value in (("checkpoint_every", checkpoint_every), ("snapshot_every", snapshot_every)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
-        ):
-            raise LearnerInputError(f"{name} must be a positive integer, got {value!r}.")
+    _check_options(config, num_threads, checkpoint_every, snapshot_every)
     seeds = check_seeds(seeds)
     demos = _as_demonstrations(data, len(seeds))
-    obs_dims = {d.obs_dim for d in demos}
-    if len(obs_dims) != 1:
-        raise LearnerInputError(
-            f"All learners' demonstrations must have one observation size, got {sorted(obs_dims)}."
-        )
-    n_actions = _n_actions(demos, n_actions)
-    env_id = env_id if env_id is not None else demos[0].env_id
-    dev = resolve_device(device)
-    obs_dim = obs_dims.pop()
-    _check_memory(config, len(seeds), obs_dim, n_actions, sum(d.n_steps for d in demos), dev)
+    obs_dim, n_actions, env_id, dev = _check_data(demos, config, n_actions, env_id, device)
     if init_policy_state is not None:
         init_policy_state = _check_init_state(init_policy_state, obs_dim, config, n_actions)
     if trained_policy is not None:
@@ -546,8 +512,136 @@ def train(
         trained_policy = _check_trained_policy(
             trained_policy, config, len(seeds), obs_dim, n_actions
         )
+    parts = _train_stacks(
+        demos,
+        seeds,
+        np.zeros(len(seeds), dtype=np.int64),
+        config,
+        n_actions=n_actions,
+        device=dev,
+        num_threads=num_threads,
+        progress=progress,
+        state_dir=state_dir,
+        checkpoint_every=checkpoint_every,
+        stop_on_divergence=stop_on_divergence,
+        init_policy_state=init_policy_state,
+        snapshot_every=snapshot_every,
+        on_terms=on_terms,
+        trained_policy=trained_policy,
+    )
+    return _merge(parts, config, seeds, range(len(seeds)), obs_dim, n_actions, env_id)
 
-    segment_of = _segment_of(segments, len(seeds))
+
+def train_together(
+    runs: Sequence[tuple[Demonstrations | Sequence[Demonstrations], Sequence[int]]],
+    config: LearnerConfig,
+    *,
+    n_actions: int | None = None,
+    env_id: str | None = None,
+    device: str | torch.device = "cpu",
+    num_threads: int | None = 1,
+    progress: ProgressCallback | None = None,
+    state_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 1000,
+    stop_on_divergence: bool = True,
+) -> list[TrainResult]:
+    """Several trainings of one ``config`` on one task, ``runs = [(data, seeds), ...]``, in one
+    set of stacks: each result equals, bit for bit, what ``train(data, config, seeds=seeds)``
+    gives alone, while their learners share the stacked kernels (a sweep's groups that differ
+    only in ``k``: a stack of 50 learners costs much less than five of 10).
+
+    The optimiser steps each run's learners as their own tensors
+    (:class:`~sbil.deep.segmented_adam.SegmentedAdam`: torch's fused CPU Adam rounds a
+    tensor's last few elements in a scalar loop, so a shared step would make a learner depend on
+    its stack's size); everything else a learner computes is its own already. Seeds may repeat
+    across runs (not within one). The other arguments are :func:`train`'s; ``state_dir`` holds
+    the state of this very combination (the same runs in the same order).
+
+    Raises:
+        LearnerInputError, TrainingDiverged, TrainingInterrupted: as :func:`train`.
+    """
+    _check_options(config, num_threads, checkpoint_every, None)
+    if isinstance(runs, (str, bytes)) or not isinstance(runs, Sequence) or not runs:
+        raise LearnerInputError("runs must be a non-empty list of (data, seeds) pairs.")
+    demos, seeds, sizes = [], [], []
+    for number, run in enumerate(runs):
+        if not isinstance(run, tuple) or len(run) != 2:
+            raise LearnerInputError(f"runs[{number}] must be a (data, seeds) pair.")
+        run_seeds = check_seeds(run[1])
+        demos += _as_demonstrations(run[0], len(run_seeds))
+        seeds += run_seeds
+        sizes.append(len(run_seeds))
+    obs_dim, n_actions, env_id, dev = _check_data(demos, config, n_actions, env_id, device)
+    parts = _train_stacks(
+        demos,
+        tuple(seeds),
+        np.repeat(np.arange(len(sizes)), sizes),
+        config,
+        n_actions=n_actions,
+        device=dev,
+        num_threads=num_threads,
+        progress=progress,
+        state_dir=state_dir,
+        checkpoint_every=checkpoint_every,
+        stop_on_divergence=stop_on_divergence,
+    )
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    return [
+        _merge(parts, config, tuple(seeds[lo:hi]), range(lo, hi), obs_dim, n_actions, env_id)
+        for lo, hi in itertools.pairwise(bounds)
+    ]
+
+
+def _check_options(config, num_threads, checkpoint_every, snapshot_every) -> None:
+    if not isinstance(config, LearnerConfig):
+        raise LearnerInputError(f"config must be a LearnerConfig, got {type(config).__name__}.")
+    if num_threads is not None and (
+        isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
+    ):
+        raise LearnerInputError(f"num_threads must be a positive integer, got {num_threads!r}.")
+    for name, value in (("checkpoint_every", checkpoint_every), ("snapshot_every", snapshot_every)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
+        ):
+            raise LearnerInputError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def _check_data(demos, config, n_actions, env_id, device):
+    """``(obs_dim, n_actions, env_id, device)`` of the learners' data, checked (one
+    observation size, known actions, fits in memory)."""
+    obs_dims = {d.obs_dim for d in demos}
+    if len(obs_dims) != 1:
+        raise LearnerInputError(
+            f"All learners' demonstrations must have one observation size, got {sorted(obs_dims)}."
+        )
+    n_actions = _n_actions(demos, n_actions)
+    env_id = env_id if env_id is not None else demos[0].env_id
+    dev = resolve_device(device)
+    obs_dim = obs_dims.pop()
+    _check_memory(config, len(demos), obs_dim, n_actions, sum(d.n_steps for d in demos), dev)
+    return obs_dim, n_actions, env_id, dev
+
+
+def _train_stacks(
+    demos,
+    seeds,
+    segment_of: np.ndarray,
+    config,
+    *,
+    n_actions,
+    device,
+    num_threads,
+    progress,
+    state_dir,
+    checkpoint_every,
+    stop_on_divergence,
+    init_policy_state=None,
+    snapshot_every=None,
+    on_terms=None,
+    trained_policy=None,
+) -> list[tuple[list[int], dict]]:
+    """Train every learner (``seeds[i]`` on ``demos[i]``; ``segment_of[i]`` its run, stepped
+    apart) in stacks of equal minibatch size; ``[(members, stack result)]``."""
     # Learners with equal minibatch sizes share one stack; others train as separate stacks.
     rows = [_training_rows(d, config) for d in demos]
     groups: dict[int, list[int]] = {}
@@ -563,7 +657,7 @@ def train(
                 demos=[demos[i] for i in members],
                 rows=[rows[i] for i in members],
                 n_actions=n_actions,
-                device=dev,
+                device=device,
                 init_policy_state=init_policy_state,
                 trained_policy=None if trained_policy is None else trained_policy.part(members),
                 segments=[n for n in np.bincount(segment_of[members]) if n],
@@ -580,7 +674,7 @@ def train(
                 on_terms,
             )
             parts.append((members, result))
-    return _merge(parts, config, seeds, obs_dim, n_actions, env_id)
+    return parts
 
 
 def _training_rows(demos: Demonstrations, config: LearnerConfig) -> np.ndarray:
@@ -620,12 +714,14 @@ def _check_init_state(state, obs_dim, config, n_actions) -> dict[str, torch.Tens
     return {k: v.detach().to(torch.float32).cpu() for k, v in state.items()}
 
 
-def _merge(parts, config, seeds, obs_dim, n_actions, env_id) -> TrainResult:
+def _merge(parts, config, seeds, select, obs_dim, n_actions, env_id) -> TrainResult:
+    """The result of learners ``select`` (indices into all the stacks' learners, whose seeds
+    are ``seeds``) from the stacks' ``parts``."""
     order = [index for members, _ in parts for index in members]
-    inverse = np.argsort(order)
+    pick = torch.as_tensor(np.argsort(order)[list(select)])
 
     def cat(tensors):
-        return torch.cat(tensors)[torch.as_tensor(inverse)]
+        return torch.cat(tensors)[pick]
 
     def stacked(key):
         if parts[0][1][key] is None:
@@ -633,7 +729,7 @@ def _merge(parts, config, seeds, obs_dim, n_actions, env_id) -> TrainResult:
         return {name: cat([p[key][name] for _, p in parts]) for name in parts[0][1][key]}
 
     curves = {
-        name: np.concatenate([p["curves"][name] for _, p in parts])[inverse]
+        name: np.concatenate([p["curves"][name] for _, p in parts])[pick.numpy()]
         for name in parts[0][1]["curves"]
     }
     snapshots = ()
@@ -642,22 +738,26 @@ def _merge(parts, config, seeds, obs_dim, n_actions, env_id) -> TrainResult:
             (update, {name: cat([p["snapshots"][i][1][name] for _, p in parts]) for name in state})
             for i, (update, state) in enumerate(parts[0][1]["snapshots"])
         )
-    diverged: dict[int, tuple[int, float]] = {}
-    for _, p in parts:
-        diverged.update(p["diverged"])
+    diverged: dict[int, tuple[int, float]] = {}  # by learner index
+    for members, p in parts:
+        diverged.update({members[k]: value for k, value in p["diverged"].items()})
+
+    def joined(key):
+        return np.concatenate([p[key] for _, p in parts])[pick.numpy()]
+
     return TrainResult(
         config=config,
         seeds=seeds,
         obs_dim=obs_dim,
         n_actions=n_actions,
-        obs_mean=np.concatenate([p["mean"] for _, p in parts])[inverse],
-        obs_std=np.concatenate([p["std"] for _, p in parts])[inverse],
-        n_pairs=tuple(int(n) for n in np.concatenate([p["n_pairs"] for _, p in parts])[inverse]),
+        obs_mean=joined("mean"),
+        obs_std=joined("std"),
+        n_pairs=tuple(int(n) for n in joined("n_pairs")),
         policy_state=stacked("policy"),
         energy_state=stacked("energy"),
         curves=curves,
         env_id=env_id,
-        diverged={s: diverged[s] for s in seeds if s in diverged},
+        diverged={s: diverged[i] for s, i in zip(seeds, select, strict=True) if i in diverged},
         snapshots=snapshots,
     )
 
@@ -735,6 +835,8 @@ class Stack:
         segments=None,
     ):
         self.config, self.seeds, self.n_actions, self.device = config, seeds, n_actions, device
+        many = segments is not None and len(segments) > 1
+        self.segments = tuple(map(int, segments)) if many else None
         self.learner = learner_module(config.algo)
         self.batch = min(config.batch_size, len(rows[0]))
         self.obs_dim = demos[0].obs_dim
@@ -823,7 +925,7 @@ class Stack:
         self.history: list[torch.Tensor] = []  # [n_terms, K] per update
         self.term_names: tuple[str, ...] | None = None  # set by the first update or the state
         self.delivered = 0  # updates handed to on_terms by this process
-        self.diverged: dict[int, tuple[int, float]] = {}
+        self.diverged: dict[int, tuple[int, float]] = {}  # by position in the stack
         self.snapshots: list[tuple[int, dict[str, torch.Tensor]]] = []
 
     def _fingerprint(self, demos, init_policy_state) -> str:
@@ -833,6 +935,8 @@ class Stack:
                 [self.config.to_dict(), list(self.seeds), self.n_actions], sort_keys=True
             ).encode()
         )
+        if self.segments is not None:  # steps per segment: another arithmetic (SegmentedAdam)
+            digest.update(json.dumps({"segments": list(self.segments)}).encode())
         for d in demos:
             digest.update(d.observations.tobytes())
             digest.update(d.actions.tobytes())
@@ -1004,10 +1108,10 @@ class Stack:
     def _record_divergence(self, finite, loss, stop_on_divergence) -> None:
         for k in np.flatnonzero(~finite.cpu().numpy()):
             seed = self.seeds[k]
-            if seed in self.diverged:
+            if int(k) in self.diverged:
                 continue
             value = float(loss[k])
-            self.diverged[seed] = (self.update, value)
+            self.diverged[int(k)] = (self.update, value)
             message = (
                 f"Training diverged: the loss of seed {seed} became {value} at update "
                 f"{self.update} of {self.config.n_updates}; {_divergence_hint(self.config)}. "
@@ -1029,7 +1133,8 @@ class Stack:
             "sgld_gens": [g.get_state() for g in self.sgld_gens],
             "history": torch.stack(self.history, dim=2).cpu() if self.history else None,
             "terms": None if self.term_names is None else list(self.term_names),
-            "diverged": [[s, u, v] for s, (u, v) in self.diverged.items()],
+            "diverged": [[self.seeds[k], u, v] for k, (u, v) in self.diverged.items()],
+            "diverged_at": [[k, u, v] for k, (u, v) in self.diverged.items()],
             "snapshots": self.snapshots,
         }
         buffer = io.BytesIO()
@@ -1077,7 +1182,11 @@ class Stack:
         self.history = [] if history is None else list(history.to(self.device).unbind(2))
         self.term_names = None if state["terms"] is None else tuple(state["terms"])
         self.delivered = 0  # this process has handed nothing to on_terms yet
-        self.diverged = {int(s): (int(u), float(v)) for s, u, v in state["diverged"]}
+        if "diverged_at" in state:  # by position (seeds may repeat across segments)
+            self.diverged = {int(k): (int(u), float(v)) for k, u, v in state["diverged_at"]}
+        else:  # an earlier sbil's, by seed (distinct then)
+            at = {s: k for k, s in enumerate(self.seeds)}
+            self.diverged = {at[int(s)]: (int(u), float(v)) for s, u, v in state["diverged"]}
         self.snapshots = [(int(u), dict(s)) for u, s in state["snapshots"]]
 
 

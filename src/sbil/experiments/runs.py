@@ -56,7 +56,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -833,7 +833,47 @@ def load_curves(folder: str | os.PathLike) -> tuple[tuple[int, ...], dict[str, n
 def _run(
     spec, path: Path, stop_on_divergence, progress, eval_progress, on_terms, policy_from=None
 ) -> RunOutcome:
-    from sbil.deep.checkpoint import save_learner
+    from sbil.deep.learners import train
+
+    begun = _begin(spec, path)
+    if isinstance(begun, RunOutcome):
+        return begun
+    given = None if policy_from is None else _given_policy(spec, Path(policy_from), begun.log)
+    label = f"training {spec.learner.algo} x{len(spec.seeds)}"
+    started = time.perf_counter()
+    with _failing([begun]):
+        result = train(
+            begun.data.per_seed,
+            spec.learner,
+            seeds=spec.seeds,
+            n_actions=begun.data.n_actions,
+            env_id=begun.data.env_id,
+            device=spec.device,
+            num_threads=spec.threads,
+            progress=tee(progress, begun.log.progress(label)),
+            state_dir=path / STATE_DIR,
+            checkpoint_every=spec.checkpoint_every,
+            stop_on_divergence=stop_on_divergence,
+            on_terms=on_terms,
+            trained_policy=None if given is None else given.trained,
+        )
+    return _finish(begun, result, time.perf_counter() - started, eval_progress, given)
+
+
+@dataclass(frozen=True)
+class _Begun:
+    """A run whose folder holds its description and whose data is loaded: it trains next."""
+
+    spec: RunSpec
+    path: Path
+    data: RunData
+    resumed: bool
+    log: RunLog
+
+
+def _begin(spec: RunSpec, path: Path) -> RunOutcome | _Begun:
+    """Check a resumed folder against ``spec`` (its outcome if it is finished), load the data
+    and write the run's description: what every run does before it trains."""
     from sbil.files import provenance
 
     resumed = (path / CONFIG_FILE).is_file()
@@ -861,51 +901,44 @@ def _run(
             path / CONFIG_FILE,
             {"spec": spec.to_dict(), "resolved": resolved, "provenance": provenance()},
         )
-
-    from sbil.deep.learners import (
-        LearnerInputError,
-        TrainingDiverged,
-        TrainingInterrupted,
-        train,
-    )
-
     algo, seeds = spec.learner.algo, spec.seeds
-    label = f"training {algo} x{len(seeds)}"
     log = RunLog(path / LOG_FILE)
     log.write(
         f"train: {'resumed' if resumed else 'started'} {algo} x{len(seeds)} (seeds "
         f"{', '.join(map(str, seeds))}) on {spec.dataset or spec.data}, "
         f"{spec.learner.n_updates} updates"
     )
-    given = None if policy_from is None else _given_policy(spec, Path(policy_from), log)
-    started = time.perf_counter()
+    return _Begun(spec, path, data, resumed, log)
+
+
+@contextlib.contextmanager
+def _failing(runs: Sequence[_Begun]) -> Iterator[None]:
+    """Log a training that fails or is interrupted in each of ``runs``; a refused or diverged
+    one (nothing to resume) leaves a new folder as it was found rather than looking like an
+    interrupted run."""
+    from sbil.deep.learners import LearnerInputError, TrainingDiverged, TrainingInterrupted
+
     try:
-        result = train(
-            data.per_seed,
-            spec.learner,
-            seeds=seeds,
-            n_actions=data.n_actions,
-            env_id=data.env_id,
-            device=spec.device,
-            num_threads=spec.threads,
-            progress=tee(progress, log.progress(label)),
-            state_dir=path / STATE_DIR,
-            checkpoint_every=spec.checkpoint_every,
-            stop_on_divergence=stop_on_divergence,
-            on_terms=on_terms,
-            trained_policy=None if given is None else given.trained,
-        )
+        yield
     except (LearnerInputError, TrainingDiverged) as error:
-        # Refused (e.g. too large for memory) or diverged: nothing to resume, so the folder
-        # is left as it was found rather than looking like an interrupted run.
-        log.write(f"train: failed: {error}")
-        if not resumed:
-            _remove_run(path)
+        for run in runs:
+            run.log.write(f"train: failed: {error}")
+            if not run.resumed:
+                _remove_run(run.path)
         raise
     except (TrainingInterrupted, KeyboardInterrupt) as error:
-        log.write(f"train: interrupted: {str(error) or 'Ctrl-C'}")
+        for run in runs:
+            run.log.write(f"train: interrupted: {str(error) or 'Ctrl-C'}")
         raise
-    train_seconds = time.perf_counter() - started
+
+
+def _finish(
+    begun: _Begun, result, train_seconds: float, eval_progress, given=None, together=None
+) -> RunOutcome:
+    """Save a trained run's curves, evaluate and save its learners, and write its results."""
+    from sbil.deep.checkpoint import save_learner
+
+    spec, path, data, log = begun.spec, begun.path, begun.data, begun.log
     save_curves(path / LOSSES_FILE, result)
     log.write(f"train: {spec.learner.n_updates} updates in {train_seconds:.1f} s")
     outcomes, eval_seconds = _evaluate_seeds(
@@ -923,13 +956,104 @@ def _run(
     }
     if given is not None:
         results["policy_from"] = os.path.relpath(given.folder.absolute(), path.absolute())
-    outcome = _outcome(path, spec, results, resumed)
+    if together is not None:
+        results["trained_together"] = together
+    outcome = _outcome(path, spec, results, begun.resumed)
     stamp = json.loads((path / CONFIG_FILE).read_text()).get("provenance", {})
     write_seed_figures(path, TRAINING_FIGURES, training_rows(outcome, stamp))
     write_json_atomic(path / RESULTS_FILE, results, allow_nan=True)
     shutil.rmtree(path / STATE_DIR, ignore_errors=True)
     log.write(f"train: finished; {RESULTS_FILE} written")
     return outcome
+
+
+def run_training_together(
+    specs: Sequence[RunSpec],
+    outs: Sequence[str | os.PathLike],
+    *,
+    state_dir: str | os.PathLike,
+    stop_on_divergence: bool = True,
+) -> list[RunOutcome]:
+    """Train the runs ``specs`` (one learner config, on one task; each into its folder of
+    ``outs``, resumed where it holds the same run) in one set of stacks
+    (:func:`sbil.deep.training.train_together`), then evaluate each: every folder ends as
+    :func:`run_training` alone writes it, with the same numbers bit for bit; only each
+    ``results.json``'s ``train_seconds`` is its share of the shared training (by learners)
+    and ``trained_together`` records the whole (its runs, learners and seconds).
+
+    ``state_dir`` holds the shared training's state while it runs (an interrupted training
+    of the same runs continues from it). Finished runs are returned as they are.
+
+    Raises:
+        RunError, TrainingDiverged, TrainingInterrupted: as :func:`run_training`.
+    """
+    from sbil.deep.learners import resolve_device, train_together
+    from sbil.files import lock
+
+    specs, outs = list(specs), [Path(o) for o in outs]
+    if len(specs) != len(outs) or not specs:
+        raise RunError("Give one run folder per spec (and at least one spec).")
+    for spec in specs:
+        if not isinstance(spec, RunSpec):
+            raise RunError(f"spec must be a RunSpec, got {type(spec).__name__}.")
+    shared = {(s.learner, s.device, s.threads, s.checkpoint_every) for s in specs}
+    if len(shared) != 1:
+        raise RunError(
+            "Runs trained together share one learner config, device, threads and "
+            "checkpoint_every; these differ."
+        )
+    resolve_device(specs[0].device)
+    with contextlib.ExitStack() as held:
+        begun: list[_Begun] = []
+        outcomes: dict[int, RunOutcome] = {}
+        for number, (spec, out) in enumerate(zip(specs, outs, strict=True)):
+            held.enter_context(lock(out))
+            path = claim_run_folder(out, overwrite=False, resume=True)
+            if spec.in_memory:
+                spec = _saved_demonstrations(spec, path)
+            run = _begin(spec, path)
+            if isinstance(run, RunOutcome):
+                outcomes[number] = run
+            else:
+                begun.append(run)
+        if begun:
+            spec = begun[0].spec
+            total = sum(len(run.spec.seeds) for run in begun)
+            label = f"training {spec.learner.algo} x{total} (with {len(begun) - 1} other runs)"
+            for run in begun:
+                run.log.write(
+                    f"train: in one stack of {total} learners with "
+                    + ", ".join(other.path.name for other in begun if other is not run)
+                )
+            started = time.perf_counter()
+            with _failing(begun):
+                results = train_together(
+                    [(run.data.per_seed, run.spec.seeds) for run in begun],
+                    spec.learner,
+                    n_actions=begun[0].data.n_actions,
+                    env_id=begun[0].data.env_id,
+                    device=spec.device,
+                    num_threads=spec.threads,
+                    progress=tee(*(run.log.progress(label) for run in begun)),
+                    state_dir=state_dir,
+                    checkpoint_every=spec.checkpoint_every,
+                    stop_on_divergence=stop_on_divergence,
+                )
+            seconds = time.perf_counter() - started
+            together = {
+                "runs": [run.path.name for run in begun],
+                "learners": total,
+                "train_seconds": seconds,
+            }
+            finished = iter(
+                _finish(run, result, seconds * len(run.spec.seeds) / total, None, None, together)
+                for run, result in zip(begun, results, strict=True)
+            )
+            for number in range(len(specs)):
+                if number not in outcomes:
+                    outcomes[number] = next(finished)
+            shutil.rmtree(state_dir, ignore_errors=True)
+    return [outcomes[number] for number in range(len(specs))]
 
 
 def _evaluate_seeds(spec, path, data, result, eval_progress, log, save_learner, given=None):

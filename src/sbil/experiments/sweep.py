@@ -626,6 +626,7 @@ def run_group(sweep_dir: str, group: Group) -> list[Row]:
         outcome = run_training(
             spec, folder, resume=resume, stop_on_divergence=False, policy_from=twin
         )
+        held_out = {}
         if group.held_out_metrics:
             from sbil.experiments.sweep_data import held_out_rows
 
@@ -634,32 +635,100 @@ def run_group(sweep_dir: str, group: Group) -> list[Row]:
         raise
     except Exception as error:  # recorded in the rows; the sweep goes on
         return failed_rows(group, sweep, _error_text(error), info)
-    wall = time.perf_counter() - started
+    share = (time.perf_counter() - started) / len(outcome.seeds)
+    return _outcome_rows(group, outcome, info, folder, sweep, share, held_out)
+
+
+def _outcome_rows(group, outcome, info, folder, sweep, wall_share, held_out) -> list[Row]:
+    """A group's rows from its run's outcome; ``wall_share``: each learner's share of the
+    wall time (a stacked group's time is shared by its seeds, a unit's by its learners)."""
     k = len(outcome.seeds)
-    rows = []
-    for s in outcome.seeds:
-        rows.append(
-            _row(
-                group,
-                s.seed,
-                info,
-                folder,
-                sweep,
-                status=s.status,
-                error=s.error,
-                train_episodes=s.train_episodes,
-                n_pairs=s.n_pairs,
-                returns=s.returns or [],
-                action_match=s.action_match,
-                action_match_episodes=outcome.held_out_episodes,
-                # a stacked group's time is shared by its seeds
-                train_seconds=outcome.train_seconds / k,
-                eval_seconds=outcome.eval_seconds / k,
-                wall_seconds=wall / k,
-                extra={"held_out": held_out.get(s.seed)} if group.held_out_metrics else {},
-            )
+    return [
+        _row(
+            group,
+            s.seed,
+            info,
+            folder,
+            sweep,
+            status=s.status,
+            error=s.error,
+            train_episodes=s.train_episodes,
+            n_pairs=s.n_pairs,
+            returns=s.returns or [],
+            action_match=s.action_match,
+            action_match_episodes=outcome.held_out_episodes,
+            train_seconds=outcome.train_seconds / k,
+            eval_seconds=outcome.eval_seconds / k,
+            wall_seconds=wall_share,
+            extra={"held_out": held_out.get(s.seed)} if group.held_out_metrics else {},
         )
-    return rows
+        for s in outcome.seeds
+    ]
+
+
+def run_unit(sweep_dir: str, unit: tuple[Group, ...]) -> list[Row]:
+    """Run a unit of work (:func:`units`): one group as :func:`run_group`, or the groups of one
+    task and learner that differ only in ``k`` as one stacked training
+    (:func:`sbil.experiments.runs.run_training_together`: each group's folder and rows as it
+    alone gives them, bit for bit). If the shared training fails, each group runs alone, so
+    that one group's failure is its own. Never raises for a failing cell."""
+    if len(unit) == 1:
+        return run_group(sweep_dir, unit[0])
+    from sbil.experiments.runs import RunSpec, run_training_together
+    from sbil.files import provenance
+
+    sweep = Path(sweep_dir)
+    started = time.perf_counter()
+    info = provenance()
+    folders = [sweep / "runs" / g.group_id for g in unit]
+    try:
+        specs = [RunSpec.from_dict({**g.run, "device": g.device}) for g in unit]
+        for folder, spec in zip(folders, specs, strict=True):
+            with lock(folder, wait=RUN_LOCK_WAIT_S):
+                _adopt_moved_run(folder, spec)
+                _reopen_if_checkpoints_missing(folder)
+        state = sweep / "stacks" / _sha256([g.group_id for g in unit])[:16]
+        outcomes = run_training_together(specs, folders, state_dir=state, stop_on_divergence=False)
+        held_out = {}
+        if unit[0].held_out_metrics:
+            from sbil.experiments.sweep_data import held_out_rows
+
+            for g, spec, folder, outcome in zip(unit, specs, folders, outcomes, strict=True):
+                held_out[g.group_id] = held_out_rows(spec, folder, [s.seed for s in outcome.seeds])
+    except KeyboardInterrupt:
+        raise
+    except Exception:  # each group alone: its own rows, failed or not
+        return [row for g in unit for row in run_group(sweep_dir, g)]
+    share = (time.perf_counter() - started) / sum(len(o.seeds) for o in outcomes)
+    return [
+        row
+        for g, folder, outcome in zip(unit, folders, outcomes, strict=True)
+        for row in _outcome_rows(
+            g, outcome, info, folder, sweep, share, held_out.get(g.group_id, {})
+        )
+    ]
+
+
+def units(todo: Sequence[Group], stack_k: bool = True) -> list[tuple[Group, ...]]:
+    """``todo``'s groups as units of work, in ``todo``'s order (of each unit's first group):
+    with ``stack_k`` the groups that differ only in ``k`` (same task, data source, learner,
+    options, seeds and device) form one unit, trained as one stack; a decoupled EDM group
+    that takes its policy from a BC twin stays alone."""
+    if not stack_k:
+        return [(g,) for g in todo]
+    by_key: dict[str, list[Group]] = {}
+    order: list[str] = []
+    for number, group in enumerate(todo):
+        key = (
+            f"alone-{number}"
+            if group.policy_from is not None
+            else _json_key([{**group.run, "episodes": None}, group.device])
+        )
+        if key not in by_key:
+            by_key[key] = []
+            order.append(key)
+        by_key[key].append(group)
+    return [tuple(by_key[key]) for key in order]
 
 
 def failed_rows(group: Group, sweep: Path, error: str, info: dict | None = None) -> list[Row]:
@@ -1388,6 +1457,7 @@ def run_sweep(
     address: str | None = None,
     device: str = "cpu",
     retry_failed: bool = False,
+    stack_k: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> SweepSummary:
     """Run (or resume) the sweep into ``sweep_dir``; see the module doc.
@@ -1411,6 +1481,9 @@ def run_sweep(
             CUDA group is a task of one GPU.
         retry_failed: also run again the cells recorded as failed for a reason of their own
             (those that failed for an outside reason are always retried).
+        stack_k: train the groups to run that differ only in ``k`` as one stacked model
+            (:func:`units`; every row is what the group alone gives, bit for bit); False
+            trains each group alone, smallest ``k`` first.
         log: called with one line per event (datasets, references, each finished group).
     """
     check_backend(workers, backend, address)
@@ -1481,18 +1554,28 @@ def run_sweep(
                 f"retrying {len(retried)} cells that failed for reasons outside them, e.g. "
                 f"{retried[0]}"
             )
+        work = units(todo, stack_k)
+        stacked = f" (as {len(work)} stacked units)" if len(work) < len(todo) else ""
         log(
             f"{n_cells_} cells in {len(all_groups)} groups; {skipped} already finished, "
-            f"{len(todo)} groups to run on {workers} {backend} worker(s)"
+            f"{len(todo)} groups to run{stacked} on {workers} {backend} worker(s)"
             + ("" if device == "cpu" else f" on {device}")
         )
         counts = {"done": 0, "failed": 0}
         position = [0]
 
-        def record(group: Group, result: list[Row] | str, seconds: float) -> None:
-            """Write a group's rows (``result``, or the error that lost them); a row that
-            stands (done with its checkpoint) is never replaced."""
-            rows = failed_rows(group, sweep, result) if isinstance(result, str) else result
+        def record(unit: tuple[Group, ...], result: list[Row] | str, seconds: float) -> None:
+            """Write a unit's rows (``result``, or the error that lost them), group by group."""
+            for group in unit:
+                if isinstance(result, str):
+                    rows = failed_rows(group, sweep, result)
+                else:
+                    rows = [r for r in result if r.cell_id.startswith(f"{group.group_id}__s")]
+                record_group(group, rows, seconds, len(unit))
+
+        def record_group(group: Group, rows: list[Row], seconds: float, shared: int) -> None:
+            """Write a group's rows; a row that stands (done with its checkpoint) is never
+            replaced."""
             written = []
             for row in rows:
                 if _finished(stored.get(row.cell_id), group, row.seed, sweep, retry_failed=True):
@@ -1514,12 +1597,13 @@ def run_sweep(
                 line += f", mean return {np.mean(means):.1f}"
             if failed:
                 line += f", {len(failed)} failed ({failed[0].error})"
-            log(f"{line} ({seconds:.0f} s)")
+            together = f", trained with {shared - 1} other group(s)" if shared > 1 else ""
+            log(f"{line} ({seconds:.0f} s{together})")
 
         if backend == "ray":
-            _run_ray(todo, sweep, workers, record, gpus=1 if _uses_gpu(device) else 0)
+            _run_ray(work, sweep, workers, record, gpus=1 if _uses_gpu(device) else 0)
         else:
-            _run_local(todo, sweep, workers, record)
+            _run_local(work, sweep, workers, record)
     return SweepSummary(
         sweep_dir=sweep,
         n_cells=n_cells_,
@@ -1533,43 +1617,50 @@ def run_sweep(
     )
 
 
-def _keep_busy(todo: Sequence[Group], workers: int, submit, wait_one, record) -> None:
-    """Keep ``workers`` groups in flight: ``submit(group) -> handle``;
+def _keep_busy(todo: Sequence[tuple[Group, ...]], workers: int, submit, wait_one, record) -> None:
+    """Keep ``workers`` units (:func:`units`) in flight: ``submit(unit) -> handle``;
     ``wait_one(handles) -> [(handle, rows or error)]`` for the handles that finished. Shared by
-    both backends, so they schedule (and record) identically. A group whose BC twin
-    (:attr:`Group.policy_from`) is queued or running waits for it; the next ready one goes."""
+    both backends, so they schedule (and record) identically. A unit with a group whose BC
+    twin (:attr:`Group.policy_from`) is queued or running waits for it; the next ready one
+    goes."""
     pending: dict = {}
     queue = list(todo)
+
+    def ids(unit):
+        return {g.group_id for g in unit}
+
     while queue or pending:
         while queue and len(pending) < workers:
-            busy = {g.group_id for g in queue} | {g.group_id for g, _ in pending.values()}
-            group = next((g for g in queue if g.policy_from not in busy), None)
-            if group is None:
+            busy = set().union(*map(ids, queue), *(ids(u) for u, _ in pending.values()))
+            unit = next((u for u in queue if all(g.policy_from not in busy for g in u)), None)
+            if unit is None:
                 if pending:
-                    break  # every queued group waits on a running twin
-                group = queue[0]  # never: a twin waits on nothing
-            queue.remove(group)
-            pending[submit(group)] = (group, time.perf_counter())
+                    break  # every queued unit waits on a running twin
+                unit = queue[0]  # never: a twin waits on nothing
+            queue.remove(unit)
+            pending[submit(unit)] = (unit, time.perf_counter())
         for handle, result in wait_one(list(pending)):
-            group, started = pending.pop(handle)
-            record(group, result, time.perf_counter() - started)
+            unit, started = pending.pop(handle)
+            record(unit, result, time.perf_counter() - started)
 
 
-def _run_local(todo: Sequence[Group], sweep: Path, workers: int, record) -> None:
+def _run_local(todo: Sequence[tuple[Group, ...]], sweep: Path, workers: int, record) -> None:
     if workers == 1:
-        for group in todo:
+        for unit in todo:
             started = time.perf_counter()
-            record(group, run_group(str(sweep), group), time.perf_counter() - started)
+            record(unit, run_unit(str(sweep), unit), time.perf_counter() - started)
         return
     with _WorkerPool(sweep) as pool:
         _keep_busy(todo, workers, pool.submit, pool.wait_one, record)
 
 
-def _run_ray(todo: Sequence[Group], sweep: Path, workers: int, record, *, gpus: int = 0) -> None:
+def _run_ray(
+    todo: Sequence[tuple[Group, ...]], sweep: Path, workers: int, record, *, gpus: int = 0
+) -> None:
     import ray
 
-    # A CUDA group asks Ray for a GPU, which Ray assigns it (CUDA_VISIBLE_DEVICES).
-    remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(run_group)
+    # A CUDA unit asks Ray for a GPU, which Ray assigns it (CUDA_VISIBLE_DEVICES).
+    remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(run_unit)
 
     def wait_one(refs):
         done, _ = ray.wait(refs, num_returns=1)
@@ -1630,16 +1721,16 @@ class _WorkerPool:
     def __exit__(self, kind, value, traceback) -> None:
         self.close(interrupted=kind is not None)
 
-    def submit(self, group: Group) -> _Worker:
+    def submit(self, unit: tuple[Group, ...]) -> _Worker:
         while self._idle:
             worker = self._idle.pop()
             try:
-                worker.connection.send(group)
+                worker.connection.send(unit)
                 return worker
             except OSError:  # it died while idle
                 self._discard(worker)
         worker = self._start()
-        worker.connection.send(group)
+        worker.connection.send(unit)
         return worker
 
     def wait_one(self, busy: list[_Worker]) -> list[tuple[_Worker, list[dict] | str]]:
@@ -1718,8 +1809,8 @@ def _worker_main(connection, sweep_dir: str, driver: int) -> None:
     """A pool worker: run the groups the driver sends until it sends None or is gone."""
     _end_with_driver(driver)
     try:
-        while (group := connection.recv()) is not None:
-            connection.send(run_group(sweep_dir, group))
+        while (unit := connection.recv()) is not None:
+            connection.send(run_unit(sweep_dir, unit))
     except (KeyboardInterrupt, EOFError, OSError):
         pass  # interrupted (training saved its checkpoint), or the driver is gone
 

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         seed_generator,
         slice_state,
         train,
+        train_together,
     )
 
 #: Each name this package gives, and the module it lives in (imported on first use).
@@ -78,6 +79,7 @@ _HOMES = {
             "seed_generator",
             "slice_state",
             "train",
+            "train_together",
         ),
         "sbil.deep.training",
     ),
@@ -104,6 +106,7 @@ __all__ = [
     "state_log_density_gap",
     "torch_threads",
     "train",
+    "train_together",
 ]
 
 
