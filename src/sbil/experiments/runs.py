@@ -1004,7 +1004,7 @@ def run_training_together(
         )
     resolve_device(specs[0].device)
     with contextlib.ExitStack() as held:
-        begun: list[_Begun] = []
+        pending: list[tuple[int, _Begun]] = []  # (position in specs, run) of those to train
         outcomes: dict[int, RunOutcome] = {}
         for number, (spec, out) in enumerate(zip(specs, outs, strict=True)):
             held.enter_context(lock(out))
@@ -1015,7 +1015,8 @@ def run_training_together(
             if isinstance(run, RunOutcome):
                 outcomes[number] = run
             else:
-                begun.append(run)
+                pending.append((number, run))
+        begun = [run for _, run in pending]
         if begun:
             spec = begun[0].spec
             total = sum(len(run.spec.seeds) for run in begun)
@@ -1045,13 +1046,9 @@ def run_training_together(
                 "learners": total,
                 "train_seconds": seconds,
             }
-            finished = iter(
-                _finish(run, result, seconds * len(run.spec.seeds) / total, None, None, together)
-                for run, result in zip(begun, results, strict=True)
-            )
-            for number in range(len(specs)):
-                if number not in outcomes:
-                    outcomes[number] = next(finished)
+            for (number, run), result in zip(pending, results, strict=True):
+                share = seconds * len(run.spec.seeds) / total
+                outcomes[number] = _finish(run, result, share, None, None, together)
             shutil.rmtree(state_dir, ignore_errors=True)
     return [outcomes[number] for number in range(len(specs))]
 

@@ -618,9 +618,7 @@ def run_group(sweep_dir: str, group: Group) -> list[Row]:
     info = provenance()
     try:
         spec = RunSpec.from_dict({**group.run, "device": group.device})
-        with lock(folder, wait=RUN_LOCK_WAIT_S):
-            _adopt_moved_run(folder, spec)
-            _reopen_if_checkpoints_missing(folder)
+        _ready(folder, spec)
         resume = folder.is_dir() and is_run_folder(folder)
         twin = None if group.policy_from is None else sweep / "runs" / group.policy_from
         outcome = run_training(
@@ -684,9 +682,7 @@ def run_unit(sweep_dir: str, unit: tuple[Group, ...]) -> list[Row]:
     try:
         specs = [RunSpec.from_dict({**g.run, "device": g.device}) for g in unit]
         for folder, spec in zip(folders, specs, strict=True):
-            with lock(folder, wait=RUN_LOCK_WAIT_S):
-                _adopt_moved_run(folder, spec)
-                _reopen_if_checkpoints_missing(folder)
+            _ready(folder, spec)
         state = sweep / "stacks" / _sha256([g.group_id for g in unit])[:16]
         outcomes = run_training_together(specs, folders, state_dir=state, stop_on_divergence=False)
         held_out = {}
@@ -729,6 +725,14 @@ def units(todo: Sequence[Group], stack_k: bool = True) -> list[tuple[Group, ...]
             order.append(key)
         by_key[key].append(group)
     return [tuple(by_key[key]) for key in order]
+
+
+def _ready(folder: Path, spec) -> None:
+    """Before a group's run folder trains: take up a moved run, reopen one whose checkpoints
+    are gone (under the folder's lock)."""
+    with lock(folder, wait=RUN_LOCK_WAIT_S):
+        _adopt_moved_run(folder, spec)
+        _reopen_if_checkpoints_missing(folder)
 
 
 def failed_rows(group: Group, sweep: Path, error: str, info: dict | None = None) -> list[Row]:
