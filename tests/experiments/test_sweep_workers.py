@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -195,6 +196,55 @@ def test_a_killed_worker_fails_its_group_only_in_one_line(clean, tmp_path):
     )
     assert again.returncode == 0, again.stderr
     assert "retrying 2 cells that failed for reasons outside them" in again.stderr
+
+
+@pytest.mark.slow
+def test_a_killed_worker_of_a_stacked_unit_fails_its_groups_and_a_rerun_resumes_them(tmp_path):
+    """With --stack-k (the default) a worker trains the groups of one (task, learner) that differ
+    only in k as one stack: a lost worker fails all of them, each in its own line, the stack's
+    checkpoint outlives it, and the next run resumes the unit to the rows of a clean sweep."""
+    spec = {**SPEC, "options": {**SPEC["options"], "n_updates": 4000}, "checkpoint_every": 200}
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text(_toml(spec))
+    folder = tmp_path / "s"
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        child = subprocess.Popen(  # two units (bc, edm) of two groups (k = 1, 2) each
+            _command(spec_file, folder),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while sum(any(d.iterdir()) for d in (folder / "stacks").glob("*")) < 2:  # both saved
+            assert child.poll() is None, log.read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        (victim, *_) = _workers(child.pid)
+        os.kill(victim, signal.SIGKILL)
+        stdout = child.communicate(timeout=600)[0]
+        assert _gone(child.pid) == []
+    finally:
+        _kill_group(child.pid)
+    stderr = log.read_text()
+    assert child.returncode == 1, stderr
+    assert "Traceback" not in stderr and "BrokenProcessPool" not in stderr
+    lost = [line for line in stderr.splitlines() if "WorkerLost" in line]
+    assert len(lost) == 3, stderr  # one line per group of the lost unit, and the summary's
+    assert all("killed by SIGKILL" in line and "2 failed" in line for line in lost[:2])
+    assert {re.search(r"\bk=\d+", line)[0] for line in lost[:2]} == {"k=1", "k=2"}, lost
+    assert lost[2].startswith("Error: 4 of 8 cells failed") and "4 done" in stdout
+    kept = list((folder / "stacks").iterdir())
+    assert len(kept) == 1, kept  # the lost unit's stack state stays for the next run
+    again = subprocess.run(_command(spec_file, folder), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "retrying 4 cells that failed for reasons outside them" in again.stderr
+    assert not list((folder / "stacks").iterdir())  # resumed and finished: removed
+    results = [json.loads(p.read_text()) for p in (folder / "runs").glob("*/results.json")]
+    assert len(results) == 4 and all(r.get("trained_together") for r in results)
+    assert {r[3] for r in _measured(folder).values()} == {json.dumps("done")}
 
 
 def test_a_worker_whose_driver_dies_ends_even_without_the_kernel_s_help(tmp_path):
