@@ -64,6 +64,7 @@ def _spec(groups: int, updates: int) -> dict:
 def _child(spec: dict, folder: str, backend: str, address: str | None) -> None:
     """One sweep in this (fresh) process; prints per-group timings as JSON."""
     from sbil.experiments import sweep
+    from sbil.experiments.sweeps import run as sweep_run
 
     timings: list[dict] = []
     connect: dict[str, float] = {}
@@ -93,8 +94,8 @@ def _child(spec: dict, folder: str, backend: str, address: str | None) -> None:
 
         return wrapped
 
-    sweep._run_ray = timed(sweep._run_ray)
-    sweep._run_local = timed(sweep._run_local)
+    sweep_run._run_ray = timed(sweep_run._run_ray)  # where run_sweep looks them up
+    sweep_run._run_local = timed(sweep_run._run_local)
     summary = sweep.run_sweep(sweep.SweepSpec.from_dict(spec), folder, backend=backend,
                               address=address)  # fmt: skip
     assert summary.done == 2 * len(spec["ks"]), summary

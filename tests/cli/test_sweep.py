@@ -184,9 +184,9 @@ def test_a_ray_client_address_without_ray_client_names_what_to_install(
     tmp_path, small_toml, monkeypatch
 ):
     pytest.importorskip("ray")
-    from sbil.experiments import sweep
+    from sbil.experiments.sweeps import backends
 
-    monkeypatch.setattr(sweep, "_ray_client_installed", lambda: False)
+    monkeypatch.setattr(backends, "_ray_client_installed", lambda: False)
     folder = tmp_path / "s"
     result = _sweep("--spec", str(small_toml), "--out", str(folder), "--backend", "ray",
                     "--address", "ray://127.0.0.1:10001")  # fmt: skip

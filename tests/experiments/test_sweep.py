@@ -329,7 +329,8 @@ def test_rows_record_the_device_and_the_report_reads_them(tiny_sweep):
 
 
 def test_the_device_reaches_each_group_s_run(tmp_path, monkeypatch):
-    from sbil.experiments import runs, sweep
+    from sbil.experiments import runs
+    from sbil.experiments.sweeps import run as sweep_run
 
     seen = []
 
@@ -337,7 +338,7 @@ def test_the_device_reaches_each_group_s_run(tmp_path, monkeypatch):
         seen.append(spec.device)
         raise RuntimeError("no GPU in this test")
 
-    monkeypatch.setattr(sweep, "check_device", lambda *args: None)  # as if CUDA were there
+    monkeypatch.setattr(sweep_run, "check_device", lambda *args: None)  # as if CUDA were there
     monkeypatch.setattr(runs, "run_training", fake_training)
     spec = SweepSpec.from_dict({**TINY, "ks": [1], "algos": ["bc"]})
     summary = run_sweep(spec, tmp_path / "s", device="cuda")

@@ -10,15 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from sbil.experiments.sweep import (
-    Group,
-    SweepSpec,
-    _keep_busy,
-    _schedule,
-    groups,
-    run_sweep,
-    with_policy_twins,
-)
+from sbil.experiments.sweep import Group, SweepSpec, groups, run_sweep, with_policy_twins
+from sbil.experiments.sweeps.groups import _schedule
+from sbil.experiments.sweeps.run import _keep_busy
 
 SPEC = {
     "envs": ["CartPole-v1"],

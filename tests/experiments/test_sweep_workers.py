@@ -256,7 +256,7 @@ def test_a_worker_whose_driver_dies_ends_even_without_the_kernel_s_help(tmp_path
             import multiprocessing, os, signal, sys, time
 
             def worker(driver, ready):
-                from sbil.experiments.sweep import _end_with_driver
+                from sbil.experiments.sweeps.pool import _end_with_driver
                 _end_with_driver(driver, kernel=False)
                 open(ready, "w").close()
                 time.sleep(120)

@@ -374,7 +374,7 @@ def dataset_references(
     expert level (``mean`` None, with a ``problem``, when the data records none)."""
     from sbil.deep.envs import env_spec
     from sbil.deep.evaluation import evaluate
-    from sbil.experiments.sweep import _random_policy
+    from sbil.experiments.sweeps.folder import _random_policy
 
     random = evaluate(
         _random_policy(env_spec(source.env_id).n_actions, eval_seed),

@@ -1,7 +1,12 @@
-"""The report of a sweep folder: statistics over its tidy rows, figures, and the EDM verdict.
+"""The sweep: its runner, and the report of a sweep folder (statistics over its tidy rows,
+figures, and the EDM verdict).
 
-Modules, in the order they depend on each other: :mod:`.common` (learner order, baseline,
-scope), :mod:`.load` (the folder's spec, references and rows), :mod:`.stats` (intervals,
+The runner's modules (:mod:`sbil.experiments.sweep` is their public face and says how they
+depend on each other): :mod:`.spec`, :mod:`.groups`, :mod:`.folder`, :mod:`.backends`,
+:mod:`.pool` and :mod:`.run`; :mod:`.row` is the one type of a row, which both write and read.
+
+The report's modules, in the order they depend on each other: :mod:`.common` (learner order,
+baseline, scope), :mod:`.load` (the folder's spec, references and rows), :mod:`.stats` (intervals,
 aggregates, improvements, profiles), :mod:`.claim` (the EDM verdict), :mod:`.summary` (every
 figure as one dictionary), :mod:`.markdown` and :mod:`.figures` (rendering from the summary
 alone) and :mod:`.report` (the report folder).
