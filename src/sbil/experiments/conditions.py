@@ -76,7 +76,7 @@ def compare_conditions(
     out = []
     for name, folders in conditions.items():
         rows, commits = load_condition(folders)
-        done, _, _ = sweep_stats._finished(rows[rows["env_id"].isin(list(envs))])
+        done, _, _ = sweep_stats.usable_rows(rows[rows["env_id"].isin(list(envs))])
         if "edm" not in set(done["variant"]) or "bc" not in set(done["variant"]):
             raise ValueError(f"condition {name!r} has no finished BC and EDM rows in {folders}.")
         variants = sorted(set(done["variant"]), key=lambda v: (v != "bc", v != "edm", v))

@@ -109,7 +109,7 @@ def summarise_held_out_sweep(
     frame = _metric_columns(read if rows is None else rows)
     boot = sweep_stats._Bootstrap(seed=seed, n_resamples=n_resamples)
     scored = _scored(frame, metric, as_normalised=True)
-    done, duplicates, excluded = sweep_stats._finished(scored)
+    done, duplicates, excluded = sweep_stats.usable_rows(scored)
     variants = sweep_stats._ordered_variants(frame)
     keys = ["env_id", "variant", "k", "seed"]
     summary: dict[str, Any] = {

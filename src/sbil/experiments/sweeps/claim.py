@@ -12,7 +12,7 @@ from sbil.experiments.sweeps.common import ALGO_NAMES, _a, _f
 from sbil.experiments.sweeps.stats import (
     _Bootstrap,
     _few_ks,
-    _finished,
+    usable_rows,
     _improvement,
     _interval,
     _ordered_variants,
@@ -58,7 +58,7 @@ def judge_edm_claim(
     """
     boot = _Bootstrap(seed=seed, n_resamples=n_resamples)
     variants = _ordered_variants(rows)
-    done, _, _ = _finished(rows)
+    done, _, _ = usable_rows(rows)
     counts = counts or {}
     pairs = _pairs(variants, "edm", "bc")
     verdicts = []

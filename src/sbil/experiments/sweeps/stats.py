@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 _CELL_KEYS = ["env_id", "variant", "k", "seed"]
 
 
-def _finished(
+def usable_rows(
     frame: pd.DataFrame,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]], list[dict[str, Any]]]:
     """The finished rows the statistics use, the duplicate rows and the unusable ones."""

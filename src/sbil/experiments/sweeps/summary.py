@@ -30,7 +30,7 @@ from sbil.experiments.sweeps.load import (
 from sbil.experiments.sweeps.stats import (
     _aggregates,
     _Bootstrap,
-    _finished,
+    usable_rows,
     _improvements,
     _interval,
     _learners,
@@ -91,7 +91,7 @@ def _summarise(
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be at least 1; got {n_resamples}.")
     boot = _Bootstrap(seed=seed, n_resamples=n_resamples)
-    done, duplicates, excluded = _finished(frame)
+    done, duplicates, excluded = usable_rows(frame)
     variants = _ordered_variants(frame)
     keys = ["env_id", "variant", "k", "seed"]
     headline = headline_envs(spec)
