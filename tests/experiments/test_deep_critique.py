@@ -9,6 +9,8 @@ from scipy import stats as sps
 
 from sbil.deep.networks import StackedMLP
 from sbil.experiments import deep_critique as dc
+from sbil.experiments.deep_critique import mixing as dc_mixing
+from sbil.experiments.deep_critique import networks as dc_networks
 
 
 def hand_network(weights, biases) -> StackedMLP:
@@ -34,8 +36,8 @@ def laplace_network(a: float) -> StackedMLP:
 def test_shift_leaves_the_policy_unchanged_and_reverses_or_erases_the_ranking():
     rng = np.random.default_rng(0)
     logits = rng.normal(scale=3.0, size=(500, 4))
-    policy = dc._softmax(logits)
-    lse = dc._logsumexp(logits)
+    policy = dc_networks._softmax(logits)
+    lse = dc_networks._logsumexp(logits)
     assert lse == pytest.approx(np.log(np.exp(logits).sum(1)))
     flat_policy, flat_log_p = dc.shifted_model(logits, dc.SHIFTS["g = -lse f"])
     assert np.abs(flat_policy - policy).max() < 1e-12  # far below the claim's 1e-6
@@ -102,7 +104,7 @@ def test_asymptotic_slopes_find_the_rays_along_which_the_density_does_not_decay(
     one_sided = hand_network([[[1.0]], [[1.0, 0.0]]], [[0.0], [0.0, 0.0]])
     slopes = dc.asymptotic_slopes(one_sided, 40, seed=0)
     assert set(np.round(slopes, 6)) == {0.0, 1.0}
-    assert dc._share_growing(slopes) == 1.0  # flat counts as not decaying: improper
+    assert dc_mixing._share_growing(slopes) == 1.0  # flat counts as not decaying: improper
 
 
 def test_chains_mix_on_a_proper_density_and_are_flagged_on_an_improper_one():
@@ -116,7 +118,7 @@ def test_chains_mix_on_a_proper_density_and_are_flagged_on_an_improper_one():
     assert proper.mixed and proper.n_nonfinite == 0
     # The variance of exp(f) by quadrature.
     grid = np.linspace(-20, 20, 40_001)
-    density = np.exp(dc._forward(net, grid[None, :, None])[0, :, 0].astype(np.float64))
+    density = np.exp(dc_networks._forward(net, grid[None, :, None])[0, :, 0].astype(np.float64))
     variance = (density * grid**2).sum() / density.sum()
     assert proper.at(4_000).var() == pytest.approx(variance, rel=0.2)
     cold = dc.run_chains(net, data, temperature=0.005, seed=0, **kwargs)
