@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from sbil.tabular import learners as lr
+from sbil.tabular.learners import valuedice as lr_valuedice
 from sbil.tabular.mdp import TabularMDP, random_mdp
 from sbil.tabular.objectives import bc_objective
 from sbil.tabular.policies import policy_probs, random_features, tabular_features
@@ -86,7 +87,7 @@ def test_valuedice_gradients_match_finite_differences(next_state):
     terms = lr.valuedice_objective(p, d, mu0, pi, nu, discount=GAMMA, next_state=next_state)
     np.testing.assert_allclose(terms.grad_nu, _central(lambda x: j(x, pi), nu), atol=1e-8)
     np.testing.assert_allclose(terms.grad_pi, _central(lambda x: j(nu, x), pi), atol=1e-8)
-    hess = lr._valuedice_hessian(terms, p, pi, GAMMA, next_state == "sampled")
+    hess = lr_valuedice._valuedice_hessian(terms, p, pi, GAMMA, next_state == "sampled")
     fd = _central(
         lambda x: lr.valuedice_objective(
             p, d, mu0, pi, x, discount=GAMMA, next_state=next_state
