@@ -15,6 +15,7 @@ import pytest
 
 from sbil.experiments import consistency as cs
 from sbil.experiments import learner_consistency as lc
+from sbil.experiments.learner_consistency import writing as lc_writing
 
 SMALL = {"n_mdps": 3, "n_states": 5, "n_actions": 3, "n_params": 3, "seed": 7, "n_resamples": 50}
 
@@ -265,7 +266,7 @@ def test_an_interrupted_write_leaves_the_earlier_study(small, tmp_path, monkeypa
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(lc, "render_readme", interrupted)
+    monkeypatch.setattr(lc_writing, "render_readme", interrupted)
     fewer = dataclasses.replace(small, rows=small.rows.head(3))  # tables that would differ
     with pytest.raises(KeyboardInterrupt):
         lc.write_learner_consistency(fewer, out)
