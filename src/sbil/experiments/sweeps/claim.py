@@ -12,7 +12,6 @@ from sbil.experiments.sweeps.common import ALGO_NAMES, _a, _f
 from sbil.experiments.sweeps.stats import (
     _Bootstrap,
     _few_ks,
-    usable_rows,
     _improvement,
     _interval,
     _ordered_variants,
@@ -20,6 +19,7 @@ from sbil.experiments.sweeps.stats import (
     _scope_of,
     _score_matrix,
     _tasks,
+    usable_rows,
 )
 
 if TYPE_CHECKING:

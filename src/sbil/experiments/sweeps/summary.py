@@ -30,13 +30,13 @@ from sbil.experiments.sweeps.load import (
 from sbil.experiments.sweeps.stats import (
     _aggregates,
     _Bootstrap,
-    usable_rows,
     _improvements,
     _interval,
     _learners,
     _ordered_variants,
     _profiles,
     _records,
+    usable_rows,
 )
 
 if TYPE_CHECKING:
