@@ -9,7 +9,7 @@ import torch
 
 from sbil.deep.data import from_arrays
 from sbil.deep.networks import StackedMLP
-from sbil.deep.training import _ENERGY_INIT, _POLICY_INIT, seed_generator
+from sbil.deep.train_inputs import _ENERGY_INIT, _POLICY_INIT, seed_generator
 
 
 def make_episodes(n_episodes=8, length=30, d=4, seed=0, final=False, terminated=None, n_actions=2):

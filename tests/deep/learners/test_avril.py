@@ -13,7 +13,7 @@ import torch
 from sbil.deep.learners import LearnerConfig, minibatch_indices, seed_generator, train
 from sbil.deep.learners.avril import avril_loss
 from sbil.deep.networks import StackedMLP
-from sbil.deep.training import _ENERGY_INIT, _MINIBATCH, _POLICY_INIT
+from sbil.deep.train_inputs import _ENERGY_INIT, _MINIBATCH, _POLICY_INIT
 
 SMALL = {"hidden_sizes": (16, 16), "normalize_observations": False}
 

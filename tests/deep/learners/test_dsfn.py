@@ -25,7 +25,7 @@ from sbil.deep.learners.dsfn import (
     tril_loss,
 )
 from sbil.deep.networks import StackedMLP
-from sbil.deep.training import _MINIBATCH, minibatch_indices, seed_generator
+from sbil.deep.train_inputs import _MINIBATCH, minibatch_indices, seed_generator
 
 
 def _t(array) -> torch.Tensor:

@@ -98,7 +98,7 @@ def test_edm_updates_match_a_reference_style_implementation():
     from torch import nn
 
     from sbil.deep.sgld import draw_chain_randomness, uniform_buffer
-    from sbil.deep.training import _MINIBATCH, _POLICY_INIT, _SGLD
+    from sbil.deep.train_inputs import _MINIBATCH, _POLICY_INIT, _SGLD
 
     obs, actions = _data(n=400)
     config = LearnerConfig(algo="edm", n_updates=5, sgld_buffer_size=100)

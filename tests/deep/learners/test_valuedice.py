@@ -17,7 +17,7 @@ from sbil.deep.learners.valuedice import (
     orthogonal_regularizer,
     valuedice_objective,
 )
-from sbil.deep.training import _MINIBATCH
+from sbil.deep.train_inputs import _MINIBATCH
 
 
 def _t(array) -> torch.Tensor:
@@ -213,7 +213,7 @@ def test_valuedice_updates_match_the_authors_update_under_adam(
     A terminal step has no continuation (the code uses absorbing states instead)."""
     import torch.nn.functional as F
 
-    from sbil.deep.training import _SGLD
+    from sbil.deep.train_inputs import _SGLD
 
     demos = episodes(n_episodes=4, length=50, final=True, terminated=[False, True, False, False])
     config = LearnerConfig(algo="valuedice", n_updates=5, batch_size=64)

@@ -16,7 +16,7 @@ import torch
 from sbil.deep.losses import cross_entropy
 
 if TYPE_CHECKING:
-    from sbil.deep.training import Stack
+    from sbil.deep.stack import Stack
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ from sbil.deep.losses import cross_entropy, named_terms
 from sbil.deep.networks import StackedMLP
 
 if TYPE_CHECKING:
-    from sbil.deep.training import Stack
+    from sbil.deep.stack import Stack
 
 #: The fraction of ``n_updates`` that TRIL trains for (sbil's choice: the code gives TRIL 3e4
 #: updates and each of its ten Q-learners 5e4).

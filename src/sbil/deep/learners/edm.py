@@ -28,7 +28,7 @@ from sbil.deep.sgld import buffer_start, buffer_write, draw_chain_randomness, sg
 
 if TYPE_CHECKING:
     from sbil.deep.networks import StackedMLP
-    from sbil.deep.training import Stack
+    from sbil.deep.stack import Stack
 
 
 def state_log_density_gap(

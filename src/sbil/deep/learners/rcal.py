@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from sbil.deep.training import Stack
+    from sbil.deep.stack import Stack
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from sbil.deep.losses import cross_entropy, named_terms, policy_regularizer
 
 if TYPE_CHECKING:
     from sbil.deep.networks import StackedMLP
-    from sbil.deep.training import Stack
+    from sbil.deep.stack import Stack
 
 
 def _value_under(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
