@@ -5,6 +5,7 @@ setting, the fused EDM chain against the reference, and the persistent buffer.""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -170,3 +171,51 @@ def test_chain_randomness_is_seeded_and_shaped():
     assert a.buffer_indices.max() < 100 and a.reinit.abs().max() <= 1
     buffer = uniform_buffer(torch.Generator().manual_seed(0), 1000, 3)
     assert buffer.shape == (1000, 3) and -1 <= buffer.min() and buffer.max() <= 1
+
+
+def _small_chain_inputs():
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    net = StackedMLP.initialized(gens, in_dim=3, hidden_sizes=(16, 16), out_dim=2)
+    g = torch.Generator().manual_seed(2)
+    x0 = torch.rand(2, 8, 3, generator=g) * 2 - 1
+    return net, x0, torch.randn(20, 2, 8, 3, generator=g)
+
+
+@pytest.mark.slow
+def test_the_compiled_chain_equals_the_eager_one_to_float32_rounding(monkeypatch):
+    from sbil.deep import sgld as module
+
+    if not hasattr(torch, "_dynamo") or not torch._dynamo.is_dynamo_supported():
+        pytest.skip("torch.compile does not support this Python")
+    monkeypatch.setattr(module, "_COMPILED", {})
+    net, x0, noise = _small_chain_inputs()
+    eager = sgld_logsumexp(net, x0, noise, step_size=0.01, noise_scale=0.01)
+    compiled = sgld_logsumexp(net, x0, noise, step_size=0.01, noise_scale=0.01, compiled=True)
+    assert "unavailable" not in module._COMPILED, module._COMPILED
+    # Fused kernels round differently: 20 steps of terms of size |x| <= ~1, each off by a few
+    # float32 ulps, so the tolerance is scaled to the samples' size, not to a difference.
+    scale = float(eager.abs().max())
+    torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-5 * scale)
+    assert not torch.equal(x0, compiled) and not compiled.requires_grad
+
+
+def test_a_failing_compiler_warns_once_and_the_eager_chain_runs(monkeypatch):
+    from sbil.deep import sgld as module
+
+    def broken(fn, **kwargs):
+        def call(*args):
+            raise RuntimeError("no C++ compiler\nsecond line")
+
+        return call
+
+    monkeypatch.setattr(module, "_COMPILED", {})
+    monkeypatch.setattr(torch, "compile", broken)
+    net, x0, noise = _small_chain_inputs()
+    eager = sgld_logsumexp(net, x0, noise, step_size=0.01, noise_scale=0.01)
+    with pytest.warns(RuntimeWarning, match="no C.. compiler.*runs eagerly"):
+        first = sgld_logsumexp(net, x0, noise, step_size=0.01, noise_scale=0.01, compiled=True)
+    assert torch.equal(first, eager)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once only
+        again = sgld_logsumexp(net, x0, noise, step_size=0.01, noise_scale=0.01, compiled=True)
+    assert torch.equal(again, eager) and module.compiled_chain() is None

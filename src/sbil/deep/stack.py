@@ -68,7 +68,8 @@ class Stack:
     * ``policy`` and ``energy`` (the second network, or None): stacked MLPs;
     * ``optimizer``: one fused Adam over the groups of its module's ``parameter_groups(stack)``
       if it has one, else of both networks' weights at ``learning_rate``;
-    * ``sgld_gens``: each learner's generator of its SGLD stream, and ``buffer``, the
+    * ``sgld_gens``: each learner's generator of its SGLD stream, ``compile_sgld`` (run the
+      chains through ``torch.compile``), and ``buffer``, the
       persistent SGLD buffer ``[K, sgld_buffer_size, obs_dim]`` of the learners that draw
       SGLD samples (else None);
     * :meth:`pairs`, :meth:`transitions`, :meth:`policy_on` and :meth:`descend`;
@@ -90,8 +91,10 @@ class Stack:
         init_policy_state,
         trained_policy=None,
         segments=None,
+        compile_sgld=False,
     ):
         self.config, self.seeds, self.n_actions, self.device = config, seeds, n_actions, device
+        self.compile_sgld = bool(compile_sgld)
         many = segments is not None and len(segments) > 1
         self.segments = tuple(map(int, segments)) if many else None
         self.learner = learner_module(config.algo)

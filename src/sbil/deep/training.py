@@ -121,6 +121,7 @@ def train(
     snapshot_every: int | None = None,
     on_terms: TermsCallback | None = None,
     trained_policy: TrainedPolicy | None = None,
+    compile_sgld: bool = False,
 ) -> TrainResult:
     """Train ``len(seeds)`` independent learners as one stacked model (see the module doc).
 
@@ -148,6 +149,10 @@ def train(
         trained_policy: decoupled EDM only: its policy, trained already (BC's, which it equals
             by construction; :class:`TrainedPolicy`). Only the state model trains; the result's
             policy weights are these and its curves take the policy's terms from them.
+        compile_sgld: run EDM's SGLD chains through ``torch.compile`` (an opt-in: its samples
+            equal the eager chain's to float32 rounding, not bit for bit; where torch.compile
+            is unavailable a warning says so and the eager chain runs). See
+            :func:`sbil.deep.sgld.sgld_logsumexp` and ``benchmarks/sgld_compile.py``.
 
     Raises:
         LearnerInputError: for bad data, seeds, options or device, or a run too large for memory.
@@ -185,6 +190,7 @@ def train(
         snapshot_every=snapshot_every,
         on_terms=on_terms,
         trained_policy=trained_policy,
+        compile_sgld=compile_sgld,
     )
     return _merge(parts, config, seeds, range(len(seeds)), obs_dim, n_actions, env_id)
 
@@ -201,6 +207,7 @@ def train_together(
     state_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 1000,
     stop_on_divergence: bool = True,
+    compile_sgld: bool = False,
 ) -> list[TrainResult]:
     """Several trainings of one ``config`` on one task, ``runs = [(data, seeds), ...]``, in one
     set of stacks: each result equals, bit for bit, what ``train(data, config, seeds=seeds)``
@@ -241,6 +248,7 @@ def train_together(
         state_dir=state_dir,
         checkpoint_every=checkpoint_every,
         stop_on_divergence=stop_on_divergence,
+        compile_sgld=compile_sgld,
     )
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     return [
@@ -266,6 +274,7 @@ def _train_stacks(
     snapshot_every=None,
     on_terms=None,
     trained_policy=None,
+    compile_sgld=False,
 ) -> list[tuple[list[int], dict]]:
     """Train every learner (``seeds[i]`` on ``demos[i]``; ``segment_of[i]`` its run, stepped
     apart) in stacks of equal minibatch size; ``[(members, stack result)]``."""
@@ -288,6 +297,7 @@ def _train_stacks(
                 init_policy_state=init_policy_state,
                 trained_policy=None if trained_policy is None else trained_policy.part(members),
                 segments=[n for n in np.bincount(segment_of[members]) if n],
+                compile_sgld=compile_sgld,
             )
             state_file = None if state_root is None else state_root / f"stack-{number}.pt"
             stack_progress = _stack_progress(progress, number, len(groups), config.n_updates)

@@ -164,6 +164,7 @@ def sgld_samples(stack: Stack, state_model: StackedMLP) -> torch.Tensor:
         noise,
         step_size=config.sgld_step_size,
         noise_scale=config.sgld_noise,
+        compiled=stack.compile_sgld,
     )
     buffer_write(stack.buffer, slots, samples)
     return samples
