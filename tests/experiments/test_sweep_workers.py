@@ -157,16 +157,18 @@ def test_a_pool_sweep_killed_three_times_leaves_nothing_behind_and_ends_as_one_r
     assert _measured(folder) == _measured(clean)
 
 
-@pytest.mark.slow
-def test_a_killed_worker_fails_its_group_only_in_one_line(clean, tmp_path):
+def _kill_a_worker_when(tmp_path, ready, *flags):
+    """Run the 4000-update SPEC with ``flags`` in a child driver, SIGKILL one of its workers
+    once ``ready(folder)`` holds, and return ``(returncode, stdout, stderr, spec_file,
+    folder)`` after the driver ends (checked to leave no process behind)."""
     spec = {**SPEC, "options": {**SPEC["options"], "n_updates": 4000}, "checkpoint_every": 200}
     spec_file = tmp_path / "spec.toml"
     spec_file.write_text(_toml(spec))
     folder = tmp_path / "s"
     log = tmp_path / "stderr.txt"
     with log.open("w") as stderr:
-        child = subprocess.Popen(  # one group per worker: the lost worker's group fails alone
-            _command(spec_file, folder, "--no-stack-k"),
+        child = subprocess.Popen(
+            _command(spec_file, folder, *flags),
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
@@ -174,7 +176,7 @@ def test_a_killed_worker_fails_its_group_only_in_one_line(clean, tmp_path):
         )
     try:
         deadline = time.monotonic() + 180
-        while len(list((folder / "runs").glob("*/.state"))) < 2:  # both workers training
+        while not ready(folder):
             assert child.poll() is None, log.read_text()
             assert time.monotonic() < deadline
             time.sleep(0.05)
@@ -185,8 +187,18 @@ def test_a_killed_worker_fails_its_group_only_in_one_line(clean, tmp_path):
     finally:
         _kill_group(child.pid)
     stderr = log.read_text()
-    assert child.returncode == 1, stderr
     assert "Traceback" not in stderr and "BrokenProcessPool" not in stderr
+    return child.returncode, stdout, stderr, spec_file, folder
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_its_group_only_in_one_line(clean, tmp_path):
+    returncode, stdout, stderr, spec_file, folder = _kill_a_worker_when(
+        tmp_path,  # one group per worker: the lost worker's group fails alone
+        lambda folder: len(list((folder / "runs").glob("*/.state"))) >= 2,  # both training
+        "--no-stack-k",
+    )
+    assert returncode == 1, stderr
     lost = [line for line in stderr.splitlines() if "WorkerLost" in line]
     assert len(lost) == 2, stderr  # the group's line, and the summary's one error line
     assert "killed by SIGKILL" in lost[0] and "2 failed" in lost[0]
@@ -203,34 +215,11 @@ def test_a_killed_worker_of_a_stacked_unit_fails_its_groups_and_a_rerun_resumes_
     """With --stack-k (the default) a worker trains the groups of one (task, learner) that differ
     only in k as one stack: a lost worker fails all of them, each in its own line, the stack's
     checkpoint outlives it, and the next run resumes the unit to the rows of a clean sweep."""
-    spec = {**SPEC, "options": {**SPEC["options"], "n_updates": 4000}, "checkpoint_every": 200}
-    spec_file = tmp_path / "spec.toml"
-    spec_file.write_text(_toml(spec))
-    folder = tmp_path / "s"
-    log = tmp_path / "stderr.txt"
-    with log.open("w") as stderr:
-        child = subprocess.Popen(  # two units (bc, edm) of two groups (k = 1, 2) each
-            _command(spec_file, folder),
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 180
-        while sum(any(d.iterdir()) for d in (folder / "stacks").glob("*")) < 2:  # both saved
-            assert child.poll() is None, log.read_text()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        (victim, *_) = _workers(child.pid)
-        os.kill(victim, signal.SIGKILL)
-        stdout = child.communicate(timeout=600)[0]
-        assert _gone(child.pid) == []
-    finally:
-        _kill_group(child.pid)
-    stderr = log.read_text()
-    assert child.returncode == 1, stderr
-    assert "Traceback" not in stderr and "BrokenProcessPool" not in stderr
+    returncode, stdout, stderr, spec_file, folder = _kill_a_worker_when(
+        tmp_path,  # two units (bc, edm) of two groups (k = 1, 2) each; both stacks saved
+        lambda folder: sum(any(d.iterdir()) for d in (folder / "stacks").glob("*")) >= 2,
+    )
+    assert returncode == 1, stderr
     lost = [line for line in stderr.splitlines() if "WorkerLost" in line]
     assert len(lost) == 3, stderr  # one line per group of the lost unit, and the summary's
     assert all("killed by SIGKILL" in line and "2 failed" in line for line in lost[:2])
