@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import platform
+import sys
 from collections.abc import Callable
 
 
@@ -39,3 +41,37 @@ def env_limit(variable: str, default: int | Callable[[], int]) -> int:
     if value < 1:
         raise ValueError(f"{variable} must be a positive integer, got {text!r}.")
     return value
+
+
+def cpu_description() -> str:
+    """The CPU's model and, where torch is already loaded, the SIMD kernels torch's CPU
+    arithmetic uses, e.g. ``"AMD EPYC; torch kernels AVX2"``.
+
+    Float32 results (a trained network's weights, and so a learner's returns) are bit-identical
+    only on machines with the same kernels: AVX2 and AVX-512 sum in different orders, and the
+    rounding differences grow over thousands of updates. A sweep row records this string so
+    that two rows which differ can be told apart by where they ran. torch is not imported
+    here (a row is written after training has loaded it).
+    """
+    model = _cpu_model() or platform.processor() or platform.machine() or "unknown CPU"
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return model
+    try:
+        kernels = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # an old or partial torch: the model alone
+        return model
+    return f"{model}; torch kernels {kernels}"
+
+
+def _cpu_model() -> str | None:
+    """The first ``model name`` in /proc/cpuinfo (Linux), or None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
+            for line in file:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return " ".join(value.split())
+    except OSError:
+        return None
+    return None

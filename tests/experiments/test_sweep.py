@@ -328,6 +328,21 @@ def test_rows_record_the_device_and_the_report_reads_them(tiny_sweep):
     assert set(load_rows(tiny_sweep)["device"]) == {"cpu"}
 
 
+def test_rows_record_the_cpu_and_its_kernels_and_the_report_names_them(tiny_sweep, tmp_path):
+    # Float32 results are bit-identical only on the same SIMD kernels (AVX2 vs AVX-512), so
+    # the row says where it was made; the report lists it beside the commits.
+    import torch
+
+    from sbil.experiments.sweep_report import write_sweep_report
+    from sbil.machine import cpu_description
+
+    cpus = {row["cpu"] for row in _rows(tiny_sweep).values()}
+    assert cpus == {cpu_description()}
+    assert cpu_description().endswith(f"torch kernels {torch.backends.cpu.get_cpu_capability()}")
+    text = (write_sweep_report(tiny_sweep, tmp_path / "report", n_resamples=50)).read_text()
+    assert f"| CPU(s) that wrote the rows | `{cpu_description()}` |" in text
+
+
 def test_the_device_reaches_each_group_s_run(tmp_path, monkeypatch):
     from sbil.experiments import runs
     from sbil.experiments.sweeps import run as sweep_run

@@ -41,7 +41,16 @@ def test_extra_fields_are_kept_after_the_schema():
     row = Row.from_dict(data)
     assert row.extra == {"held_out": None} and not row.done
     assert list(row.to_dict())[-1] == "held_out"
-    assert list(row.to_dict())[:-1] == [f for f in FIELDS if f != "device"]
+    assert list(row.to_dict())[:-1] == [f for f in FIELDS if f not in ("device", "cpu")]
+
+
+def test_the_cpu_is_written_where_known_and_read_back():
+    data = {"schema": SCHEMA, "cell_id": "c", "env_id": "E", "algo": "bc", "k": 1, "seed": 0}
+    data["status"] = "failed"
+    assert "cpu" not in Row.from_dict(data).to_dict()  # as rows before the field
+    row = Row.from_dict({**data, "cpu": "Some CPU; torch kernels AVX2"})
+    assert row.cpu == "Some CPU; torch kernels AVX2" and row.extra == {}
+    assert row.to_dict()["cpu"] == "Some CPU; torch kernels AVX2"
 
 
 def test_the_schema_holds_the_required_fields_in_file_order():

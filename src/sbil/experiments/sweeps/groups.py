@@ -27,6 +27,7 @@ from sbil.experiments.sweeps.row import SCHEMA as ROW_SCHEMA
 from sbil.experiments.sweeps.row import Row
 from sbil.experiments.sweeps.spec import SweepSpec, _json_key
 from sbil.files import lock, write_json_atomic
+from sbil.machine import cpu_description
 
 
 def _sha256(payload: Any) -> str:
@@ -216,6 +217,7 @@ def run_group(sweep_dir: str, group: Group) -> list[Row]:
     except Exception as error:  # recorded in the rows; the sweep goes on
         return failed_rows(group, sweep, _error_text(error), info)
     share = (time.perf_counter() - started) / len(outcome.seeds)
+    info = {**info, "cpu": cpu_description()}
     return _outcome_rows(group, outcome, info, folder, sweep, share, held_out)
 
 
@@ -278,6 +280,7 @@ def run_unit(sweep_dir: str, unit: tuple[Group, ...]) -> list[Row]:
     except Exception:  # each group alone: its own rows, failed or not
         return [row for g in unit for row in run_group(sweep_dir, g)]
     share = (time.perf_counter() - started) / sum(len(o.seeds) for o in outcomes)
+    info = {**info, "cpu": cpu_description()}
     return [
         row
         for g, folder, outcome in zip(unit, folders, outcomes, strict=True)
@@ -401,6 +404,7 @@ def _row(group: Group, seed: int, info: dict, folder: Path, sweep: Path, **field
         eval_episodes=group.run["eval_episodes"],
         eval_seed=group.run["eval_seed"],
         device=group.device,
+        cpu=info.get("cpu"),
         git_commit=info.get("git_commit"),
         sbil_version=(info.get("versions") or {}).get("sbil"),
         run_dir=str(folder.relative_to(sweep)),

@@ -148,7 +148,8 @@ def _read_rows(sweep_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[di
             records.append(record)
         else:
             outside.append(_outside_record(record, reason))
-    schema = [f for f in ROW_FIELDS if f not in REQUIRED and f != "device"]  # device: last
+    # device and cpu: last, and only where rows have them (older rows' tables stay as they were)
+    schema = [f for f in ROW_FIELDS if f not in REQUIRED and f not in ("device", "cpu")]
     columns = [*REQUIRED, *schema, "row_file", "variant", "normalised_score"]
     if not records:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns}), outside

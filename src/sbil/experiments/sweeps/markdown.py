@@ -62,6 +62,9 @@ def _protocol_section(summary: Mapping[str, Any]) -> list[str]:
     rows.append(["git commit(s) of the rows", ", ".join(f"`{c}`" for c in commits) or "—"])
     versions = summary["protocol"]["sbil_versions"]
     rows.append(["sbil version(s)", ", ".join(versions) or "—"])
+    cpus = summary["protocol"].get("cpus") or []
+    if cpus:  # rows from before the field have none, and their reports stay as they were
+        rows.append(["CPU(s) that wrote the rows", ", ".join(f"`{c}`" for c in cpus)])
     return [
         "## Protocol",
         "",

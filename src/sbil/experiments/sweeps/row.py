@@ -61,6 +61,11 @@ class Row:
     device: str | None = None
     """Where it trained; rows written before the field existed have none (and
     :meth:`to_dict` then leaves it out, as they did)."""
+    cpu: str | None = None
+    """The CPU that wrote the row and torch's SIMD kernels on it
+    (:func:`sbil.machine.cpu_description`): float32 results are bit-identical only between
+    machines with the same kernels. Rows written before the field existed have none (and
+    :meth:`to_dict` then leaves it out, as they did)."""
     git_commit: str | None = None
     sbil_version: str | None = None
     run_dir: str | None = None
@@ -71,8 +76,9 @@ class Row:
     def to_dict(self) -> dict[str, Any]:
         """The row as its file holds it (JSON-ready, fields in order, then :attr:`extra`)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        if out["device"] is None:
-            del out["device"]
+        for optional in ("device", "cpu"):
+            if out[optional] is None:
+                del out[optional]
         return {**out, **self.extra}
 
     @classmethod

@@ -168,13 +168,17 @@ def _protocol(spec: Mapping[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
             key: json.loads(next(iter(vals))) if len(vals) == 1 else "varies"
             for key, vals in sorted(merged.items())
         }
-    return {
+    out = {
         "spec": dict(spec),
         "row_options_by_algo": options_by_algo,
         "git_commits": distinct("git_commit"),
         "sbil_versions": distinct("sbil_version"),
         "windows_in_rows": distinct("windows"),
     }
+    cpus = distinct("cpu")
+    if cpus:  # rows from before the field have none; their summaries stay as they were
+        out["cpus"] = cpus
+    return out
 
 
 def _reference_summary(spec: Mapping[str, Any], references: Mapping[str, Any]) -> dict[str, Any]:
