@@ -164,6 +164,34 @@ class StackedMLP(nn.Module):
         return {name: p.detach()[k : k + 1].clone() for name, p in self.state_dict().items()}
 
 
+def grad_first_preactivation(
+    weights: Sequence[torch.Tensor],
+    biases: Sequence[torch.Tensor],
+    x: torch.Tensor,
+    transposed: Sequence[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Gradient of ``sum logsumexp f(x)`` w.r.t. the first layer's output ``x @ W0 + b0``, for
+    an ELU network of at least two layers given as plain tensors (``[K, in_l, out_l]`` weights,
+    ``[K, 1, out_l]`` biases; ``transposed``: the weights' ``.mT``, when already at hand).
+
+    :class:`FrozenMLP` and SGLD's compiled chain (:func:`sbil.deep.sgld._plain_chain`, which
+    dynamo can trace because it sees tensors only) both call this one function.
+    """
+    transposed = tuple(w.mT for w in weights) if transposed is None else transposed
+    activations = []
+    h = x
+    last = len(weights) - 1
+    for layer in range(last):
+        h = F.elu(torch.baddbmm(biases[layer], h, weights[layer]))
+        activations.append(h)
+    grad = torch.softmax(torch.baddbmm(biases[last], h, weights[last]), dim=-1)
+    for layer in range(last, 0, -1):
+        grad = torch.bmm(grad, transposed[layer])
+        # elu'(z) = 1 for z > 0, else exp(z) = elu(z) + 1: computed from the output.
+        grad = torch.ops.aten.elu_backward(grad, 1.0, 1.0, 1.0, True, activations[layer - 1])
+    return grad
+
+
 class FrozenMLP:
     """Detached weights of a :class:`StackedMLP` with the input gradient of ``logsumexp f``.
 
@@ -179,18 +207,7 @@ class FrozenMLP:
 
     def _grad_first_preactivation(self, x: torch.Tensor) -> torch.Tensor:
         """Gradient of ``sum logsumexp f`` w.r.t. the first layer's output ``x @ W0 + b0``."""
-        activations = []
-        h = x
-        last = len(self.weights) - 1
-        for layer in range(last):
-            h = F.elu(torch.baddbmm(self.biases[layer], h, self.weights[layer]))
-            activations.append(h)
-        grad = torch.softmax(torch.baddbmm(self.biases[last], h, self.weights[last]), dim=-1)
-        for layer in range(last, 0, -1):
-            grad = torch.bmm(grad, self._transposed[layer])
-            # elu'(z) = 1 for z > 0, else exp(z) = elu(z) + 1: computed from the output.
-            grad = torch.ops.aten.elu_backward(grad, 1.0, 1.0, 1.0, True, activations[layer - 1])
-        return grad
+        return grad_first_preactivation(self.weights, self.biases, x, self._transposed)
 
     @torch.no_grad()
     def logsumexp_input_grad(self, x: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from sbil.deep.networks import StackedMLP
+from sbil.deep.networks import StackedMLP, grad_first_preactivation
 
 #: A function returning ``grad_x log p~(x)`` for a batch ``x`` (same shape as ``x``).
 DriftFunction = Callable[[torch.Tensor], torch.Tensor]
@@ -153,18 +153,10 @@ def _plain_chain(weights, biases, x: torch.Tensor, scaled_noise: torch.Tensor, s
     :class:`~sbil.deep.networks.FrozenMLP` object): per step, the input gradient of
     ``logsumexp f`` by the same kernels as ``FrozenMLP.logsumexp_ascent``, the ascent step
     folded into the last matmul, then the step's noise."""
-    last = len(weights) - 1
+    first = weights[0].mT
     for t in range(scaled_noise.shape[0]):
-        activations = []
-        h = x
-        for layer in range(last):
-            h = torch.nn.functional.elu(torch.baddbmm(biases[layer], h, weights[layer]))
-            activations.append(h)
-        grad = torch.softmax(torch.baddbmm(biases[last], h, weights[last]), dim=-1)
-        for layer in range(last, 0, -1):
-            grad = torch.bmm(grad, weights[layer].mT)
-            grad = torch.ops.aten.elu_backward(grad, 1.0, 1.0, 1.0, True, activations[layer - 1])
-        x = torch.baddbmm(x, grad, weights[0].mT, alpha=step_size) + scaled_noise[t]
+        grad = grad_first_preactivation(weights, biases, x)
+        x = torch.baddbmm(x, grad, first, alpha=step_size) + scaled_noise[t]
     return x
 
 
