@@ -106,14 +106,14 @@ def test_list_experts_and_trained_experts_include_the_shipped_ones(tmp_path):
 
 
 def test_a_modified_shipped_file_or_a_missing_one_is_refused(tmp_path, monkeypatch):
-    import sbil.deep.experts as experts
+    import sbil.deep.experts.shipped as shipped  # the module that looks shipped_dir up
 
     for env_id in BUILTIN_ENVS:
         (tmp_path / env_id).mkdir()
         for path in zoo_paths(shipped_dir(), env_id):
             (tmp_path / env_id / path.name).write_bytes(path.read_bytes())
     (tmp_path / "CartPole-v1" / "ppo-zoo.zip").write_bytes(b"not the model")
-    monkeypatch.setattr(experts, "shipped_dir", lambda: tmp_path)
+    monkeypatch.setattr(shipped, "shipped_dir", lambda: tmp_path)
     with pytest.raises(ValueError, match="does not match its record"):
         get_expert("CartPole-v1", SHIPPED)
     (tmp_path / "Acrobot-v1" / "ppo-zoo.json").unlink()
