@@ -11,6 +11,9 @@ A folder (a dataset, a run, a report) is written the same way: into a hidden *st
 left behind by a killed writer is recognised as stale and removed by the next writer in that
 folder (:func:`remove_stale_staging`), never one another live process is still writing. Two
 writers of one destination exclude each other with :func:`lock`.
+
+Longer than ~400 lines: every writer in sbil uses these atomic writes, staged folders and
+locks, stdlib only, so they are one module that the stale-staging and lock tests cover as one.
 """
 
 from __future__ import annotations

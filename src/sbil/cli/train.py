@@ -8,6 +8,10 @@ episodes and, with ``--eval-episodes``, the return. Every option is checked befo
 loaded or training starts. Progress goes to stderr and ``OUT/log.txt``; stdout holds only the
 final figures. ``--tensorboard DIR`` also writes every loss term of every seed for TensorBoard
 (:mod:`sbil.experiments.tensorboard_log`).
+
+Longer than ~400 lines: its one command's signature restates about 30 of
+:class:`~sbil.deep.config.LearnerConfig`'s fields as options with their help (some 370 lines);
+generating them from the config is open (issue 15).
 """
 
 from __future__ import annotations

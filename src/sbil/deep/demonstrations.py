@@ -12,6 +12,9 @@ Example:
     >>> demos = from_arrays(np.zeros((5, 3)), [0, 1, 1, 0, 1], episode_lengths=[2, 3])
     >>> demos.n_episodes, demos.n_steps, demos.subset(1).n_steps
     (2, 5, 2)
+
+Longer than ~400 lines: one frozen container, whose validation (every field's shape, dtype,
+finiteness and consistency with the others) is its constructor, and its subsetting methods.
 """
 
 from __future__ import annotations

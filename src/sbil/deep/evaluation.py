@@ -22,6 +22,10 @@ Example:
     >>> result = evaluate(get_expert("CartPole-v1"), "CartPole-v1", n_episodes=3, seed=0)
     >>> result.returns
     array([500., 500., 500.])
+
+Longer than ~400 lines: the one evaluation function, so both ways of stepping episodes (numpy
+ports in lockstep and Gymnasium's own environments) and the plain loop they must equal are
+side by side, with the result types and the loading of trained learners from their folders.
 """
 
 from __future__ import annotations

@@ -15,6 +15,11 @@ dropped; the interquartile mean stays finite while fewer than a quarter of fits 
 
 Results are tidy rows (:class:`pandas.DataFrame`), one per (problem, method, N, seed), with the
 configuration and the git commit.
+
+Longer than ~400 lines: one study's pipeline (its configuration and checks, the problems,
+the batched fits per data size, the infinite-data and oracle limits, and the summaries the
+report and the claims read), whose stages pass arrays of one layout; the report and the claims
+live elsewhere (:mod:`sbil.experiments.reproduce`, :mod:`sbil.experiments.claims_beyond`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ The whole report is written into a hidden staging folder beside the report folde
 in when complete (:func:`sbil.files.staged_folder`), so an interrupted run leaves the previous
 report as it was and never a mix of two runs; a lock (:func:`sbil.files.lock`) keeps two runs
 from writing one folder at once.
+
+Longer than ~400 lines: the command's configuration and checks, the tabular stages, the deep
+studies' entries and the staged writing of one report; each study's computation lives in its
+own module.
 """
 
 from __future__ import annotations

@@ -38,6 +38,10 @@ The study folder::
 Every unit is written atomically when it finishes; running the study again skips finished
 units, so an interrupted study resumes where it stopped. The report is
 :mod:`sbil.experiments.selection_report`.
+
+Longer than ~400 lines: the study's specification and its checks, its units of training, the
+three picks and the resumable runner; its report is apart
+(:mod:`sbil.experiments.selection_report`).
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ held-out expert states (:mod:`sbil.deep.metrics`).
 Every value is checked before a sweep writes anything: :func:`check_sources` (cheap: types,
 names, ids, tasks) runs when the spec is made, :func:`load_sources` (opens every dataset) before
 the sweep folder is touched.
+
+Longer than ~400 lines: a sweep's own-data sources end to end: their description, the cheap
+checks when the spec is made, loading, the references of each dataset, held-out rows and the
+portable paths stored in ``sweep.json``.
 """
 
 from __future__ import annotations

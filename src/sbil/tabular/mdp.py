@@ -10,6 +10,9 @@ a finite ``horizon`` H (visitation is the average ``(1/H) sum_{t<H} Pr(s_t = s)`
 energy is a different thing, the energy *convention* of :mod:`sbil.tabular.checks`.)
 
 Generic checks (arrays, counts, seeds, policies) live in :mod:`sbil.tabular.checks`.
+
+Longer than ~400 lines: the frozen MDP with its validated dense and sparse transition tables,
+and the constructors of the note's MDPs (random, self-loop, two-state, Gymnasium's toy text).
 """
 
 from __future__ import annotations

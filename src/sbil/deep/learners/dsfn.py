@@ -39,6 +39,10 @@ the training states instead of the episodes' first states (for ``mu_E`` too, est
 same successor features with the expert's next actions, where the code sums discounted
 features along each episode); no early stopping of the IRL loop; one ``K``-stacked model per
 network for the seeds.
+
+Longer than ~400 lines: one learner, one file (:mod:`sbil.deep.learners`): DSFN has three
+losses, two weight steps, a phase schedule and the state carried between phases, where the
+other learners have one loss and one step.
 """
 
 from __future__ import annotations
