@@ -105,6 +105,40 @@ def test_trainings_together_equal_separate_trainings_bit_for_bit(algo, episodes)
             np.testing.assert_array_equal(result.energy_state[name], value, err_msg=name)
 
 
+@pytest.mark.parametrize("options", [{}, {"l2_coef": 0.01}], ids=["plain", "regularised"])
+def test_decoupled_edm_given_bc_s_policies_trains_together_as_each_run_alone(episodes, options):
+    """Decoupled EDM's state models of several runs (a sweep's k) in one stack, each given its
+    run's BC policy, equal each run's own given-policy training bit for bit."""
+    from sbil.deep.training import TrainedPolicy
+
+    config = LearnerConfig(
+        algo="edm-decoupled", n_updates=60, hidden_sizes=(16, 16), sgld_buffer_size=64, **options
+    )
+    bc_config = LearnerConfig(**{**config.to_dict(), "algo": "bc"})
+    runs = [
+        ([_data(episodes, 100 + s) for s in range(3)], [0, 1, 2]),
+        ([_data(episodes, 200 + s) for s in range(5)], [0, 1, 2, 3, 4]),
+    ]
+    given = []
+    for data, seeds in runs:
+        bc = train(data, bc_config, seeds=seeds)
+        given.append(TrainedPolicy(bc.policy_state, bc.curves))
+    together = train_together(runs, config, trained_policies=given)
+    for (data, seeds), policy, result in zip(runs, given, together, strict=True):
+        alone = train(data, config, seeds=seeds, trained_policy=policy)
+        assert list(result.curves) == list(alone.curves)
+        for name, value in alone.curves.items():
+            np.testing.assert_array_equal(result.curves[name], value, err_msg=name)
+        for name, value in alone.policy_state.items():
+            np.testing.assert_array_equal(result.policy_state[name], value, err_msg=name)
+        for name, value in alone.energy_state.items():
+            np.testing.assert_array_equal(result.energy_state[name], value, err_msg=name)
+    with pytest.raises(LearnerInputError, match="one TrainedPolicy per run"):
+        train_together(runs, config, trained_policies=given[:1])
+    with pytest.raises(LearnerInputError, match="not bc"):
+        train_together(runs, bc_config, trained_policies=given)
+
+
 def test_together_a_diverged_learner_is_its_own_runs_and_the_state_resumes(tmp_path):
     config = LearnerConfig(algo="edm", n_updates=40, sgld_buffer_size=100)
     rng = np.random.default_rng(0)

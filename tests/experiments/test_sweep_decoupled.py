@@ -99,7 +99,9 @@ def _check_borrowed(folder: Path, full: Path) -> None:
         _assert_same(_files(folder, row), _files(full, row))
         results = json.loads((folder / row["run_dir"] / "results.json").read_text())
         twin_row = next(
-            r for r in bc.values() if r["options"] == row["options"] and r["seed"] == row["seed"]
+            r
+            for r in bc.values()
+            if (r["options"], r["seed"], r["k"]) == (row["options"], row["seed"], row["k"])
         )
         assert results["policy_from"] == f"../{Path(twin_row['run_dir']).name}", cell
         if row["status"] == "done":
@@ -125,6 +127,25 @@ def test_decoupled_edm_added_to_a_finished_bc_sweep_takes_its_policy(full, tmp_p
     summary = run_sweep(SweepSpec.from_dict(SPEC), folder)
     assert (summary.skipped, summary.ran_groups) == (4, 2)
     _check_borrowed(folder, full)
+
+
+def test_decoupled_groups_of_several_k_stack_their_state_models_to_the_same_rows(tmp_path):
+    """With k = 1 and 2, the decoupled groups of one option-set form one unit (stack_k): given
+    their twins' policies, their state models train as one stack; every row, curve and
+    checkpoint equals a full training's, and each run records its twin and the stack."""
+    spec = {**SPEC, "ks": [1, 2]}
+    full = tmp_path / "full"
+    run_sweep(SweepSpec.from_dict({**spec, "algos": ["edm-decoupled"]}), full, stack_k=False)
+    lines: list[str] = []
+    folder = tmp_path / "stacked"
+    run_sweep(SweepSpec.from_dict(spec), folder, log=lines.append)
+    _check_borrowed(folder, full)
+    for row in _rows(folder, "edm-decoupled").values():
+        results = json.loads((folder / row["run_dir"] / "results.json").read_text())
+        together = results["trained_together"]
+        assert len(together["runs"]) == 2 and together["learners"] == 4, row["cell_id"]
+        log = (folder / row["run_dir"] / "log.txt").read_text()
+        assert "only the state model trains" in log
 
 
 @pytest.mark.slow

@@ -208,6 +208,7 @@ def train_together(
     checkpoint_every: int = 1000,
     stop_on_divergence: bool = True,
     compile_sgld: bool = False,
+    trained_policies: Sequence[TrainedPolicy] | None = None,
 ) -> list[TrainResult]:
     """Several trainings of one ``config`` on one task, ``runs = [(data, seeds), ...]``, in one
     set of stacks: each result equals, bit for bit, what ``train(data, config, seeds=seeds)``
@@ -218,8 +219,11 @@ def train_together(
     (:class:`~sbil.deep.segmented_adam.SegmentedAdam`: torch's fused CPU Adam rounds a
     tensor's last few elements in a scalar loop, so a shared step would make a learner depend on
     its stack's size); everything else a learner computes is its own already. Seeds may repeat
-    across runs (not within one). The other arguments are :func:`train`'s; ``state_dir`` holds
-    the state of this very combination (the same runs in the same order).
+    across runs (not within one). ``trained_policies``: decoupled EDM only, one
+    :class:`TrainedPolicy` per run (each run's ``train(..., trained_policy=...)``), so that
+    only the state models train, stacked across the runs. The other arguments are
+    :func:`train`'s; ``state_dir`` holds the state of this very combination (the same runs in
+    the same order).
 
     Raises:
         LearnerInputError, TrainingDiverged, TrainingInterrupted: as :func:`train`.
@@ -236,6 +240,28 @@ def train_together(
         seeds += run_seeds
         sizes.append(len(run_seeds))
     obs_dim, n_actions, env_id, dev = _check_data(demos, config, n_actions, env_id, device)
+    trained_policy = None
+    if trained_policies is not None:
+        if isinstance(trained_policies, TrainedPolicy) or len(trained_policies) != len(sizes):
+            raise LearnerInputError(
+                f"trained_policies must hold one TrainedPolicy per run ({len(sizes)})."
+            )
+        checked = [
+            _check_trained_policy(given, config, size, obs_dim, n_actions)
+            for given, size in zip(trained_policies, sizes, strict=True)
+        ]
+        if any(set(given.curves) != set(checked[0].curves) for given in checked):
+            raise LearnerInputError("trained_policies must all record the same terms.")
+        trained_policy = TrainedPolicy(
+            {
+                name: torch.cat([given.policy_state[name] for given in checked])
+                for name in checked[0].policy_state
+            },
+            {
+                name: np.concatenate([given.curves[name] for given in checked])
+                for name in checked[0].curves
+            },
+        )
     parts = _train_stacks(
         demos,
         tuple(seeds),
@@ -248,6 +274,7 @@ def train_together(
         state_dir=state_dir,
         checkpoint_every=checkpoint_every,
         stop_on_divergence=stop_on_divergence,
+        trained_policy=trained_policy,
         compile_sgld=compile_sgld,
     )
     bounds = np.concatenate([[0], np.cumsum(sizes)])

@@ -356,6 +356,7 @@ def run_training_together(
     *,
     state_dir: str | os.PathLike,
     stop_on_divergence: bool = True,
+    policy_from: Sequence[str | os.PathLike | None] | None = None,
 ) -> list[RunOutcome]:
     """Train the runs ``specs`` (one learner config, on one task; each into its folder of
     ``outs``, resumed where it holds the same run) in one set of stacks
@@ -366,6 +367,9 @@ def run_training_together(
 
     ``state_dir`` holds the shared training's state while it runs (an interrupted training
     of the same runs continues from it). Finished runs are returned as they are.
+    ``policy_from``: for decoupled EDM, each run's BC twin folder (:func:`run_training`'s
+    ``policy_from``); when every run still to train has its twin's finished run, only their
+    state models train (stacked), else every run trains in full (the same results).
 
     Raises:
         RunError, TrainingDiverged, TrainingInterrupted: as :func:`run_training`.
@@ -386,6 +390,11 @@ def run_training_together(
             "checkpoint_every; these differ."
         )
     resolve_device(specs[0].device)
+    twins = [None] * len(specs) if policy_from is None else list(policy_from)
+    if len(twins) != len(specs):
+        raise RunError("Give one policy_from folder (or None) per spec.")
+    if any(t is not None for t in twins) and policy_twin(specs[0]) is None:
+        raise RunError(f"policy_from is for decoupled EDM runs, not {specs[0].learner.algo}.")
     with contextlib.ExitStack() as held:
         pending: list[tuple[int, _Begun]] = []  # (position in specs, run) of those to train
         outcomes: dict[int, RunOutcome] = {}
@@ -409,6 +418,19 @@ def run_training_together(
                     f"train: in one stack of {total} learners with "
                     + ", ".join(other.path.name for other in begun if other is not run)
                 )
+            given = [
+                None
+                if twins[number] is None
+                else _given_policy(run.spec, Path(twins[number]), run.log)
+                for number, run in pending
+            ]
+            if any(g is None for g in given) and any(g is not None for g in given):
+                for run in begun:
+                    run.log.write(
+                        "train: the policy is trained here too: a run of this stack has no "
+                        "usable BC twin, and the stack trains its runs one way"
+                    )
+                given = [None] * len(begun)
             started = time.perf_counter()
             with _failing(begun):
                 results = train_together(
@@ -422,6 +444,7 @@ def run_training_together(
                     state_dir=state_dir,
                     checkpoint_every=spec.checkpoint_every,
                     stop_on_divergence=stop_on_divergence,
+                    trained_policies=None if given[0] is None else [g.trained for g in given],
                 )
             seconds = time.perf_counter() - started
             together = {
@@ -429,8 +452,8 @@ def run_training_together(
                 "learners": total,
                 "train_seconds": seconds,
             }
-            for (number, run), result in zip(pending, results, strict=True):
+            for (number, run), result, twin in zip(pending, results, given, strict=True):
                 share = seconds * len(run.spec.seeds) / total
-                outcomes[number] = _finish(run, result, share, None, None, together)
+                outcomes[number] = _finish(run, result, share, None, twin, together)
             shutil.rmtree(state_dir, ignore_errors=True)
     return [outcomes[number] for number in range(len(specs))]

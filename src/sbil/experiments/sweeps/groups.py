@@ -268,7 +268,10 @@ def run_unit(sweep_dir: str, unit: tuple[Group, ...]) -> list[Row]:
         for folder, spec in zip(folders, specs, strict=True):
             _ready(folder, spec)
         state = sweep / "stacks" / _sha256([g.group_id for g in unit])[:16]
-        outcomes = run_training_together(specs, folders, state_dir=state, stop_on_divergence=False)
+        twins = [None if g.policy_from is None else sweep / "runs" / g.policy_from for g in unit]
+        outcomes = run_training_together(
+            specs, folders, state_dir=state, stop_on_divergence=False, policy_from=twins
+        )
         held_out = {}
         if unit[0].held_out_metrics:
             from sbil.experiments.sweep_data import held_out_rows
@@ -293,18 +296,15 @@ def run_unit(sweep_dir: str, unit: tuple[Group, ...]) -> list[Row]:
 def units(todo: Sequence[Group], stack_k: bool = True) -> list[tuple[Group, ...]]:
     """``todo``'s groups as units of work, in ``todo``'s order (of each unit's first group):
     with ``stack_k`` the groups that differ only in ``k`` (same task, data source, learner,
-    options, seeds and device) form one unit, trained as one stack; a decoupled EDM group
-    that takes its policy from a BC twin stays alone."""
+    options, seeds and device) form one unit, trained as one stack; decoupled EDM groups that
+    take their policies from BC twins form units of their own (their state models stacked),
+    which wait for the twins."""
     if not stack_k:
         return [(g,) for g in todo]
     by_key: dict[str, list[Group]] = {}
     order: list[str] = []
-    for number, group in enumerate(todo):
-        key = (
-            f"alone-{number}"
-            if group.policy_from is not None
-            else _json_key([{**group.run, "episodes": None}, group.device])
-        )
+    for group in todo:
+        key = _json_key([{**group.run, "episodes": None}, group.device, group.policy_from is None])
         if key not in by_key:
             by_key[key] = []
             order.append(key)
