@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
@@ -64,8 +65,9 @@ def cpu_description() -> str:
     return f"{model}; torch kernels {kernels}"
 
 
+@functools.cache
 def _cpu_model() -> str | None:
-    """The first ``model name`` in /proc/cpuinfo (Linux), or None."""
+    """The first ``model name`` in /proc/cpuinfo (Linux), or None (read once per process)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
             for line in file:

@@ -177,6 +177,21 @@ class TrainedPolicy:
             {name: value[index] for name, value in self.curves.items()},
         )
 
+    @classmethod
+    def joined(cls, policies: Sequence[TrainedPolicy]) -> TrainedPolicy:
+        """``policies`` as one, their learners in order (the inverse of :meth:`part`); they
+        must record the same terms."""
+        first = policies[0]
+        if any(set(p.curves) != set(first.curves) for p in policies):
+            raise LearnerInputError("trained_policies must all record the same terms.")
+        return cls(
+            {
+                name: torch.cat([p.policy_state[name] for p in policies])
+                for name in first.policy_state
+            },
+            {name: np.concatenate([p.curves[name] for p in policies]) for name in first.curves},
+        )
+
 
 def _check_trained_policy(trained, config, n_seeds, obs_dim, n_actions) -> TrainedPolicy:
     """``trained`` checked against the training it is given to (the learner, the seeds, the

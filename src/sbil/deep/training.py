@@ -250,18 +250,7 @@ def train_together(
             _check_trained_policy(given, config, size, obs_dim, n_actions)
             for given, size in zip(trained_policies, sizes, strict=True)
         ]
-        if any(set(given.curves) != set(checked[0].curves) for given in checked):
-            raise LearnerInputError("trained_policies must all record the same terms.")
-        trained_policy = TrainedPolicy(
-            {
-                name: torch.cat([given.policy_state[name] for given in checked])
-                for name in checked[0].policy_state
-            },
-            {
-                name: np.concatenate([given.curves[name] for given in checked])
-                for name in checked[0].curves
-            },
-        )
+        trained_policy = TrainedPolicy.joined(checked)
     parts = _train_stacks(
         demos,
         tuple(seeds),

@@ -217,7 +217,6 @@ def run_group(sweep_dir: str, group: Group) -> list[Row]:
     except Exception as error:  # recorded in the rows; the sweep goes on
         return failed_rows(group, sweep, _error_text(error), info)
     share = (time.perf_counter() - started) / len(outcome.seeds)
-    info = {**info, "cpu": cpu_description()}
     return _outcome_rows(group, outcome, info, folder, sweep, share, held_out)
 
 
@@ -225,6 +224,7 @@ def _outcome_rows(group, outcome, info, folder, sweep, wall_share, held_out) -> 
     """A group's rows from its run's outcome; ``wall_share``: each learner's share of the
     wall time (a stacked group's time is shared by its seeds, a unit's by its learners)."""
     k = len(outcome.seeds)
+    info = {**info, "cpu": cpu_description()}  # after training, so torch's kernels are known
     return [
         _row(
             group,
@@ -283,7 +283,6 @@ def run_unit(sweep_dir: str, unit: tuple[Group, ...]) -> list[Row]:
     except Exception:  # each group alone: its own rows, failed or not
         return [row for g in unit for row in run_group(sweep_dir, g)]
     share = (time.perf_counter() - started) / sum(len(o.seeds) for o in outcomes)
-    info = {**info, "cpu": cpu_description()}
     return [
         row
         for g, folder, outcome in zip(unit, folders, outcomes, strict=True)
